@@ -1,0 +1,44 @@
+"""structlog to stderr: console on a terminal, JSON otherwise. stdout belongs to the protocol."""
+
+import logging
+import sys
+from typing import Literal
+
+import structlog
+
+_SECRET_KEYS = ("secret", "token", "password", "api_key", "authorization")
+
+
+def _drop_secrets(
+    _: object, __: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    for key in list(event):
+        if any(s in key.lower() for s in _SECRET_KEYS):
+            event[key] = "[redacted]"
+    return event
+
+
+def configure(level: str = "info", fmt: Literal["auto", "console", "json"] = "auto") -> None:
+    """Called once, from the entry point."""
+    numeric = logging.getLevelNamesMapping()[level.upper()]
+    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer()
+        if use_json
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _drop_secrets,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    # Libraries that use stdlib logging (FastMCP, uvicorn, SQLAlchemy) also write to stderr only.
+    logging.basicConfig(stream=sys.stderr, level=max(numeric, logging.WARNING), force=True)

@@ -1,0 +1,78 @@
+"""Runs and step results: what happened, kept for the user to read."""
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+    SKIPPED = "skipped"
+    MISSED = "missed"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+class RunTrigger(StrEnum):
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+    EVENT = "event"
+    CATCHUP = "catchup"
+    RETRY = "retry"
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StepResult(Frozen):
+    id: str = Field(description="the step's id in the task")
+    index: int = Field(ge=0)
+    tool: str
+    status: StepStatus
+    args: dict[str, Any] | None = Field(default=None, description="resolved, secrets redacted")
+    output: Any = None
+    error: str | None = None
+    started_at: AwareDatetime | None = None
+    finished_at: AwareDatetime | None = None
+    duration_ms: int | None = None
+    attempts: int = 0
+
+
+class Run(Frozen):
+    id: str
+    task_id: str
+    status: RunStatus
+    trigger: RunTrigger
+    fire_time: AwareDatetime | None = Field(
+        default=None, description="the scheduled instant this run belongs to (UTC)"
+    )
+    attempt: int = 1
+    created_at: AwareDatetime
+    started_at: AwareDatetime | None = None
+    finished_at: AwareDatetime | None = None
+    duration_ms: int | None = None
+    output: Any = None
+    summary: str | None = None
+    error: str | None = None
+    event: dict[str, Any] | None = Field(default=None, description="payload of an event trigger")
+    lease_owner: str | None = None
+    lease_expires_at: AwareDatetime | None = None
+    steps: list[StepResult] = Field(default_factory=list)

@@ -1,0 +1,234 @@
+"""What a client submits (`TaskSpec`), what we store (`Task`), and the pieces of both.
+
+Frozen, validated pydantic models with `extra="forbid"`: an unknown key from the calling model is an
+error, never silently dropped. Deeper checks that need the step-tool catalogue or the schedule math
+live in `tasks/validate.py`.
+"""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+)
+
+MAX_STEPS = 50
+STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+EVENT_NAME_PATTERN = r"^[A-Za-z0-9_.:\-]{1,100}$"
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_timezone(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(
+            f"unknown timezone {value!r}; use an IANA name such as 'Europe/Berlin', "
+            "'America/New_York' or 'UTC'"
+        ) from exc
+    return value
+
+
+class CronTrigger(Frozen):
+    """Fires at the instants a 5-field cron expression (optional 6th leading seconds field) names,
+    evaluated in `timezone`."""
+
+    cron: str = Field(min_length=1, max_length=200, examples=["0 9 * * 1-5"])
+    timezone: str | None = Field(
+        default=None, description="IANA timezone; the server's default when omitted"
+    )
+
+    _tz = field_validator("timezone")(check_timezone)
+
+
+class IntervalTrigger(Frozen):
+    """Fires every `every` (seconds, or a duration such as '30m', '1h30m', '2d'), anchored at
+    `start_at` (default: when the task was created) so restarts do not drift it."""
+
+    every: str | float = Field(examples=["30m", 3600])
+    start_at: AwareDatetime | None = None
+    timezone: str | None = Field(default=None, description="shown in answers; IANA name")
+
+    _tz = field_validator("timezone")(check_timezone)
+
+
+class OnceTrigger(Frozen):
+    """Fires once, at `at` (ISO 8601 with an offset, or naive in `timezone`)."""
+
+    at: datetime
+    timezone: str | None = None
+
+    _tz = field_validator("timezone")(check_timezone)
+
+
+class EventTrigger(Frozen):
+    """Fires when `emit_event` (or POST /events/{name}) names this event."""
+
+    event: str = Field(pattern=EVENT_NAME_PATTERN)
+
+
+def _trigger_kind(value: Any) -> str | None:
+    if isinstance(value, BaseModel):
+        value = value.model_dump()
+    if not isinstance(value, dict):
+        return None
+    for key in ("cron", "every", "at", "event"):
+        if key in value:
+            return key
+    return None
+
+
+Trigger = Annotated[
+    Annotated[CronTrigger, Tag("cron")]
+    | Annotated[IntervalTrigger, Tag("every")]
+    | Annotated[OnceTrigger, Tag("at")]
+    | Annotated[EventTrigger, Tag("event")],
+    Discriminator(
+        _trigger_kind,
+        custom_error_type="invalid_trigger",
+        custom_error_message=(
+            "a trigger needs exactly one of 'cron', 'every', 'at' or 'event', e.g. "
+            '{"cron": "0 9 * * 1-5", "timezone": "Europe/Berlin"}, {"every": "30m"}, '
+            '{"at": "2026-12-01T09:00:00+01:00"} or {"event": "deploy_finished"}; '
+            "omit it for manual-only tasks"
+        ),
+    ),
+]
+
+
+class RetryPolicy(Frozen):
+    """Attempts in all (1 = no retry), exponential backoff with jitter, capped at max_backoff_s."""
+
+    attempts: int = Field(default=1, ge=1, le=10)
+    backoff_s: float = Field(default=5.0, ge=0, le=3600)
+    max_backoff_s: float = Field(default=300.0, ge=0, le=86400)
+
+
+class Step(Frozen):
+    """One tool call in a chain. `args` values are Jinja2 templates that may use earlier steps'
+    outputs: `{{ steps.fetch.output.json.price }}`."""
+
+    id: str = Field(pattern=STEP_ID_PATTERN, description="unique within the task, e.g. 'fetch'")
+    tool: str = Field(
+        min_length=1,
+        max_length=200,
+        description="a built-in step tool (see list_step_tools) or '<server>/<tool>'",
+    )
+    args: dict[str, Any] = Field(default_factory=dict)
+    timeout_s: float | None = Field(default=None, gt=0, le=3600)
+    retry: RetryPolicy | None = None
+    on_error: Literal["fail", "continue"] = "fail"
+
+
+class NotifyPolicy(Frozen):
+    on: Literal["always", "failure", "change", "never"] = "failure"
+    webhook_url: str | None = Field(default=None, max_length=2000)
+    desktop: bool = False
+
+
+class SummaryPolicy(Frozen):
+    enabled: bool = False
+    model: str | None = Field(default=None, max_length=200)
+    max_tokens: int = Field(default=150, ge=16, le=2000)
+
+
+CatchupPolicy = Literal["skip", "latest", "all"]
+OverlapPolicy = Literal["skip", "queue", "allow"]
+
+
+class TaskFields(Frozen):
+    """Everything a client may set on a task."""
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=4000)
+    steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
+    trigger: Trigger | None = None
+    enabled: bool = True
+    catchup: CatchupPolicy = "latest"
+    catchup_window_s: int | None = Field(default=None, ge=1, le=366 * 86400)
+    overlap: OverlapPolicy = "skip"
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    timeout_s: float | None = Field(default=None, gt=0, le=86400)
+    notify: NotifyPolicy = Field(default_factory=NotifyPolicy)
+    summary: SummaryPolicy = Field(default_factory=SummaryPolicy)
+    end_at: AwareDatetime | None = None
+    max_runs: int | None = Field(default=None, ge=1)
+    pause_on_failure: int | None = Field(default=None, ge=1, le=1000)
+
+    @field_validator("name")
+    @classmethod
+    def _name_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("name must contain a visible character, e.g. 'Morning digest'")
+        return value.strip()
+
+
+class TaskSpec(TaskFields):
+    """What `create_task` receives."""
+
+
+class TaskPatch(Frozen):
+    """What `update_task` receives: only the fields that are set change."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=4000)
+    steps: list[Step] | None = Field(default=None, min_length=1, max_length=MAX_STEPS)
+    trigger: Trigger | None = None
+    enabled: bool | None = None
+    catchup: CatchupPolicy | None = None
+    catchup_window_s: int | None = Field(default=None, ge=1, le=366 * 86400)
+    overlap: OverlapPolicy | None = None
+    retry: RetryPolicy | None = None
+    timeout_s: float | None = Field(default=None, gt=0, le=86400)
+    notify: NotifyPolicy | None = None
+    summary: SummaryPolicy | None = None
+    end_at: AwareDatetime | None = None
+    max_runs: int | None = Field(default=None, ge=1)
+    pause_on_failure: int | None = Field(default=None, ge=1, le=1000)
+
+
+class TaskStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    FINISHED = "finished"
+
+
+class Task(TaskFields):
+    """The stored aggregate."""
+
+    id: str
+    owner: str = "local"
+    timezone: str = Field(description="the timezone the trigger is evaluated in")
+    status: TaskStatus = TaskStatus.ACTIVE
+    revision: int = 1
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    next_fire_at: AwareDatetime | None = None
+    last_attempt_at: AwareDatetime | None = None
+    last_run_at: AwareDatetime | None = None
+    last_run_status: str | None = None
+    last_summary: str | None = None
+    last_error: str | None = None
+    run_count: int = 0
+    consecutive_failures: int = 0
+
+    def spec(self) -> TaskSpec:
+        return TaskSpec.model_validate(self.model_dump(include=set(TaskFields.model_fields)))
+
+
+def trigger_kind(trigger: Any) -> str:
+    """'cron' | 'every' | 'at' | 'event' | 'manual'."""
+    return _trigger_kind(trigger) or "manual"
