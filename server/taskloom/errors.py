@@ -46,7 +46,7 @@ class NotFound(TaskloomError):
 
 
 class Conflict(TaskloomError):
-    """The request is well formed but clashes with the current state (e.g. a run already finished)."""
+    """The request is well formed but clashes with the current state (a run already ended)."""
 
 
 class StoreUnavailable(TaskloomError):
