@@ -51,6 +51,10 @@ class Settings(BaseSettings):
         default="",
         description="hosts or CIDRs http_request may reach although private/loopback",
     )
+    http_tokens: str = Field(
+        default="",
+        description="bearer tokens for HTTP transports: name=token pairs, comma-separated",
+    )
     llm_model: str = Field(default="claude-sonnet-4-6", description="default model for llm_prompt")
     summary_model: str = Field(default="claude-haiku-4-5", description="model for run summaries")
     secrets_file: Path | None = Field(

@@ -1,0 +1,68 @@
+"""The shapes MCP clients receive (structured tool output). Times are ISO 8601 with offsets."""
+
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from taskloom.runs.model import Run
+from taskloom.step_tools import StepToolInfo
+from taskloom.tasks.model import Task
+
+
+class Answer(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class FireTime(Answer):
+    local: str = Field(description="in the trigger's timezone, with offset")
+    utc: str
+
+
+class TaskAnswer(Answer):
+    """A task with its schedule in plain sight."""
+
+    task: Task
+    timezone: str = Field(description="the timezone the trigger is evaluated in")
+    next_fires: list[FireTime] = Field(description="the next scheduled instants (empty: none)")
+    recent_runs: list[Run] | None = Field(default=None, description="newest first, without steps")
+    message: str | None = None
+
+
+class TaskSummary(Answer):
+    id: str
+    name: str
+    status: str
+    enabled: bool
+    trigger: dict[str, Any] | None
+    timezone: str
+    next_fire: FireTime | None
+    last_run_status: str | None
+    last_run_at: AwareDatetime | None
+    last_summary: str | None
+    last_error: str | None
+    run_count: int
+
+
+class TaskList(Answer):
+    tasks: list[TaskSummary]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null: no more")
+    server_timezone: str
+
+
+class Deleted(Answer):
+    id: str
+    deleted: bool
+    runs_deleted: int
+
+
+class SchedulePreview(Answer):
+    trigger: dict[str, Any] | None
+    timezone: str
+    after: str
+    fires: list[FireTime]
+    note: str | None = None
+
+
+class StepToolList(Answer):
+    tools: list[StepToolInfo]
+    count: int

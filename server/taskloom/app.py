@@ -1,0 +1,91 @@
+"""Composition root: settings in, a FastMCP server with its services out."""
+
+import hmac
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastmcp import FastMCP
+from fastmcp.server.auth import AccessToken, AuthProvider, TokenVerifier
+from taskloom_tools.catalog import builtin_tools
+
+from taskloom import __version__, api
+from taskloom.clock import Clock, SystemClock
+from taskloom.errors import TaskloomError
+from taskloom.services import Services
+from taskloom.settings import Settings
+from taskloom.step_tools import StepCatalog
+from taskloom.store.sql import Store
+from taskloom.tasks.service import TaskService
+from taskloom.upstream import UpstreamPool
+
+INSTRUCTIONS = """\
+Taskloom runs background work for the user on a schedule. A task is a chain of steps; each step
+calls a step tool (see list_step_tools) with arguments that may use earlier steps' outputs.
+Typical flow: list_step_tools -> preview_schedule (check the trigger) -> create_task ->
+list_tasks / get_task to see status, next fire times and last results. Times are shown in the
+task's timezone and UTC."""
+
+
+def build_services(settings: Settings, clock: Clock | None = None) -> Services:
+    clock = clock or SystemClock()
+    store = Store(settings.resolved_database_url)
+    upstream = UpstreamPool(settings.mcp_config) if settings.mcp_config else None
+    catalog = StepCatalog(builtins=builtin_tools(), upstream=upstream)
+    tasks = TaskService(store, clock, settings, catalog)
+    return Services(settings=settings, clock=clock, store=store, catalog=catalog, tasks=tasks)
+
+
+def build_auth(settings: Settings) -> AuthProvider | None:
+    """Bearer tokens from TASKLOOM_HTTP_TOKENS ("alice=tok1,bob=tok2"): each name owns its tasks."""
+    pairs = [p.strip() for p in settings.http_tokens.split(",") if p.strip()]
+    if not pairs:
+        return None
+    tokens: dict[str, str] = {}
+    for pair in pairs:
+        name, _, token = pair.partition("=")
+        if not name or len(token) < 16:
+            raise TaskloomError(
+                f"TASKLOOM_HTTP_TOKENS entry {name or pair[:8]!r} is not name=token with a token "
+                "of at least 16 characters; generate one with `openssl rand -hex 24`."
+            )
+        tokens[name] = token
+    return BearerTokens(tokens)
+
+
+class BearerTokens(TokenVerifier):
+    """Static bearer tokens, compared in constant time; the token's name is the principal."""
+
+    def __init__(self, tokens: dict[str, str]) -> None:
+        super().__init__()
+        self._tokens = tokens
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        for name, expected in self._tokens.items():
+            if hmac.compare_digest(token.encode(), expected.encode()):
+                return AccessToken(
+                    token=token, client_id=name, scopes=[], subject=name, claims={"sub": name}
+                )
+        return None
+
+
+def build_server(services: Services, *, auth: AuthProvider | None = None) -> FastMCP:
+    @asynccontextmanager
+    async def lifespan(_: FastMCP) -> AsyncIterator[dict[str, Any]]:
+        await services.start()
+        try:
+            yield {}
+        finally:
+            await services.stop()
+
+    mcp = FastMCP(
+        "taskloom",
+        instructions=INSTRUCTIONS,
+        version=__version__,
+        lifespan=lifespan,
+        mask_error_details=True,
+        middleware=[api.ArgumentErrors()],
+        auth=auth,
+    )
+    api.register(mcp, services)
+    return mcp

@@ -1,0 +1,206 @@
+"""The `taskloom` command: serve MCP, manage tasks and the database from a terminal."""
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from taskloom import __version__
+from taskloom.errors import TaskloomError
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="taskloom",
+    help="Taskloom: an MCP server that runs chains of tool calls on a schedule.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+tasks_app = typer.Typer(help="Inspect and manage tasks in the database.", no_args_is_help=True)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(tasks_app, name="tasks")
+app.add_typer(db_app, name="db")
+
+out = Console()
+err = Console(stderr=True)
+
+ENV_HELP = """
+[b]Settings[/b] (environment variables, or keys in the TOML file named by TASKLOOM_CONFIG_FILE):
+
+  TASKLOOM_DATABASE_URL   SQLAlchemy URL; default: a SQLite file in the user data directory.
+                          PostgreSQL: postgresql://user@host:5432/db
+  TASKLOOM_DATA_DIR       where the default SQLite file lives
+  TASKLOOM_TIMEZONE       default IANA timezone for triggers (default UTC)
+  TASKLOOM_MCP_CONFIG     MCP config file ('mcpServers', Claude Desktop format) of upstream servers
+  TASKLOOM_LOG_LEVEL      debug | info | warning | error (logs go to stderr)
+  TASKLOOM_LOG_FORMAT     auto | console | json
+  TASKLOOM_HTTP_TOKENS    name=token pairs, comma-separated: bearer auth for HTTP transports
+  TASKLOOM_HTTP_ALLOW_HOSTS  hosts/CIDRs http_request may reach although private or loopback
+"""
+
+
+class Transport(StrEnum):
+    stdio = "stdio"
+    http = "http"
+    sse = "sse"
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"taskloom {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Taskloom: an MCP server that runs chains of tool calls on a schedule."""
+
+
+def _settings() -> Any:
+    from pydantic import ValidationError
+
+    from taskloom.settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = f"TASKLOOM_{str(first['loc'][0]).upper()}"
+        err.print(f"[red]Bad setting {name}={first.get('input')!r}:[/red] {first['msg']}")
+        raise typer.Exit(2) from exc
+
+
+def _run(make: Callable[[Any], Awaitable[T]]) -> T:
+    """Open the services, run one coroutine, close; domain errors exit 1 with their message."""
+    from taskloom import logging as tl_logging
+    from taskloom.app import build_services
+
+    settings = _settings()
+    tl_logging.configure(os.environ.get("TASKLOOM_LOG_LEVEL", "warning"), settings.log_format)
+    services = build_services(settings)
+
+    async def body() -> T:
+        await services.start()
+        try:
+            return await make(services)
+        finally:
+            await services.stop()
+
+    try:
+        return asyncio.run(body())
+    except TaskloomError as exc:
+        err.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(1) from exc
+
+
+@app.command(epilog=ENV_HELP)
+def serve(
+    transport: Annotated[Transport, typer.Option(help="stdio, http (Streamable HTTP) or sse")] = (
+        Transport.stdio
+    ),
+    host: Annotated[str, typer.Option(help="HTTP bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port")] = 8765,
+) -> None:
+    """Serve MCP to a client. stdio by default (what Claude Desktop launches)."""
+    from taskloom.serve import serve as run_server
+
+    settings = _settings()
+    try:
+        run_server(settings, transport=transport.value, host=host, port=port)
+    except TaskloomError as exc:
+        err.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(2) from exc
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply database migrations (also done automatically at start)."""
+
+    async def go(s: Any) -> str:
+        return str(await s.store.schema_revision())
+
+    revision = _run(go)
+    out.print(f"Database schema at revision {revision}.")
+
+
+def _when(value: datetime | None, tz: str) -> str:
+    if value is None:
+        return "-"
+    from zoneinfo import ZoneInfo
+
+    return value.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M %Z")
+
+
+@tasks_app.command("list")
+def tasks_list(
+    status: Annotated[str | None, typer.Option(help="active, paused or finished")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+) -> None:
+    """List tasks."""
+
+    async def go(s: Any) -> Any:
+        return await s.store.list_tasks(owner=None, status=status, limit=limit)
+
+    page = _run(go)
+    table = Table("id", "name", "status", "trigger", "next fire", "last run", title="Tasks")
+    for t in page.items:
+        trig = t.trigger.model_dump(exclude_none=True) if t.trigger else "manual"
+        table.add_row(
+            t.id, t.name, t.status.value, str(trig), _when(t.next_fire_at, t.timezone),
+            t.last_run_status or "-",
+        )  # fmt: skip
+    out.print(table if page.items else "No tasks yet.")
+
+
+@tasks_app.command("show")
+def tasks_show(task_id: str) -> None:
+    """Show one task in full (JSON)."""
+    answer = _run(lambda s: s.task_details(task_id, owner=None))
+    out.print_json(answer.model_dump_json())
+
+
+@tasks_app.command("pause")
+def tasks_pause(task_id: str) -> None:
+    """Stop a task from firing."""
+    answer = _run(lambda s: s.tasks.set_enabled(task_id, False, owner=_owner_of(s, task_id)))
+    out.print(f"{task_id}: {answer.message}")
+
+
+@tasks_app.command("resume")
+def tasks_resume(task_id: str) -> None:
+    """Let a paused task fire again."""
+    answer = _run(lambda s: s.tasks.set_enabled(task_id, True, owner=_owner_of(s, task_id)))
+    out.print(f"{task_id}: {answer.message}")
+
+
+@tasks_app.command("delete")
+def tasks_delete(
+    task_id: str,
+    delete_runs: Annotated[bool, typer.Option(help="also remove its run history")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
+) -> None:
+    """Delete a task (its runs are kept unless --delete-runs)."""
+    if not yes and sys.stdin.isatty():
+        typer.confirm(f"Delete task {task_id}?", abort=True)
+    removed = _run(lambda s: s.tasks.delete(task_id, owner=None, delete_runs=delete_runs))
+    out.print(f"Deleted {task_id} ({removed} runs removed).")
+
+
+def _owner_of(_: Any, __: str) -> None:
+    """The CLI acts as the operator: it may touch every owner's tasks."""
+    return None
+
+
+def main() -> None:
+    app()

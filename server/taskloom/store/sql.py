@@ -1,0 +1,345 @@
+"""The store: SQLite (embedded default) and PostgreSQL behind one class.
+
+Driver errors become `StoreUnavailable` here and nowhere else. On SQLite every write transaction
+starts with `BEGIN IMMEDIATE` (a deferred BEGIN that later upgrades to a write lock fails under
+contention instead of waiting), in WAL mode with a busy timeout, so several processes can share
+one file.
+"""
+
+import base64
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+from sqlalchemy import delete, event, func, text, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from taskloom.errors import Conflict, InvalidInput, StoreUnavailable
+from taskloom.runs.model import Run, RunStatus, StepResult
+from taskloom.store.tables import CounterRow, RunRow, StepResultRow, TaskRow
+from taskloom.tasks.model import Task
+
+log = structlog.get_logger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+BUSY_TIMEOUT_MS = 30_000
+TASKS_REVISION = "tasks_revision"
+
+
+def async_url(url: str) -> str:
+    """Map the URLs users write to the async drivers we ship."""
+    parsed = make_url(url)
+    driver = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+    name = "postgresql" if parsed.drivername in ("postgres", "postgresql") else parsed.drivername
+    if name in driver:
+        parsed = parsed.set(drivername=driver[name])
+    elif parsed.drivername.startswith("postgresql+") and parsed.drivername != "postgresql+asyncpg":
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def schema_head() -> str:
+    """The newest migration's revision id (files are named `NNNN_*.py`, revision `NNNN`)."""
+    names = sorted(p.name for p in (MIGRATIONS_DIR / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
+    return names[-1][:4]
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Any]
+    next_cursor: str | None
+
+
+def encode_cursor(last_id: str) -> str:
+    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    if not cursor:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value = base64.urlsafe_b64decode(padded.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        value = ""
+    if not value.startswith(("tsk_", "run_")):
+        raise InvalidInput(
+            "cursor", cursor, "Pass the next_cursor of a previous answer unchanged, or omit it."
+        )
+    return value
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = async_url(url)
+        self.dialect = make_url(self.url).get_backend_name()
+        self._engine: AsyncEngine | None = None
+        self._writer: AsyncEngine | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def open(self, *, migrate: bool = True) -> None:
+        if self.dialect == "sqlite":
+            self._prepare_sqlite_file()
+            self._engine = self._sqlite_engine(immediate=False)
+            self._writer = self._sqlite_engine(immediate=True)
+        else:
+            self._engine = create_async_engine(self.url, pool_size=10, pool_pre_ping=True)
+            self._writer = self._engine
+        if migrate:
+            await self.migrate()
+
+    async def close(self) -> None:
+        for engine in {self._engine, self._writer} - {None}:
+            assert engine is not None
+            await engine.dispose()
+        self._engine = self._writer = None
+
+    def _prepare_sqlite_file(self) -> None:
+        database = make_url(self.url).database
+        if database and database != ":memory:":
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+    def _sqlite_engine(self, *, immediate: bool) -> AsyncEngine:
+        engine = create_async_engine(self.url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+        begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(connection: Any) -> None:
+            connection.exec_driver_sql(begin)
+
+        return engine
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest migration; cheap when it already is there."""
+        if await self.schema_revision() == schema_head():
+            return
+        from taskloom.store.migrate import upgrade  # alembic stays off the warm start path
+
+        async with self._guard(), self._write_engine().begin() as conn:
+            if self.dialect == "postgresql":
+                await conn.execute(text("SELECT pg_advisory_xact_lock(7300501)"))
+            await conn.run_sync(upgrade)
+        log.info("schema_migrated", revision=schema_head())
+
+    async def schema_revision(self) -> str | None:
+        async with self._guard(), self._read_engine().connect() as conn:
+            has_table = await conn.run_sync(lambda c: c.dialect.has_table(c, "alembic_version"))
+            if not has_table:
+                return None
+            return (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+
+    # -- sessions ----------------------------------------------------------------------------
+
+    def _read_engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise StoreUnavailable("The store is not open; this is a bug in Taskloom.")
+        return self._engine
+
+    def _write_engine(self) -> AsyncEngine:
+        if self._writer is None:
+            raise StoreUnavailable("The store is not open; this is a bug in Taskloom.")
+        return self._writer
+
+    @asynccontextmanager
+    async def _guard(self) -> AsyncIterator[None]:
+        try:
+            yield
+        except IntegrityError:
+            raise
+        except (DBAPIError, SQLAlchemyError, OSError) as exc:
+            log.warning("store_error", error=str(exc).splitlines()[0][:300])
+            raise StoreUnavailable(
+                f"The database is unavailable ({type(exc).__name__}). Check that "
+                f"{make_url(self.url).render_as_string()} is reachable and try again."
+            ) from exc
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        async with self._guard(), AsyncSession(self._read_engine(), expire_on_commit=False) as s:
+            yield s
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """One transaction, committed on success; BEGIN IMMEDIATE on SQLite."""
+        engine = self._write_engine()
+        async with self._guard(), AsyncSession(engine, expire_on_commit=False) as s, s.begin():
+            yield s
+
+    # -- tasks -------------------------------------------------------------------------------
+
+    async def add_task(self, task: Task, *, max_per_owner: int) -> None:
+        async with self.write() as s:
+            count = await s.scalar(select(func.count()).where(TaskRow.owner == task.owner))
+            if (count or 0) >= max_per_owner:
+                raise Conflict(
+                    f"Owner {task.owner!r} already has {count} tasks, the limit "
+                    f"(TASKLOOM_MAX_TASKS_PER_OWNER={max_per_owner}). Delete unused tasks first."
+                )
+            s.add(TaskRow.from_domain(task))
+            await self._bump(s, TASKS_REVISION)
+
+    async def get_task(self, task_id: str, owner: str | None = None) -> Task | None:
+        async with self.read() as s:
+            row = await s.get(TaskRow, task_id)
+        if row is None or (owner is not None and row.owner != owner):
+            return None
+        return row.to_domain()
+
+    async def list_tasks(
+        self,
+        *,
+        owner: str | None,
+        status: str | None = None,
+        name_contains: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        query = select(TaskRow).order_by(TaskRow.id).limit(limit + 1)  # type: ignore[arg-type]
+        if owner is not None:
+            query = query.where(TaskRow.owner == owner)
+        if status:
+            query = query.where(TaskRow.status == status)
+        if name_contains:
+            query = query.where(func.lower(TaskRow.name).contains(name_contains.lower()))
+        after = decode_cursor(cursor)
+        if after:
+            query = query.where(TaskRow.id > after)  # type: ignore[arg-type]
+        async with self.read() as s:
+            rows = list((await s.exec(query)).all())
+        return _page([r.to_domain() for r in rows], limit)
+
+    async def save_task(self, task: Task, *, expected_revision: int | None = None) -> Task:
+        """Write the whole task; with expected_revision, refuse if someone changed it meanwhile."""
+        async with self.write() as s:
+            row = await s.get(TaskRow, task.id)
+            if row is None:
+                raise Conflict(f"Task {task.id!r} was deleted meanwhile; nothing was saved.")
+            if expected_revision is not None and row.revision != expected_revision:
+                raise Conflict(
+                    f"Task {task.id!r} changed meanwhile (revision {row.revision}, you edited "
+                    f"{expected_revision}). Fetch it with get_task and apply your change again."
+                )
+            fresh = TaskRow.from_domain(task)
+            for name, value in fresh.model_dump().items():
+                setattr(row, name, value)
+            await self._bump(s, TASKS_REVISION)
+        return task
+
+    async def delete_task(self, task_id: str, *, delete_runs: bool) -> int:
+        """Remove the task; returns how many runs were removed with it."""
+        async with self.write() as s:
+            await s.exec(delete(TaskRow).where(TaskRow.id == task_id))  # type: ignore[call-overload]
+            removed = 0
+            if delete_runs:
+                run_ids = select(RunRow.id).where(RunRow.task_id == task_id)
+                await s.exec(
+                    delete(StepResultRow).where(StepResultRow.run_id.in_(run_ids))  # type: ignore[call-overload,union-attr]
+                )
+                result = await s.exec(delete(RunRow).where(RunRow.task_id == task_id))  # type: ignore[call-overload]
+                removed = result.rowcount
+            await self._bump(s, TASKS_REVISION)
+        return removed
+
+    async def tasks_revision(self) -> int:
+        async with self.read() as s:
+            row = await s.get(CounterRow, TASKS_REVISION)
+        return row.value if row else 0
+
+    async def _bump(self, s: AsyncSession, name: str) -> None:
+        row = await s.get(CounterRow, name)
+        if row is None:
+            s.add(CounterRow(name=name, value=1))
+        else:
+            row.value += 1
+
+    # -- runs --------------------------------------------------------------------------------
+
+    async def add_run(self, run: Run, *, owner: str) -> None:
+        async with self.write() as s:
+            s.add(RunRow.from_domain(run, owner))
+            for step in run.steps:
+                s.add(StepResultRow.from_domain(run.id, step))
+
+    async def get_run(self, run_id: str, owner: str | None = None) -> Run | None:
+        async with self.read() as s:
+            row = await s.get(RunRow, run_id)
+            if row is None or (owner is not None and row.owner != owner):
+                return None
+            steps = await s.exec(
+                select(StepResultRow)
+                .where(StepResultRow.run_id == run_id)
+                .order_by(StepResultRow.index)  # type: ignore[arg-type]
+            )
+            return row.to_domain([st.to_domain() for st in steps])
+
+    async def save_run(self, run: Run, *, owner: str) -> None:
+        """Write a run's state and all its step results."""
+        async with self.write() as s:
+            await s.merge(RunRow.from_domain(run, owner))
+            for step in run.steps:
+                await s.merge(StepResultRow.from_domain(run.id, step))
+
+    async def save_step(self, run_id: str, step: StepResult) -> None:
+        async with self.write() as s:
+            await s.merge(StepResultRow.from_domain(run_id, step))
+
+    async def list_runs(
+        self,
+        *,
+        owner: str | None,
+        task_id: str | None = None,
+        statuses: Sequence[RunStatus] = (),
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> Page:
+        """Newest first; step results are not loaded (use get_run)."""
+        query = select(RunRow).order_by(RunRow.id.desc()).limit(limit + 1)  # type: ignore[attr-defined]
+        if owner is not None:
+            query = query.where(RunRow.owner == owner)
+        if task_id:
+            query = query.where(RunRow.task_id == task_id)
+        if statuses:
+            query = query.where(RunRow.status.in_([s.value for s in statuses]))  # type: ignore[attr-defined]
+        before = decode_cursor(cursor)
+        if before:
+            query = query.where(RunRow.id < before)  # type: ignore[arg-type]
+        async with self.read() as s:
+            rows = list((await s.exec(query)).all())
+        return _page([r.to_domain() for r in rows], limit)
+
+    async def update_run_status(
+        self, run_id: str, status: RunStatus, *, when: datetime, error: str | None = None
+    ) -> bool:
+        async with self.write() as s:
+            result = await s.exec(
+                update(RunRow)  # type: ignore[call-overload]
+                .where(RunRow.id == run_id)
+                .where(RunRow.status.in_([RunStatus.QUEUED.value, RunStatus.RUNNING.value]))  # type: ignore[attr-defined]
+                .values(status=status.value, finished_at=when, error=error)
+            )
+            return bool(result.rowcount)
+
+
+def _page(items: list[Any], limit: int) -> Page:
+    if len(items) > limit:
+        items = items[:limit]
+        return Page(items, encode_cursor(items[-1].id))
+    return Page(items, None)

@@ -1,0 +1,258 @@
+"""SQLModel tables: the only module that knows how rows look.
+
+Tasks keep their whole client-facing definition as one JSON document (`spec`) beside the few
+columns we query by; runs and step results are columns because history is filtered and paged.
+All times are stored as UTC and come back aware.
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+from taskloom.runs.model import Run, RunStatus, RunTrigger, StepResult, StepStatus
+from taskloom.tasks.model import Task, TaskFields, TaskStatus, trigger_kind
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, whatever the database keeps."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime reached the store")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _time(*, index: bool = False, nullable: bool = True) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), index=index, nullable=nullable))
+
+
+def _json() -> Any:
+    return Field(default=None, sa_column=Column(JSON(), nullable=True))
+
+
+SPEC_FIELDS = set(TaskFields.model_fields) - {"name", "description", "enabled"}
+
+
+class TaskRow(SQLModel, table=True):
+    __tablename__ = "tasks"
+    __table_args__ = (
+        Index("ix_tasks_owner_id", "owner", "id"),
+        Index("ix_tasks_next_fire", "status", "next_fire_at"),
+    )
+
+    id: str = Field(sa_column=Column(String(40), primary_key=True))
+    owner: str = Field(sa_column=Column(String(200), nullable=False))
+    name: str = Field(sa_column=Column(String(200), nullable=False))
+    description: str = Field(default="", sa_column=Column(Text, nullable=False))
+    spec: dict[str, Any] = Field(sa_column=Column(JSON(), nullable=False))
+    timezone: str = Field(sa_column=Column(String(64), nullable=False))
+    trigger_kind: str = Field(sa_column=Column(String(16), nullable=False))
+    event_name: str | None = Field(default=None, sa_column=Column(String(100), index=True))
+    enabled: bool = True
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+    revision: int = 1
+    created_at: datetime = _time(nullable=False)
+    updated_at: datetime = _time(nullable=False)
+    next_fire_at: datetime | None = _time()
+    last_attempt_at: datetime | None = _time()
+    last_run_at: datetime | None = _time()
+    last_run_status: str | None = Field(default=None, sa_column=Column(String(16)))
+    last_summary: str | None = Field(default=None, sa_column=Column(Text))
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    run_count: int = 0
+    consecutive_failures: int = 0
+
+    @classmethod
+    def from_domain(cls, task: Task) -> "TaskRow":
+        data = task.model_dump(mode="json", include=SPEC_FIELDS)
+        trigger = data.get("trigger")
+        return cls(
+            id=task.id,
+            owner=task.owner,
+            name=task.name,
+            description=task.description,
+            spec=data,
+            timezone=task.timezone,
+            trigger_kind=trigger_kind(trigger),
+            event_name=trigger.get("event") if isinstance(trigger, dict) else None,
+            enabled=task.enabled,
+            status=task.status.value,
+            revision=task.revision,
+            **{f: getattr(task, f) for f in _TASK_STATE},
+        )
+
+    def to_domain(self) -> Task:
+        return Task.model_validate(
+            {
+                **self.spec,
+                "id": self.id,
+                "owner": self.owner,
+                "name": self.name,
+                "description": self.description,
+                "timezone": self.timezone,
+                "enabled": self.enabled,
+                "status": TaskStatus(self.status),
+                "revision": self.revision,
+                **{f: getattr(self, f) for f in _TASK_STATE},
+            }
+        )
+
+
+_TASK_STATE = (
+    "created_at",
+    "updated_at",
+    "next_fire_at",
+    "last_attempt_at",
+    "last_run_at",
+    "last_run_status",
+    "last_summary",
+    "last_error",
+    "run_count",
+    "consecutive_failures",
+)
+
+
+class RunRow(SQLModel, table=True):
+    __tablename__ = "runs"
+    __table_args__ = (
+        # The claim: one run per (task, scheduled instant, attempt), whichever process fires.
+        UniqueConstraint("task_id", "fire_time", "attempt", name="uq_runs_fire"),
+        Index("ix_runs_task_id_id", "task_id", "id"),
+        Index("ix_runs_status_id", "status", "id"),
+        Index("ix_runs_owner_id", "owner", "id"),
+    )
+
+    id: str = Field(sa_column=Column(String(40), primary_key=True))
+    task_id: str = Field(sa_column=Column(String(40), nullable=False))
+    owner: str = Field(sa_column=Column(String(200), nullable=False))
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+    trigger: str = Field(sa_column=Column(String(16), nullable=False))
+    fire_time: datetime | None = _time()
+    attempt: int = 1
+    created_at: datetime = _time(nullable=False)
+    started_at: datetime | None = _time()
+    finished_at: datetime | None = _time()
+    duration_ms: int | None = None
+    output: Any = _json()
+    summary: str | None = Field(default=None, sa_column=Column(Text))
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    event: dict[str, Any] | None = _json()
+    lease_owner: str | None = Field(default=None, sa_column=Column(String(100)))
+    lease_expires_at: datetime | None = _time(index=True)
+
+    @classmethod
+    def from_domain(cls, run: Run, owner: str) -> "RunRow":
+        data = run.model_dump(mode="json", exclude={"steps"})
+        row = cls(**{**data, "owner": owner})
+        for name in ("fire_time", "created_at", "started_at", "finished_at", "lease_expires_at"):
+            setattr(row, name, getattr(run, name))
+        return row
+
+    def to_domain(self, steps: list[StepResult] | None = None) -> Run:
+        return Run(
+            id=self.id,
+            task_id=self.task_id,
+            status=RunStatus(self.status),
+            trigger=RunTrigger(self.trigger),
+            fire_time=self.fire_time,
+            attempt=self.attempt,
+            created_at=self.created_at,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            duration_ms=self.duration_ms,
+            output=self.output,
+            summary=self.summary,
+            error=self.error,
+            event=self.event,
+            lease_owner=self.lease_owner,
+            lease_expires_at=self.lease_expires_at,
+            steps=steps or [],
+        )
+
+
+class StepResultRow(SQLModel, table=True):
+    __tablename__ = "step_results"
+
+    run_id: str = Field(sa_column=Column(String(40), primary_key=True))
+    index: int = Field(
+        sa_column=Column("step_index", Integer, primary_key=True, autoincrement=False)
+    )
+    step_id: str = Field(sa_column=Column(String(64), nullable=False))
+    tool: str = Field(sa_column=Column(String(200), nullable=False))
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+    args: dict[str, Any] | None = _json()
+    output: Any = _json()
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    started_at: datetime | None = _time()
+    finished_at: datetime | None = _time()
+    duration_ms: int | None = None
+    attempts: int = 0
+
+    @classmethod
+    def from_domain(cls, run_id: str, step: StepResult) -> "StepResultRow":
+        return cls(
+            run_id=run_id,
+            index=step.index,
+            step_id=step.id,
+            tool=step.tool,
+            status=step.status.value,
+            args=step.args,
+            output=step.output,
+            error=step.error,
+            started_at=step.started_at,
+            finished_at=step.finished_at,
+            duration_ms=step.duration_ms,
+            attempts=step.attempts,
+        )
+
+    def to_domain(self) -> StepResult:
+        return StepResult(
+            id=self.step_id,
+            index=self.index,
+            tool=self.tool,
+            status=StepStatus(self.status),
+            args=self.args,
+            output=self.output,
+            error=self.error,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            duration_ms=self.duration_ms,
+            attempts=self.attempts,
+        )
+
+
+class ProcessRow(SQLModel, table=True):
+    """A live Taskloom process (serve or worker), kept fresh by heartbeat."""
+
+    __tablename__ = "processes"
+
+    id: str = Field(sa_column=Column(String(100), primary_key=True))
+    hostname: str = Field(sa_column=Column(String(255), nullable=False))
+    pid: int
+    role: str = Field(sa_column=Column(String(16), nullable=False))
+    started_at: datetime = _time(nullable=False)
+    heartbeat_at: datetime = _time(nullable=False, index=True)
+
+
+class CounterRow(SQLModel, table=True):
+    """Named counters; `tasks_revision` moves on every task change so other processes notice."""
+
+    __tablename__ = "counters"
+
+    name: str = Field(sa_column=Column(String(64), primary_key=True))
+    value: int = 0

@@ -1,0 +1,240 @@
+"""Task use-cases: create, read, change and remove tasks; compute their schedules."""
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import structlog
+
+from taskloom.answers import FireTime, SchedulePreview, TaskAnswer, TaskList, TaskSummary
+from taskloom.clock import Clock
+from taskloom.errors import InvalidInput, NotFound
+from taskloom.ids import new_id
+from taskloom.scheduling import triggers
+from taskloom.settings import Settings
+from taskloom.step_tools import StepCatalog
+from taskloom.store.sql import Store
+from taskloom.tasks.model import Task, TaskPatch, TaskSpec, TaskStatus, Trigger, trigger_kind
+from taskloom.tasks.validate import validate_task
+
+log = structlog.get_logger(__name__)
+
+Listener = Callable[[Task | None, str], Awaitable[None]]
+NOT_FOUND_HINT = "Call list_tasks to see the ids of your tasks."
+
+
+class TaskService:
+    def __init__(
+        self, store: Store, clock: Clock, settings: Settings, catalog: StepCatalog
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.settings = settings
+        self.catalog = catalog
+        self._listeners: list[Listener] = []
+
+    def on_change(self, listener: Listener) -> None:
+        """`listener(task, task_id)` after every change; task is None when it was deleted."""
+        self._listeners.append(listener)
+
+    async def _changed(self, task: Task | None, task_id: str) -> None:
+        for listener in self._listeners:
+            await listener(task, task_id)
+
+    # -- commands ----------------------------------------------------------------------------
+
+    async def create(self, spec: TaskSpec, *, owner: str) -> TaskAnswer:
+        await validate_task(spec, self.catalog)
+        now = self.clock.now()
+        task = Task(
+            **dict(spec),
+            id=new_id("tsk", now),
+            owner=owner,
+            timezone=triggers.trigger_timezone(spec.trigger, self.settings.timezone),
+            status=TaskStatus.ACTIVE if spec.enabled else TaskStatus.PAUSED,
+            created_at=now,
+            updated_at=now,
+        )
+        task = task.model_copy(update={"next_fire_at": self.next_fire(task, now)})
+        await self.store.add_task(task, max_per_owner=self.settings.max_tasks_per_owner)
+        log.info("task_created", task_id=task.id, trigger=trigger_kind(task.trigger))
+        await self._changed(task, task.id)
+        return self.answer(task, message="Task created.")
+
+    async def update(self, task_id: str, patch: TaskPatch, *, owner: str) -> TaskAnswer:
+        current = await self.get(task_id, owner=owner)
+        changes = {name: getattr(patch, name) for name in patch.model_fields_set}
+        if not changes:
+            raise InvalidInput(
+                "update", {}, "Name at least one field to change, e.g. {'enabled': false}."
+            )
+        merged = TaskSpec.model_validate({**current.spec().model_dump(), **changes})
+        await validate_task(merged, self.catalog)
+        now = self.clock.now()
+        task = current.model_copy(
+            update={
+                **dict(merged),
+                "timezone": triggers.trigger_timezone(merged.trigger, self.settings.timezone),
+                "revision": current.revision + 1,
+                "updated_at": now,
+                "status": _status_after_edit(current, merged),
+            }
+        )
+        task = task.model_copy(update={"next_fire_at": self.next_fire(task, now)})
+        await self.store.save_task(task, expected_revision=current.revision)
+        log.info("task_updated", task_id=task.id, fields=sorted(changes))
+        await self._changed(task, task.id)
+        return self.answer(task, message=f"Updated: {', '.join(sorted(changes))}.")
+
+    async def set_enabled(self, task_id: str, enabled: bool, *, owner: str) -> TaskAnswer:
+        current = await self.get(task_id, owner=owner)
+        if current.enabled == enabled and current.status != TaskStatus.FINISHED:
+            word = "active" if enabled else "paused"
+            return self.answer(current, message=f"The task was already {word}; nothing changed.")
+        now = self.clock.now()
+        task = current.model_copy(
+            update={
+                "enabled": enabled,
+                "status": TaskStatus.ACTIVE if enabled else TaskStatus.PAUSED,
+                "revision": current.revision + 1,
+                "updated_at": now,
+                "consecutive_failures": 0 if enabled else current.consecutive_failures,
+            }
+        )
+        task = task.model_copy(update={"next_fire_at": self.next_fire(task, now)})
+        await self.store.save_task(task, expected_revision=current.revision)
+        log.info("task_resumed" if enabled else "task_paused", task_id=task_id)
+        await self._changed(task, task.id)
+        return self.answer(task, message="Resumed." if enabled else "Paused.")
+
+    async def delete(self, task_id: str, *, owner: str, delete_runs: bool) -> int:
+        await self.get(task_id, owner=owner)
+        removed = await self.store.delete_task(task_id, delete_runs=delete_runs)
+        log.info("task_deleted", task_id=task_id, runs_deleted=removed)
+        await self._changed(None, task_id)
+        return removed
+
+    # -- queries -----------------------------------------------------------------------------
+
+    async def get(self, task_id: str, *, owner: str | None) -> Task:
+        task = await self.store.get_task(task_id, owner=owner)
+        if task is None:
+            raise NotFound("task", task_id, NOT_FOUND_HINT)
+        return task
+
+    async def list(
+        self,
+        *,
+        owner: str | None,
+        status: str | None,
+        query: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> TaskList:
+        page = await self.store.list_tasks(
+            owner=owner, status=status, name_contains=query, limit=limit, cursor=cursor
+        )
+        return TaskList(
+            tasks=[self.summary(t) for t in page.items],
+            next_cursor=page.next_cursor,
+            server_timezone=self.settings.timezone,
+        )
+
+    def preview(
+        self, trigger: Trigger | None, count: int, after: datetime | None
+    ) -> SchedulePreview:
+        if trigger is not None:
+            triggers.validate_trigger(trigger)
+        tz = triggers.trigger_timezone(trigger, self.settings.timezone)
+        start = after or self.clock.now()
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=ZoneInfo(tz))
+        fires = triggers.next_fire_times(trigger, after=start, tz=tz, anchor=start, count=count)
+        note = None if fires else _no_fires_note(trigger)
+        return SchedulePreview(
+            trigger=_dump_trigger(trigger),
+            timezone=tz,
+            after=start.astimezone(ZoneInfo(tz)).isoformat(),
+            fires=[fire_time(f, tz) for f in fires],
+            note=note,
+        )
+
+    # -- shapes ------------------------------------------------------------------------------
+
+    def next_fire(self, task: Task, after: datetime) -> datetime | None:
+        if task.status != TaskStatus.ACTIVE or task.trigger is None:
+            return None
+        fire = triggers.next_fire_time(
+            task.trigger, after=after, tz=task.timezone, anchor=anchor(task)
+        )
+        if fire is not None and task.end_at is not None and fire > task.end_at:
+            return None
+        return fire
+
+    def upcoming(self, task: Task, count: int = 5) -> list[FireTime]:
+        if task.next_fire_at is None or task.trigger is None:
+            return []
+        after = task.next_fire_at
+        rest = triggers.next_fire_times(
+            task.trigger, after=after, tz=task.timezone, anchor=anchor(task), count=count - 1
+        )
+        fires = [after, *rest]
+        if task.end_at is not None:
+            fires = [f for f in fires if f <= task.end_at]
+        return [fire_time(f, task.timezone) for f in fires]
+
+    def answer(self, task: Task, *, message: str | None = None, **extra: Any) -> TaskAnswer:
+        return TaskAnswer(
+            task=task,
+            timezone=task.timezone,
+            next_fires=self.upcoming(task),
+            message=message,
+            **extra,
+        )
+
+    def summary(self, task: Task) -> TaskSummary:
+        nxt = task.next_fire_at
+        return TaskSummary(
+            id=task.id,
+            name=task.name,
+            status=task.status.value,
+            enabled=task.enabled,
+            trigger=_dump_trigger(task.trigger),
+            timezone=task.timezone,
+            next_fire=fire_time(nxt, task.timezone) if nxt else None,
+            last_run_status=task.last_run_status,
+            last_run_at=task.last_run_at,
+            last_summary=task.last_summary,
+            last_error=task.last_error,
+            run_count=task.run_count,
+        )
+
+
+def anchor(task: Task) -> datetime:
+    start = getattr(task.trigger, "start_at", None)
+    return start if isinstance(start, datetime) else task.created_at
+
+
+def fire_time(at: datetime, tz: str) -> FireTime:
+    return FireTime(local=at.astimezone(ZoneInfo(tz)).isoformat(), utc=at.isoformat())
+
+
+def _dump_trigger(trigger: Trigger | None) -> dict[str, Any] | None:
+    return None if trigger is None else trigger.model_dump(mode="json", exclude_none=True)
+
+
+def _status_after_edit(current: Task, merged: TaskSpec) -> TaskStatus:
+    if not merged.enabled:
+        return TaskStatus.PAUSED
+    if current.status == TaskStatus.FINISHED and merged.trigger == current.trigger:
+        return TaskStatus.FINISHED
+    return TaskStatus.ACTIVE
+
+
+def _no_fires_note(trigger: Trigger | None) -> str:
+    if trigger is None:
+        return "No trigger: the task runs only when run_task is called."
+    if hasattr(trigger, "event"):
+        return "An event trigger fires when emit_event names its event, not on a clock."
+    return "This trigger has no fire time after the given instant."
