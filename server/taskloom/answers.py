@@ -66,3 +66,13 @@ class SchedulePreview(Answer):
 class StepToolList(Answer):
     tools: list[StepToolInfo]
     count: int
+
+
+class RunAnswer(Answer):
+    run: Run
+    message: str | None = None
+
+
+class RunList(Answer):
+    runs: list[Run] = Field(description="newest first; step details via get_run")
+    next_cursor: str | None

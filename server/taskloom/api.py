@@ -4,19 +4,30 @@ Domain errors become `ToolError` in `_answer` and nowhere else; anything unexpec
 FastMCP (`mask_error_details=True`) and logged.
 """
 
+import asyncio
+import json
 from collections.abc import Awaitable
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastmcp import FastMCP
+from fastmcp import Context, FastMCP
 from fastmcp.exceptions import ToolError
 from fastmcp.exceptions import ValidationError as ArgumentError
 from fastmcp.server.dependencies import get_access_token
 from fastmcp.server.middleware import Middleware, MiddlewareContext
 from pydantic import Field, ValidationError
 
-from taskloom.answers import Deleted, SchedulePreview, StepToolList, TaskAnswer, TaskList
+from taskloom.answers import (
+    Deleted,
+    RunAnswer,
+    RunList,
+    SchedulePreview,
+    StepToolList,
+    TaskAnswer,
+    TaskList,
+)
 from taskloom.errors import InvalidInput, InvalidInputs, TaskloomError
+from taskloom.runs.model import RunStatus, RunTrigger
 from taskloom.services import Services
 from taskloom.tasks.model import (
     CatchupPolicy,
@@ -98,7 +109,9 @@ def owner() -> str | None:
 def register(mcp: FastMCP, services: Services) -> None:
     _register_task_tools(mcp, services)
     _register_schedule_tools(mcp, services)
+    _register_run_tools(mcp, services)
     _register_resources(mcp, services)
+    _register_prompts(mcp, services)
 
 
 def _owner(services: Services) -> str:
@@ -161,7 +174,7 @@ def _register_task_tools(mcp: FastMCP, s: Services) -> None:
         Paged: pass next_cursor back as cursor to get more. Use get_task for one task's details.
         """
         return await _answer(
-            s.tasks.list(owner=_owner(s), status=status, query=query, limit=limit, cursor=cursor)
+            s.tasks.list_page(owner=_owner(s), status=status, query=query, limit=limit, cursor=cursor)
         )
 
     @mcp.tool(annotations=READ)
@@ -270,7 +283,7 @@ def _register_resources(mcp: FastMCP, s: Services) -> None:
     async def tasks_resource() -> str:
         """All tasks (first 200) with status and next fire time."""
         page = await _answer(
-            s.tasks.list(owner=_owner(s), status=None, query=None, limit=200, cursor=None)
+            s.tasks.list_page(owner=_owner(s), status=None, query=None, limit=200, cursor=None)
         )
         return page.model_dump_json(indent=2)
 
@@ -279,3 +292,153 @@ def _register_resources(mcp: FastMCP, s: Services) -> None:
         """One task in full, with its next fire times."""
         answer = await _answer(s.task_details(task_id, owner=_owner(s)))
         return answer.model_dump_json(indent=2)
+
+    @mcp.resource("taskloom://tasks/{task_id}/output", mime_type="text/markdown")
+    async def task_output(task_id: str) -> str:
+        """The latest successful run's output as a document."""
+        return await _answer(_latest_output(s, task_id))
+
+    @mcp.resource("taskloom://runs/{run_id}", mime_type="application/json")
+    async def run_resource(run_id: str) -> str:
+        """One run with its step results."""
+        run = await _answer(s.runs.get(run_id, owner=_owner(s)))
+        return run.model_dump_json(indent=2)
+
+
+async def _latest_output(s: Services, task_id: str) -> str:
+    task = await s.tasks.get(task_id, owner=_owner(s))
+    page = await s.runs.history(
+        owner=_owner(s), task_id=task_id, statuses=[RunStatus.SUCCEEDED], limit=1, cursor=None
+    )
+    if not page.items:
+        return f"# {task.name}\n\nNo successful run yet. Call run_task to run it now."
+    run = page.items[0]
+    body = run.output if isinstance(run.output, str) else json.dumps(run.output, indent=2)
+    when = run.finished_at.isoformat() if run.finished_at else "?"
+    summary = f"\n\n> {run.summary}" if run.summary else ""
+    return f"# {task.name}\n\nRun {run.id} finished {when}.{summary}\n\n{body}\n"
+
+
+RunId = Annotated[str, Field(description="the run's id (run_...), from run_task or task_history")]
+
+
+def _register_run_tools(mcp: FastMCP, s: Services) -> None:
+    @mcp.tool(annotations={**WRITE, "openWorldHint": True})
+    async def run_task(
+        task_id: TaskId,
+        ctx: Context,
+        wait: Annotated[
+            bool, Field(description="wait for the result (default) or return the run id at once")
+        ] = True,
+        wait_timeout_s: Annotated[
+            float, Field(gt=0, le=3600, description="stop waiting after this; the run goes on")
+        ] = 300,
+    ) -> RunAnswer:
+        """Run a task now, outside its schedule. By default waits and reports progress per step,
+        then returns the run with every step's result; with wait=false returns the run id at once
+        (poll get_run). The run keeps going even if you stop waiting."""
+        return await _answer(_run_now(s, ctx, task_id, wait, wait_timeout_s))
+
+    @mcp.tool(annotations=READ)
+    async def get_run(run_id: RunId) -> RunAnswer:
+        """One run with each step's resolved arguments (secrets redacted), output, status,
+        timing and error."""
+        run = await _answer(s.runs.get(run_id, owner=_owner(s)))
+        return RunAnswer(run=run)
+
+    @mcp.tool(annotations=IDEMPOTENT)
+    async def cancel_run(run_id: RunId) -> RunAnswer:
+        """Cancel a queued or running run; its finished steps are kept and the rest marked
+        cancelled."""
+        run = await _answer(s.runs.cancel(run_id, owner=_owner(s)))
+        return RunAnswer(run=run, message=f"Run is now {run.status.value}.")
+
+    @mcp.tool(annotations=READ)
+    async def task_history(
+        task_id: Annotated[str | None, Field(description="one task's runs; omit for all")] = None,
+        status: Annotated[
+            list[RunStatus] | None, Field(description="only runs with these statuses")
+        ] = None,
+        limit: Limit = 20,
+        cursor: Cursor = None,
+    ) -> RunList:
+        """Past and current runs, newest first, without step details (use get_run for those).
+        Paged: pass next_cursor back as cursor."""
+        page = await _answer(
+            s.runs.history(
+                owner=_owner(s), task_id=task_id, statuses=status or [], limit=limit,
+                cursor=cursor,
+            )
+        )  # fmt: skip
+        return RunList(runs=page.items, next_cursor=page.next_cursor)
+
+    @mcp.tool(annotations={**WRITE, "openWorldHint": True})
+    async def dry_run(
+        steps: Annotated[list[Step], Field(description="a chain, as create_task takes it")],
+        ctx: Context,
+    ) -> RunAnswer:
+        """Execute a chain once without saving a task, to test it before create_task. Real
+        requests are made (and notifications sent). Returns every step's result."""
+        progress = _progress(ctx)
+        run = await _answer(s.runs.dry_run(steps, owner=_owner(s), progress=progress))
+        return RunAnswer(run=run, message=f"Dry run {run.status.value}; nothing was saved.")
+
+
+def _progress(ctx: Context) -> Any:
+    async def report(done: int, total: int, message: str) -> None:
+        try:
+            await ctx.report_progress(done, total, message)
+        except Exception:
+            return
+
+    return report
+
+
+async def _run_now(
+    s: Services, ctx: Context, task_id: str, wait: bool, wait_timeout_s: float
+) -> RunAnswer:
+    task = await s.tasks.get(task_id, owner=_owner(s))
+    run = s.runs.new_run(task, RunTrigger.MANUAL)
+    await s.store.start_run(run, owner=task.owner)
+    job = s.runs.launch(task, run, progress=_progress(ctx) if wait else None)
+    if not wait:
+        return RunAnswer(run=run, message="Started; call get_run with this id for the result.")
+    done, _ = await asyncio.wait([job], timeout=wait_timeout_s)
+    if not done:
+        current = await s.runs.get(run.id, owner=None)
+        return RunAnswer(run=current, message="Still running; call get_run later.")
+    return RunAnswer(run=job.result(), message=f"Run {job.result().status.value}.")
+
+
+AUTHOR_PROMPT = """You are setting up a Taskloom task for this goal:
+
+{goal}
+
+Available step tools (name: description):
+{tools}
+
+Do this:
+1. Pick the fewest steps that reach the goal. Each step is {{"id", "tool", "args"}}; args may use
+   earlier outputs as Jinja2, e.g. "{{{{ steps.fetch.output.json }}}}" (one expression keeps its
+   JSON type; use `| tojson` to embed objects in text). Secrets: "{{{{ secrets.NAME }}}}".
+2. Choose a trigger ({schedule_hint}); timezone defaults to {timezone}. Check it with
+   preview_schedule.
+3. Test the chain with dry_run and fix what fails.
+4. Call create_task, then tell the user the next fire times and how to see results
+   (task_history, get_run, or the resource taskloom://tasks/<id>/output)."""
+
+
+def _register_prompts(mcp: FastMCP, s: Services) -> None:
+    @mcp.prompt
+    async def author_task(
+        goal: Annotated[str, Field(description="what the user wants done, and when")],
+    ) -> str:
+        """Guide for turning a goal into a Taskloom task with the available step tools."""
+        tools = await s.catalog.list()
+        listing = "\n".join(f"- {t.name}: {t.description.splitlines()[0]}" for t in tools)
+        return AUTHOR_PROMPT.format(
+            goal=goal,
+            tools=listing,
+            schedule_hint='cron + timezone, {"every": "30m"}, {"at": ...}, {"event": ...}',
+            timezone=s.settings.timezone,
+        )

@@ -5,19 +5,22 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 from fastmcp import FastMCP
 from fastmcp.server.auth import AccessToken, AuthProvider, TokenVerifier
-from taskloom_tools.catalog import builtin_tools
 
 from taskloom import __version__, api
 from taskloom.clock import Clock, SystemClock
 from taskloom.errors import TaskloomError
-from taskloom.services import Services
+from taskloom.runs.runner import Limits, Runner, StepCaller
+from taskloom.runs.service import RunService
+from taskloom.services import Services, ToolContexts, new_process_id
 from taskloom.settings import Settings
 from taskloom.step_tools import StepCatalog
 from taskloom.store.sql import Store
 from taskloom.tasks.service import TaskService
 from taskloom.upstream import UpstreamPool
+from taskloom_tools.catalog import builtin_tools
 
 INSTRUCTIONS = """\
 Taskloom runs background work for the user on a schedule. A task is a chain of steps; each step
@@ -27,13 +30,37 @@ list_tasks / get_task to see status, next fire times and last results. Times are
 task's timezone and UTC."""
 
 
-def build_services(settings: Settings, clock: Clock | None = None) -> Services:
+def build_services(
+    settings: Settings,
+    clock: Clock | None = None,
+    *,
+    http: httpx.AsyncClient | None = None,
+    anthropic_http: Any = None,
+) -> Services:
+    """`http` and `anthropic_http` let tests fake the network at the transport."""
     clock = clock or SystemClock()
     store = Store(settings.resolved_database_url)
     upstream = UpstreamPool(settings.mcp_config) if settings.mcp_config else None
     catalog = StepCatalog(builtins=builtin_tools(), upstream=upstream)
     tasks = TaskService(store, clock, settings, catalog)
-    return Services(settings=settings, clock=clock, store=store, catalog=catalog, tasks=tasks)
+    process_id = new_process_id()
+    contexts = ToolContexts(settings, http=http, anthropic_http=anthropic_http)
+    caller = StepCaller(catalog, contexts)
+    limits = Limits(
+        step_timeout_s=settings.step_timeout_s, max_output_bytes=settings.max_output_bytes
+    )
+    runner = Runner(caller, clock, limits)
+    runs = RunService(store, clock, settings, runner, caller, process_id)
+    return Services(
+        settings=settings,
+        clock=clock,
+        store=store,
+        catalog=catalog,
+        tasks=tasks,
+        runs=runs,
+        tool_contexts=contexts,
+        process_id=process_id,
+    )
 
 
 def build_auth(settings: Settings) -> AuthProvider | None:

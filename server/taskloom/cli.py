@@ -17,6 +17,7 @@ from taskloom.errors import TaskloomError
 
 T = TypeVar("T")
 
+# The CLI acts as the operator: owner=None reaches every owner's tasks.
 app = typer.Typer(
     name="taskloom",
     help="Taskloom: an MCP server that runs chains of tool calls on a schedule.",
@@ -173,14 +174,14 @@ def tasks_show(task_id: str) -> None:
 @tasks_app.command("pause")
 def tasks_pause(task_id: str) -> None:
     """Stop a task from firing."""
-    answer = _run(lambda s: s.tasks.set_enabled(task_id, False, owner=_owner_of(s, task_id)))
+    answer = _run(lambda s: s.tasks.set_enabled(task_id, False, owner=None))
     out.print(f"{task_id}: {answer.message}")
 
 
 @tasks_app.command("resume")
 def tasks_resume(task_id: str) -> None:
     """Let a paused task fire again."""
-    answer = _run(lambda s: s.tasks.set_enabled(task_id, True, owner=_owner_of(s, task_id)))
+    answer = _run(lambda s: s.tasks.set_enabled(task_id, True, owner=None))
     out.print(f"{task_id}: {answer.message}")
 
 
@@ -195,11 +196,6 @@ def tasks_delete(
         typer.confirm(f"Delete task {task_id}?", abort=True)
     removed = _run(lambda s: s.tasks.delete(task_id, owner=None, delete_runs=delete_runs))
     out.print(f"Deleted {task_id} ({removed} runs removed).")
-
-
-def _owner_of(_: Any, __: str) -> None:
-    """The CLI acts as the operator: it may touch every owner's tasks."""
-    return None
 
 
 def main() -> None:

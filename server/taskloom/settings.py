@@ -4,7 +4,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from platformdirs import user_config_dir, user_data_dir
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     secrets_file: Path | None = Field(
         default=None, description="file of NAME=value lines (mode 0600) for {{ secrets.NAME }}"
     )
+    anthropic_api_key: SecretStr | None = Field(
+        default=None, validation_alias="ANTHROPIC_API_KEY", description="for llm_prompt/summaries"
+    )
+    anthropic_base_url: str | None = Field(default=None, validation_alias="ANTHROPIC_BASE_URL")
+    step_timeout_s: float = Field(default=300, gt=0, description="default timeout of one step")
     max_output_bytes: int = Field(default=65536, ge=1024, description="stored output per step")
     max_tasks_per_owner: int = Field(default=1000, ge=1)
     owner: str = Field(default="local", description="owner of tasks created without HTTP auth")

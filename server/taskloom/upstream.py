@@ -180,10 +180,11 @@ class UpstreamPool:
         ping_after_idle_s: float = 30.0,
         child_stderr: TextIO | None = None,
     ) -> None:
-        """`self_urls` are Taskloom's own HTTP endpoints (refused as upstreams). A connection idle
-        for `ping_after_idle_s` is pinged before use, so a server that died or restarted since is
-        reopened instead of failing the step. Children's stderr goes to `child_stderr` (default:
-        ours), never to stdout."""
+        """`self_urls` are Taskloom's own HTTP endpoints (refused as upstreams). Connecting and
+        listing tools are bounded by `connect_timeout_s`. A connection idle for
+        `ping_after_idle_s` is checked before use, so a server that died or restarted meanwhile
+        is reopened instead of failing the step. Children's stderr goes to `child_stderr`
+        (default: ours), never to stdout."""
         self._config_path = config_path
         self._self_urls = tuple(self_urls)
         self._connect_timeout_s = connect_timeout_s
@@ -195,12 +196,14 @@ class UpstreamPool:
 
     async def list_tools(self) -> list[UpstreamToolInfo]:
         """Every tool of every reachable server; unreachable ones are logged and left out."""
+        if self._closed:
+            return []
         try:
             servers = self._catalogue()
         except UpstreamError as exc:
             log.warning("upstream_config_invalid", error=exc.message)
             return []
-        listed = await asyncio.gather(*(self._tools_or_none(s) for s in servers.values()))
+        listed = await asyncio.gather(*(self._tools_or_empty(s) for s in servers.values()))
         return [info for tools in listed for info in tools]
 
     async def has_tool(self, qualified: str) -> bool:
@@ -279,7 +282,7 @@ class UpstreamPool:
             )
         return servers[name]
 
-    async def _tools_or_none(self, server: _Server) -> list[UpstreamToolInfo]:
+    async def _tools_or_empty(self, server: _Server) -> list[UpstreamToolInfo]:
         try:
             return list((await self._tools(server)).values())
         except UpstreamError as exc:
@@ -289,7 +292,8 @@ class UpstreamPool:
     async def _tools(self, server: _Server) -> dict[str, UpstreamToolInfo]:
         if server.tools is None:
             client = await self._fresh_client(server)
-            listed = await self._request(server, client, client.list_tools(), server.name, None)
+            listing = asyncio.wait_for(client.list_tools(), self._connect_timeout_s)
+            listed = await self._request(server, client, listing, server.name, None)
             server.tools = {tool.name: _info(server.name, tool) for tool in listed}
         return server.tools
 
@@ -298,14 +302,12 @@ class UpstreamPool:
         idle = time.monotonic() - server.last_used
         if idle < self._ping_after_idle_s:
             return client
-        try:
-            async with asyncio.timeout(_PING_TIMEOUT_S):
-                await client.ping()
-        except Exception:
-            log.info("upstream_stale", server=server.name, idle_s=round(idle, 1))
-            await self._drop(server, client)
-            client = await self._client(server)
-        return client
+        if await _answers(client):
+            server.last_used = time.monotonic()
+            return client
+        log.info("upstream_stale", server=server.name, idle_s=round(idle, 1))
+        await self._drop(server, client)
+        return await self._client(server)
 
     async def _client(self, server: _Server) -> "Client[Any]":
         async with server.lock:
@@ -327,7 +329,7 @@ class UpstreamPool:
             await _close_quietly(client)
             raise UpstreamError(
                 f"Cannot connect to upstream MCP server {server.name!r} "
-                f"({_describe(server.entry)}): {self._reason(exc)}. Check its entry in the MCP "
+                f"({_where(server.entry)}): {self._reason(exc)}. Check its entry in the MCP "
                 f"config file {self._config_path} and that it runs on its own."
             ) from exc
         log.info("upstream_connected", server=server.name, protocol=client.protocol_version)
@@ -366,7 +368,8 @@ class UpstreamPool:
         except MCPError as exc:
             if exc.code == REQUEST_TIMEOUT:
                 raise UpstreamError(
-                    f"Upstream tool {what} did not answer within {timeout_s:g}s. Raise the "
+                    f"Upstream tool {what} did not answer within "
+                    f"{'its time limit' if timeout_s is None else f'{timeout_s:g}s'}. Raise the "
                     "step's timeout_s or check the upstream server."
                 ) from exc
             if exc.code != CONNECTION_CLOSED:
@@ -406,13 +409,30 @@ class UpstreamPool:
         return str(message).removeprefix("Client failed to connect: ")
 
 
+async def _answers(client: "Client[Any]") -> bool:
+    """Whether the server answers at all: the 2026-07-28 protocol dropped `ping`, so a
+    "method not found" error proves the connection as well as a pong does."""
+    from mcp_types import CONNECTION_CLOSED
+
+    from mcp import MCPError
+
+    try:
+        async with asyncio.timeout(_PING_TIMEOUT_S):
+            await client.ping()
+    except MCPError as exc:
+        return exc.code != CONNECTION_CLOSED
+    except Exception:
+        return False
+    return True
+
+
 async def _close_quietly(client: "Client[Any]") -> None:
     # After a failed connect, close() re-raises that failure; it has been reported already.
     with contextlib.suppress(Exception):
         await client.close()  # type: ignore[no-untyped-call]
 
 
-def _describe(entry: "ServerEntry") -> str:
+def _where(entry: "ServerEntry") -> str:
     command = getattr(entry, "command", None)
     return f"command {command!r}" if command is not None else f"url {getattr(entry, 'url', '')}"
 

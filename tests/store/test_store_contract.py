@@ -89,7 +89,8 @@ async def test_task_round_trips(store: Store) -> None:
     await store.add_task(task, max_per_owner=10)
     got = await store.get_task(task.id)
     assert got == task
-    assert got is not None and got.created_at.tzinfo is not None
+    assert got is not None
+    assert got.created_at.tzinfo is not None
 
 
 async def test_get_task_hides_other_owners(store: Store) -> None:
@@ -150,7 +151,8 @@ async def test_save_task_checks_the_revision(store: Store) -> None:
     with pytest.raises(Conflict, match="changed meanwhile"):
         await store.save_task(changed.model_copy(update={"revision": 3}), expected_revision=1)
     got = await store.get_task(task.id)
-    assert got is not None and got.name == "renamed"
+    assert got is not None
+    assert got.name == "renamed"
 
 
 async def test_every_change_moves_the_revision_counter(store: Store) -> None:

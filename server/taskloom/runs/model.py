@@ -66,6 +66,9 @@ class Run(Frozen):
     )
     attempt: int = 1
     created_at: AwareDatetime
+    not_before: AwareDatetime | None = Field(
+        default=None, description="a queued run waits until then (retry backoff)"
+    )
     started_at: AwareDatetime | None = None
     finished_at: AwareDatetime | None = None
     duration_ms: int | None = None

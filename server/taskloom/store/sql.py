@@ -19,7 +19,7 @@ from sqlalchemy import delete, event, func, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from taskloom.errors import Conflict, InvalidInput, StoreUnavailable
@@ -32,6 +32,15 @@ log = structlog.get_logger(__name__)
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_MS = 30_000
 TASKS_REVISION = "tasks_revision"
+# Written only by finishing runs, so an edit made from a stale read never rolls them back.
+RUN_OWNED_TASK_FIELDS = {
+    "last_attempt_at",
+    "last_run_at",
+    "last_run_status",
+    "last_summary",
+    "last_error",
+    "run_count",
+}
 
 
 def async_url(url: str) -> str:
@@ -187,7 +196,7 @@ class Store:
 
     async def add_task(self, task: Task, *, max_per_owner: int) -> None:
         async with self.write() as s:
-            count = await s.scalar(select(func.count()).where(TaskRow.owner == task.owner))
+            count = await s.scalar(select(func.count()).where(col(TaskRow.owner) == task.owner))
             if (count or 0) >= max_per_owner:
                 raise Conflict(
                     f"Owner {task.owner!r} already has {count} tasks, the limit "
@@ -212,16 +221,16 @@ class Store:
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
-        query = select(TaskRow).order_by(TaskRow.id).limit(limit + 1)  # type: ignore[arg-type]
+        query = select(TaskRow).order_by(col(TaskRow.id)).limit(limit + 1)
         if owner is not None:
-            query = query.where(TaskRow.owner == owner)
+            query = query.where(col(TaskRow.owner) == owner)
         if status:
-            query = query.where(TaskRow.status == status)
+            query = query.where(col(TaskRow.status) == status)
         if name_contains:
-            query = query.where(func.lower(TaskRow.name).contains(name_contains.lower()))
+            query = query.where(func.lower(col(TaskRow.name)).contains(name_contains.lower()))
         after = decode_cursor(cursor)
         if after:
-            query = query.where(TaskRow.id > after)  # type: ignore[arg-type]
+            query = query.where(col(TaskRow.id) > after)
         async with self.read() as s:
             rows = list((await s.exec(query)).all())
         return _page([r.to_domain() for r in rows], limit)
@@ -238,7 +247,7 @@ class Store:
                     f"{expected_revision}). Fetch it with get_task and apply your change again."
                 )
             fresh = TaskRow.from_domain(task)
-            for name, value in fresh.model_dump().items():
+            for name, value in fresh.model_dump(exclude=RUN_OWNED_TASK_FIELDS).items():
                 setattr(row, name, value)
             await self._bump(s, TASKS_REVISION)
         return task
@@ -246,14 +255,12 @@ class Store:
     async def delete_task(self, task_id: str, *, delete_runs: bool) -> int:
         """Remove the task; returns how many runs were removed with it."""
         async with self.write() as s:
-            await s.exec(delete(TaskRow).where(TaskRow.id == task_id))  # type: ignore[call-overload]
+            await s.exec(delete(TaskRow).where(col(TaskRow.id) == task_id))
             removed = 0
             if delete_runs:
-                run_ids = select(RunRow.id).where(RunRow.task_id == task_id)
-                await s.exec(
-                    delete(StepResultRow).where(StepResultRow.run_id.in_(run_ids))  # type: ignore[call-overload,union-attr]
-                )
-                result = await s.exec(delete(RunRow).where(RunRow.task_id == task_id))  # type: ignore[call-overload]
+                run_ids = select(col(RunRow.id)).where(col(RunRow.task_id) == task_id)
+                await s.exec(delete(StepResultRow).where(col(StepResultRow.run_id).in_(run_ids)))
+                result = await s.exec(delete(RunRow).where(col(RunRow.task_id) == task_id))
                 removed = result.rowcount
             await self._bump(s, TASKS_REVISION)
         return removed
@@ -285,8 +292,8 @@ class Store:
                 return None
             steps = await s.exec(
                 select(StepResultRow)
-                .where(StepResultRow.run_id == run_id)
-                .order_by(StepResultRow.index)  # type: ignore[arg-type]
+                .where(col(StepResultRow.run_id) == run_id)
+                .order_by(col(StepResultRow.index))
             )
             return row.to_domain([st.to_domain() for st in steps])
 
@@ -311,16 +318,16 @@ class Store:
         cursor: str | None = None,
     ) -> Page:
         """Newest first; step results are not loaded (use get_run)."""
-        query = select(RunRow).order_by(RunRow.id.desc()).limit(limit + 1)  # type: ignore[attr-defined]
+        query = select(RunRow).order_by(col(RunRow.id).desc()).limit(limit + 1)
         if owner is not None:
-            query = query.where(RunRow.owner == owner)
+            query = query.where(col(RunRow.owner) == owner)
         if task_id:
-            query = query.where(RunRow.task_id == task_id)
+            query = query.where(col(RunRow.task_id) == task_id)
         if statuses:
-            query = query.where(RunRow.status.in_([s.value for s in statuses]))  # type: ignore[attr-defined]
+            query = query.where(col(RunRow.status).in_([s.value for s in statuses]))
         before = decode_cursor(cursor)
         if before:
-            query = query.where(RunRow.id < before)  # type: ignore[arg-type]
+            query = query.where(col(RunRow.id) < before)
         async with self.read() as s:
             rows = list((await s.exec(query)).all())
         return _page([r.to_domain() for r in rows], limit)
@@ -330,12 +337,113 @@ class Store:
     ) -> bool:
         async with self.write() as s:
             result = await s.exec(
-                update(RunRow)  # type: ignore[call-overload]
-                .where(RunRow.id == run_id)
-                .where(RunRow.status.in_([RunStatus.QUEUED.value, RunStatus.RUNNING.value]))  # type: ignore[attr-defined]
+                update(RunRow)
+                .where(col(RunRow.id) == run_id)
+                .where(col(RunRow.status).in_([RunStatus.QUEUED.value, RunStatus.RUNNING.value]))
                 .values(status=status.value, finished_at=when, error=error)
             )
             return bool(result.rowcount)
+
+    async def start_run(self, run: Run, *, owner: str) -> None:
+        """Insert a run that this process already holds, and stamp the task's last attempt."""
+        async with self.write() as s:
+            s.add(RunRow.from_domain(run, owner))
+            await s.exec(
+                update(TaskRow)
+                .where(col(TaskRow.id) == run.task_id)
+                .values(last_attempt_at=run.started_at or run.created_at)
+            )
+
+    async def save_held_run(self, run: Run, *, holder: str) -> bool:
+        """Write a running run's progress; False when this process no longer holds it."""
+        async with self.write() as s:
+            if not await self._holds(s, run.id, holder):
+                return False
+            await s.exec(
+                update(RunRow).where(col(RunRow.id) == run.id).values(started_at=run.started_at)
+            )
+            await self._save_steps(s, run)
+            return True
+
+    async def finish_run(self, run: Run, *, holder: str, outcome: "Outcome") -> bool:
+        """Record a finished run and its effect on the task in one transaction, but only while
+        `holder` still holds the run (a swept or cancelled run stays as the others left it)."""
+        async with self.write() as s:
+            if not await self._holds(s, run.id, holder):
+                await self._save_steps(s, run)
+                return False
+            values = run.model_dump(
+                include={"status", "finished_at", "duration_ms", "output", "summary", "error"}
+            )
+            values["finished_at"] = run.finished_at
+            values["lease_expires_at"] = None
+            await s.exec(update(RunRow).where(col(RunRow.id) == run.id).values(**values))
+            await self._save_steps(s, run)
+            await self._apply_outcome(s, run, outcome)
+            return True
+
+    async def _holds(self, s: AsyncSession, run_id: str, holder: str) -> bool:
+        row = await s.get(RunRow, run_id)
+        return (
+            row is not None and row.status == RunStatus.RUNNING.value and row.lease_owner == holder
+        )
+
+    async def _save_steps(self, s: AsyncSession, run: Run) -> None:
+        for step in run.steps:
+            await s.merge(StepResultRow.from_domain(run.id, step))
+
+    async def _apply_outcome(self, s: AsyncSession, run: Run, outcome: "Outcome") -> None:
+        row = await s.get(TaskRow, run.task_id)
+        if row is None:
+            return
+        row.run_count += 1
+        row.last_run_status = run.status.value
+        if run.status == RunStatus.SUCCEEDED:
+            row.last_run_at = run.finished_at
+            row.last_summary = run.summary
+            row.last_error = None
+            row.consecutive_failures = 0
+        elif run.status in (RunStatus.FAILED, RunStatus.INTERRUPTED):
+            row.last_error = run.error
+            row.consecutive_failures += 1
+        changes = outcome.task_changes(row)
+        for name, value in changes.items():
+            setattr(row, name, value)
+        if changes:
+            row.revision += 1
+            await self._bump(s, TASKS_REVISION)
+
+    async def last_finished_run(self, task_id: str, *, before: str) -> Run | None:
+        query = (
+            select(RunRow)
+            .where(col(RunRow.task_id) == task_id)
+            .where(col(RunRow.id) < before)
+            .where(col(RunRow.status).in_(FINISHED_RUN_STATUSES))
+            .order_by(col(RunRow.id).desc())
+            .limit(1)
+        )
+        async with self.read() as s:
+            row = (await s.exec(query)).first()
+        return row.to_domain() if row else None
+
+
+class Outcome:
+    """How a finished run changes its task beyond the last_* fields: pause after N consecutive
+    failures, finish after max_runs."""
+
+    def __init__(self, *, pause_on_failure: int | None, max_runs: int | None) -> None:
+        self.pause_on_failure = pause_on_failure
+        self.max_runs = max_runs
+
+    def task_changes(self, row: TaskRow) -> dict[str, Any]:
+        if self.max_runs is not None and row.run_count >= self.max_runs:
+            return {"status": "finished", "next_fire_at": None}
+        if self.pause_on_failure and row.consecutive_failures >= self.pause_on_failure:
+            return {"status": "paused", "enabled": False, "next_fire_at": None}
+        return {}
+
+
+FINISHED_RUN_STATUSES = [RunStatus.SUCCEEDED.value, RunStatus.FAILED.value]
 
 
 def _page(items: list[Any], limit: int) -> Page:

@@ -145,6 +145,7 @@ class RunRow(SQLModel, table=True):
     fire_time: datetime | None = _time()
     attempt: int = 1
     created_at: datetime = _time(nullable=False)
+    not_before: datetime | None = _time()
     started_at: datetime | None = _time()
     finished_at: datetime | None = _time()
     duration_ms: int | None = None
@@ -159,7 +160,7 @@ class RunRow(SQLModel, table=True):
     def from_domain(cls, run: Run, owner: str) -> "RunRow":
         data = run.model_dump(mode="json", exclude={"steps"})
         row = cls(**{**data, "owner": owner})
-        for name in ("fire_time", "created_at", "started_at", "finished_at", "lease_expires_at"):
+        for name in _RUN_TIMES:
             setattr(row, name, getattr(run, name))
         return row
 
@@ -172,6 +173,7 @@ class RunRow(SQLModel, table=True):
             fire_time=self.fire_time,
             attempt=self.attempt,
             created_at=self.created_at,
+            not_before=self.not_before,
             started_at=self.started_at,
             finished_at=self.finished_at,
             duration_ms=self.duration_ms,
@@ -183,6 +185,16 @@ class RunRow(SQLModel, table=True):
             lease_expires_at=self.lease_expires_at,
             steps=steps or [],
         )
+
+
+_RUN_TIMES = (
+    "fire_time",
+    "created_at",
+    "not_before",
+    "started_at",
+    "finished_at",
+    "lease_expires_at",
+)
 
 
 class StepResultRow(SQLModel, table=True):

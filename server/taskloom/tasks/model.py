@@ -22,6 +22,9 @@ from pydantic import (
 
 MAX_STEPS = 50
 STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+RESERVED_STEP_IDS = frozenset(
+    {"items", "keys", "values", "get", "update", "pop", "popitem", "copy", "clear", "setdefault"}
+)
 EVENT_NAME_PATTERN = r"^[A-Za-z0-9_.:\-]{1,100}$"
 
 
@@ -131,6 +134,14 @@ class Step(Frozen):
     timeout_s: float | None = Field(default=None, gt=0, le=3600)
     retry: RetryPolicy | None = None
     on_error: Literal["fail", "continue"] = "fail"
+
+    @field_validator("id")
+    @classmethod
+    def _not_a_mapping_method(cls, value: str) -> str:
+        # `steps.items` would reach dict.items in a template, never the step.
+        if value in RESERVED_STEP_IDS:
+            raise ValueError(f"{value!r} is reserved; pick another step id, e.g. '{value}_step'")
+        return value
 
 
 class NotifyPolicy(Frozen):

@@ -123,7 +123,7 @@ class TaskService:
             raise NotFound("task", task_id, NOT_FOUND_HINT)
         return task
 
-    async def list(
+    async def list_page(
         self,
         *,
         owner: str | None,

@@ -3,7 +3,9 @@
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from taskloom.store.tables import SQLModel
+from sqlmodel import SQLModel
+
+import taskloom.store.tables  # noqa: F401 - registers the tables on SQLModel.metadata
 
 connection: Connection | None = context.config.attributes.get("connection")
 if connection is None:

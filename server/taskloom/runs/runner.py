@@ -1,0 +1,273 @@
+"""Executes one run of a chain: steps in order, each with its timeout and retries.
+
+The runner is the only place a step's exception is caught: it becomes a failed `StepResult`.
+The run's final record is written in `finally`, shielded from cancellation, so a timeout, a
+`cancel_run` or a shutdown still leaves an honest record.
+"""
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from taskloom.clock import Clock
+from taskloom.errors import TaskloomError
+from taskloom.runs.model import Run, RunStatus, StepResult, StepStatus
+from taskloom.runs.templating import Secrets, TemplateError, referenced_secrets, resolve_args
+from taskloom.step_tools import StepCatalog
+from taskloom.tasks.model import RetryPolicy, Step, Task
+
+log = structlog.get_logger(__name__)
+
+Progress = Callable[[int, int, str], Awaitable[None]]
+Persist = Callable[[Run], Awaitable[None]]
+Finish = Callable[[Run], Awaitable[Run]]
+
+
+@dataclass(frozen=True)
+class Limits:
+    step_timeout_s: float = 300.0
+    max_output_bytes: int = 65536
+
+
+def backoff_delay(policy: RetryPolicy, attempt: int, rng: random.Random | None = None) -> float:
+    """Exponential backoff with jitter for the wait after failed attempt `attempt` (1-based)."""
+    ceiling = min(policy.max_backoff_s, policy.backoff_s * 2 ** (attempt - 1))
+    return (rng or random).uniform(ceiling / 2, ceiling)
+
+
+def bound_output(value: Any, max_bytes: int) -> Any:
+    """The value itself when its JSON is small enough; otherwise a marked, truncated preview."""
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    size = len(text.encode())
+    if size <= max_bytes:
+        return value
+    return {
+        "truncated": True,
+        "original_bytes": size,
+        "preview": text.encode()[:max_bytes].decode(errors="ignore"),
+        "hint": "The output was larger than TASKLOOM_MAX_OUTPUT_BYTES; only a preview is kept.",
+    }
+
+
+class StepCaller:
+    """Calls a step tool by name: built-ins in-process, '<server>/<tool>' on the upstream pool."""
+
+    def __init__(self, catalog: StepCatalog, tool_context: Callable[[dict[str, Any]], Any]):
+        self.catalog = catalog
+        self.tool_context = tool_context
+
+    async def call(
+        self, name: str, args: dict[str, Any], timeout_s: float, template_ctx: dict[str, Any]
+    ) -> Any:
+        tool = self.catalog.builtin(name)
+        if tool is not None:
+            ctx = self.tool_context(template_ctx)
+            return await asyncio.wait_for(tool.invoke(args, ctx), timeout_s)
+        if self.catalog.upstream is None:
+            raise TaskloomError(
+                f"Step tool {name!r} is not built in and no upstream MCP servers are configured "
+                "(TASKLOOM_MCP_CONFIG)."
+            )
+        return await self.catalog.upstream.call(name, args, timeout_s=timeout_s)
+
+
+class Runner:
+    def __init__(self, caller: StepCaller, clock: Clock, limits: Limits) -> None:
+        self.caller = caller
+        self.clock = clock
+        self.limits = limits
+
+    async def execute(
+        self,
+        task: Task,
+        run: Run,
+        *,
+        secrets: Secrets,
+        persist: Persist,
+        finish: Finish,
+        progress: Progress | None = None,
+    ) -> Run:
+        """Run every step, handing progress to `persist` and the final run to `finish`."""
+        state = _RunState(task, run, self.clock.now(), secrets)
+        bound = structlog.contextvars.bound_contextvars(task_id=task.id, run_id=run.id)
+        with bound:
+            log.info("run_started", trigger=run.trigger.value, attempt=run.attempt)
+            try:
+                async with asyncio.timeout(task.timeout_s):
+                    await self._steps(state, persist, progress)
+            except TimeoutError:
+                state.fail(f"The run timed out after {task.timeout_s:g} s (the task's timeout_s).")
+            except asyncio.CancelledError:
+                state.cancel("The run was cancelled.")
+                raise
+            finally:
+                final = await asyncio.shield(finish(state.finish(self.clock.now())))
+                log.info("run_finished", status=final.status.value, duration_ms=final.duration_ms)
+        return final
+
+    async def _steps(self, state: "_RunState", persist: Persist, progress: Progress | None) -> None:
+        total = len(state.task.steps)
+        await persist(state.snapshot())
+        for index, step in enumerate(state.task.steps):
+            if state.stopped:
+                break
+            if progress is not None:
+                await progress(index, total, f"step {index + 1}/{total}: {step.id} ({step.tool})")
+            result = await self._step(state, index, step)
+            state.record(result, step)
+            await persist(state.snapshot())
+        if progress is not None:
+            await progress(total, total, f"finished: {state.status.value}")
+
+    async def _step(self, state: "_RunState", index: int, step: Step) -> StepResult:
+        started = self.clock.now()
+        clock_start = time.perf_counter()
+        policy = step.retry or RetryPolicy()
+        attempts, output, error, args = 0, None, None, None
+        try:
+            args = resolve_args(
+                step.args, state.template_context(), step_id=step.id, secrets=state.secrets
+            )
+        except TemplateError as exc:
+            error = exc.message
+        if args is not None:
+            output, error, attempts = await self._call_with_retry(state, step, args, policy)
+        return StepResult(
+            id=step.id,
+            index=index,
+            tool=step.tool,
+            status=StepStatus.FAILED if error else StepStatus.SUCCEEDED,
+            args=state.secrets.redact(args) if args is not None else None,
+            output=bound_output(state.secrets.redact(output), self.limits.max_output_bytes),
+            error=state.secrets.redact(error) if error else None,
+            started_at=started,
+            finished_at=self.clock.now(),
+            duration_ms=int((time.perf_counter() - clock_start) * 1000),
+            attempts=attempts,
+        )
+
+    async def _call_with_retry(
+        self, state: "_RunState", step: Step, args: dict[str, Any], policy: RetryPolicy
+    ) -> tuple[Any, str | None, int]:
+        timeout = step.timeout_s or self.limits.step_timeout_s
+        error: str | None = None
+        for attempt in range(1, policy.attempts + 1):
+            try:
+                output = await self.caller.call(step.tool, args, timeout, state.template_context())
+                return output, None, attempt
+            except TimeoutError:
+                error = f"Step {step.id!r} timed out after {timeout:g} s; raise its timeout_s."
+            except Exception as exc:
+                error = _describe(step, exc)
+            log.warning("step_failed", step=step.id, attempt=attempt, error=error[:300])
+            if attempt < policy.attempts:
+                await asyncio.sleep(backoff_delay(policy, attempt))
+        return None, error, policy.attempts
+
+
+def _describe(step: Step, exc: Exception) -> str:
+    message = getattr(exc, "message", None)
+    if isinstance(message, str):
+        return message
+    if isinstance(exc, TaskloomError | ValueError):
+        return str(exc)
+    log.error("step_crashed", step=step.id, exc_info=exc)
+    return f"Step {step.id!r} ({step.tool}) failed unexpectedly: {type(exc).__name__}: {exc}"
+
+
+class _RunState:
+    """What a run has done so far; turns into the final `Run`."""
+
+    def __init__(self, task: Task, run: Run, started: datetime, secrets: Secrets) -> None:
+        self.task = task
+        self.run = run
+        self.started = started
+        self.secrets = secrets
+        self.results: list[StepResult] = [
+            StepResult(id=s.id, index=i, tool=s.tool, status=StepStatus.PENDING)
+            for i, s in enumerate(task.steps)
+        ]
+        self.outputs: dict[str, dict[str, Any]] = {}
+        self.status = RunStatus.RUNNING
+        self.error: str | None = None
+        self.output: Any = None
+        self.stopped = False
+
+    def template_context(self) -> dict[str, Any]:
+        fire = self.run.fire_time
+        return {
+            "steps": self.outputs,
+            "task": {"id": self.task.id, "name": self.task.name, "timezone": self.task.timezone},
+            "run": {
+                "id": self.run.id,
+                "trigger": self.run.trigger.value,
+                "attempt": self.run.attempt,
+                "fire_time": fire.isoformat() if fire else None,
+                "started_at": self.started.isoformat(),
+            },
+            "event": self.run.event,
+        }
+
+    def record(self, result: StepResult, step: Step) -> None:
+        self.results[result.index] = result
+        self.outputs[step.id] = {
+            "output": result.output,
+            "status": result.status.value,
+            "error": result.error,
+        }
+        if result.status == StepStatus.SUCCEEDED:
+            self.output = result.output
+            return
+        if step.on_error == "fail":
+            self.fail(f"Step {step.id!r} failed: {result.error}")
+        elif self.error is None:
+            self.error = f"Step {step.id!r} failed (on_error=continue): {result.error}"
+
+    def fail(self, error: str) -> None:
+        self.status, self.error, self.stopped = RunStatus.FAILED, error, True
+
+    def cancel(self, error: str) -> None:
+        self.status, self.error, self.stopped = RunStatus.CANCELLED, error, True
+
+    def snapshot(self) -> Run:
+        return self.run.model_copy(
+            update={"status": RunStatus.RUNNING, "started_at": self.started, "steps": self.results}
+        )
+
+    def finish(self, now: datetime) -> Run:
+        if self.status == RunStatus.RUNNING:
+            self.status = RunStatus.SUCCEEDED
+        leftover = (
+            StepStatus.CANCELLED if self.status == RunStatus.CANCELLED else StepStatus.SKIPPED
+        )
+        steps = [
+            r.model_copy(update={"status": leftover})
+            if r.status in (StepStatus.PENDING, StepStatus.RUNNING)
+            else r
+            for r in self.results
+        ]
+        return self.run.model_copy(
+            update={
+                "status": self.status,
+                "started_at": self.started,
+                "finished_at": now,
+                "duration_ms": int((now - self.started).total_seconds() * 1000),
+                "output": self.output,
+                "error": self.secrets.redact(self.error) if self.error else None,
+                "steps": steps,
+            }
+        )
+
+
+def secret_names(task: Task) -> set[str]:
+    names: set[str] = set()
+    for step in task.steps:
+        names |= referenced_secrets(step.args, step_id=step.id)
+    return names
