@@ -76,3 +76,54 @@ class RunAnswer(Answer):
 class RunList(Answer):
     runs: list[Run] = Field(description="newest first; step details via get_run")
     next_cursor: str | None
+
+
+class EventAnswer(Answer):
+    event: str
+    runs: list[Run] = Field(description="one run started per listening task")
+    message: str
+
+
+class ProcessStatus(Answer):
+    id: str
+    role: str
+    hostname: str
+    pid: int
+    started_at: AwareDatetime
+    last_heartbeat: AwareDatetime
+    this_process: bool
+
+
+class LeaseStatus(Answer):
+    run_id: str
+    task_id: str
+    holder: str | None
+    lease_expires_at: AwareDatetime | None
+
+
+class NextFire(Answer):
+    task_id: str
+    name: str
+    at: FireTime
+
+
+class TaskHealth(Answer):
+    task_id: str
+    name: str
+    runs: int
+    success_rate: float = Field(description="succeeded / ended runs, 0..1")
+    mean_duration_ms: float | None
+
+
+class SchedulerStatus(Answer):
+    now: AwareDatetime
+    server_timezone: str
+    this_process: str
+    uptime_s: float | None = Field(description="null: this process does not schedule")
+    processes: list[ProcessStatus] = Field(description="Taskloom processes alive on this database")
+    runs_in_flight: list[LeaseStatus]
+    queue_depth: int
+    queue_due: int
+    tasks_by_status: dict[str, int]
+    next_fires: list[NextFire]
+    per_task: list[TaskHealth]

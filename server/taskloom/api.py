@@ -19,9 +19,11 @@ from pydantic import Field, ValidationError
 
 from taskloom.answers import (
     Deleted,
+    EventAnswer,
     RunAnswer,
     RunList,
     SchedulePreview,
+    SchedulerStatus,
     StepToolList,
     TaskAnswer,
     TaskList,
@@ -30,6 +32,7 @@ from taskloom.errors import InvalidInput, InvalidInputs, TaskloomError
 from taskloom.runs.model import RunStatus, RunTrigger
 from taskloom.services import Services
 from taskloom.tasks.model import (
+    EVENT_NAME_PATTERN,
     CatchupPolicy,
     NotifyPolicy,
     OverlapPolicy,
@@ -174,7 +177,9 @@ def _register_task_tools(mcp: FastMCP, s: Services) -> None:
         Paged: pass next_cursor back as cursor to get more. Use get_task for one task's details.
         """
         return await _answer(
-            s.tasks.list_page(owner=_owner(s), status=status, query=query, limit=limit, cursor=cursor)
+            s.tasks.list_page(
+                owner=_owner(s), status=status, query=query, limit=limit, cursor=cursor
+            )
         )
 
     @mcp.tool(annotations=READ)
@@ -382,6 +387,28 @@ def _register_run_tools(mcp: FastMCP, s: Services) -> None:
         progress = _progress(ctx)
         run = await _answer(s.runs.dry_run(steps, owner=_owner(s), progress=progress))
         return RunAnswer(run=run, message=f"Dry run {run.status.value}; nothing was saved.")
+
+    @mcp.tool(annotations={**WRITE, "openWorldHint": True})
+    async def emit_event(
+        name: Annotated[str, Field(pattern=EVENT_NAME_PATTERN, description="the event's name")],
+        payload: Annotated[
+            dict[str, Any] | None, Field(description="data the tasks see as {{ event }}")
+        ] = None,
+    ) -> EventAnswer:
+        """Fire every active task whose trigger is {"event": name}. Returns the runs started
+        (poll get_run for results). Over HTTP the same works as POST /events/{name}."""
+        runs = await _answer(s.runs.emit(name, payload or {}, owner=_owner(s)))
+        note = f"{len(runs)} task(s) listen to {name!r}." if runs else (
+            f"No active task listens to {name!r}; create one with trigger {{'event': {name!r}}}."
+        )  # fmt: skip
+        return EventAnswer(event=name, runs=runs, message=note)
+
+    @mcp.tool(annotations=READ)
+    async def scheduler_status() -> SchedulerStatus:
+        """Health of the scheduler: Taskloom processes alive on this database, runs in flight
+        and their leases, queue depth, the next fires, and per-task success rate and mean
+        duration. Use it when the user asks whether their tasks are running."""
+        return await _answer(s.status(owner=_owner(s)))
 
 
 def _progress(ctx: Context) -> Any:

@@ -14,6 +14,7 @@ from taskloom.clock import Clock, SystemClock
 from taskloom.errors import TaskloomError
 from taskloom.runs.runner import Limits, Runner, StepCaller
 from taskloom.runs.service import RunService
+from taskloom.scheduling.scheduler import Scheduler, Timing
 from taskloom.services import Services, ToolContexts, new_process_id
 from taskloom.settings import Settings
 from taskloom.step_tools import StepCatalog
@@ -36,6 +37,8 @@ def build_services(
     *,
     http: httpx.AsyncClient | None = None,
     anthropic_http: Any = None,
+    role: str = "serve",
+    timing: Timing | None = None,
 ) -> Services:
     """`http` and `anthropic_http` let tests fake the network at the transport."""
     clock = clock or SystemClock()
@@ -51,6 +54,10 @@ def build_services(
     )
     runner = Runner(caller, clock, limits)
     runs = RunService(store, clock, settings, runner, caller, process_id)
+    scheduler = None
+    if settings.scheduler:
+        timing = timing or Timing(lease_s=settings.lease_s)
+        scheduler = Scheduler(store, runs, clock, process_id=process_id, role=role, timing=timing)
     return Services(
         settings=settings,
         clock=clock,
@@ -60,6 +67,7 @@ def build_services(
         runs=runs,
         tool_contexts=contexts,
         process_id=process_id,
+        scheduler=scheduler,
     )
 
 

@@ -3,17 +3,28 @@
 import os
 import socket
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx
 
-from taskloom.answers import TaskAnswer
+from taskloom.answers import (
+    LeaseStatus,
+    NextFire,
+    ProcessStatus,
+    SchedulerStatus,
+    TaskAnswer,
+    TaskHealth,
+)
 from taskloom.clock import Clock
 from taskloom.runs.service import RunService
+from taskloom.scheduling.scheduler import Scheduler
 from taskloom.settings import Settings
 from taskloom.step_tools import StepCatalog
+from taskloom.store.claims import Claims
 from taskloom.store.sql import Store
-from taskloom.tasks.service import TaskService
+from taskloom.store.stats import figures
+from taskloom.tasks.service import TaskService, fire_time
 from taskloom_tools.base import ToolContext
 
 
@@ -70,13 +81,21 @@ class Services:
     runs: RunService
     tool_contexts: ToolContexts
     process_id: str
+    scheduler: Scheduler | None = None
 
-    async def start(self) -> None:
+    async def start(self, *, schedule: bool = True) -> None:
+        """Open the store; with `schedule` (and TASKLOOM_SCHEDULER on), fire tasks here too."""
         await self.store.open()
         await self.tool_contexts.start()
+        if schedule and self.scheduler is not None:
+            await self.scheduler.start()
+            self.tasks.on_change(self.scheduler.on_task_changed)
 
-    async def stop(self, grace_s: float = 10.0) -> None:
-        await self.runs.shutdown(grace_s)
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Stop firing, let in-flight runs finish within the grace period, record the rest."""
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+        await self.runs.shutdown(self.settings.shutdown_grace_s if grace_s is None else grace_s)
         if self.catalog.upstream is not None:
             await self.catalog.upstream.aclose()
         await self.tool_contexts.stop()
@@ -86,3 +105,42 @@ class Services:
         task = await self.tasks.get(task_id, owner=owner)
         runs = await self.store.list_runs(owner=owner, task_id=task_id, limit=5)
         return self.tasks.answer(task, recent_runs=runs.items)
+
+    async def status(self, *, owner: str | None) -> SchedulerStatus:
+        now = self.clock.now()
+        started = self.scheduler.started_at if self.scheduler else None
+        alive_since = now - timedelta(seconds=self.settings.lease_s)
+        processes = await Claims(self.store).processes(alive_since)
+        figs = await figures(self.store, now, owner=owner)
+        return SchedulerStatus(
+            now=now,
+            server_timezone=self.settings.timezone,
+            this_process=self.process_id,
+            uptime_s=(now - started).total_seconds() if started else None,
+            processes=[
+                ProcessStatus(
+                    id=p.id, role=p.role, hostname=p.hostname, pid=p.pid,
+                    started_at=p.started_at, last_heartbeat=p.heartbeat_at,
+                    this_process=p.id == self.process_id,
+                )
+                for p in processes
+            ],
+            runs_in_flight=[
+                LeaseStatus(run_id=r.run_id, task_id=r.task_id, holder=r.holder,
+                            lease_expires_at=r.expires_at)
+                for r in figs.running
+            ],
+            queue_depth=figs.queued,
+            queue_due=figs.queued_due,
+            tasks_by_status=figs.tasks_by_status,
+            next_fires=[
+                NextFire(task_id=i, name=n, at=fire_time(at, self.settings.timezone))
+                for i, n, at in figs.next_fires
+            ],
+            per_task=[
+                TaskHealth(task_id=t.task_id, name=t.name, runs=t.runs,
+                           success_rate=t.succeeded / t.runs if t.runs else 0.0,
+                           mean_duration_ms=t.mean_duration_ms)
+                for t in figs.per_task
+            ],
+        )  # fmt: skip

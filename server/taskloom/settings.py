@@ -64,6 +64,11 @@ class Settings(BaseSettings):
         default=None, validation_alias="ANTHROPIC_API_KEY", description="for llm_prompt/summaries"
     )
     anthropic_base_url: str | None = Field(default=None, validation_alias="ANTHROPIC_BASE_URL")
+    lease_s: float = Field(default=30, ge=3, description="run lease; renewed every third of it")
+    shutdown_grace_s: float = Field(
+        default=60, ge=0, description="how long in-flight runs may finish at shutdown"
+    )
+    scheduler: bool = Field(default=True, description="fire schedules in this process")
     step_timeout_s: float = Field(default=300, gt=0, description="default timeout of one step")
     max_output_bytes: int = Field(default=65536, ge=1024, description="stored output per step")
     max_tasks_per_owner: int = Field(default=1000, ge=1)

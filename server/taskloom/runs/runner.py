@@ -63,6 +63,10 @@ class StepCaller:
         self.catalog = catalog
         self.tool_context = tool_context
 
+    def raw_args(self, name: str) -> frozenset[str]:
+        tool = self.catalog.builtin(name)
+        return tool.raw_args if tool is not None else frozenset()
+
     async def call(
         self, name: str, args: dict[str, Any], timeout_s: float, template_ctx: dict[str, Any]
     ) -> Any:
@@ -114,7 +118,6 @@ class Runner:
 
     async def _steps(self, state: "_RunState", persist: Persist, progress: Progress | None) -> None:
         total = len(state.task.steps)
-        await persist(state.snapshot())
         for index, step in enumerate(state.task.steps):
             if state.stopped:
                 break
@@ -122,7 +125,8 @@ class Runner:
                 await progress(index, total, f"step {index + 1}/{total}: {step.id} ({step.tool})")
             result = await self._step(state, index, step)
             state.record(result, step)
-            await persist(state.snapshot())
+            if index < total - 1:  # the last step's result goes out with the final record
+                await persist(state.snapshot())
         if progress is not None:
             await progress(total, total, f"finished: {state.status.value}")
 
@@ -131,10 +135,15 @@ class Runner:
         clock_start = time.perf_counter()
         policy = step.retry or RetryPolicy()
         attempts, output, error, args = 0, None, None, None
+        raw = self.caller.raw_args(step.tool)
         try:
-            args = resolve_args(
-                step.args, state.template_context(), step_id=step.id, secrets=state.secrets
+            rendered = resolve_args(
+                {k: v for k, v in step.args.items() if k not in raw},
+                state.template_context(),
+                step_id=step.id,
+                secrets=state.secrets,
             )
+            args = {**{k: v for k, v in step.args.items() if k in raw}, **rendered}
         except TemplateError as exc:
             error = exc.message
         if args is not None:

@@ -4,7 +4,7 @@ around each run (summary, notification, the task's last_* fields)."""
 import asyncio
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -14,14 +14,17 @@ from taskloom.errors import Conflict, InvalidInput, NotFound
 from taskloom.ids import new_id
 from taskloom.runs.model import Run, RunStatus, RunTrigger
 from taskloom.runs.runner import Progress, Runner, StepCaller, secret_names
+from taskloom.scheduling.claims import event_run, retry_run
 from taskloom.secrets import load_secrets
 from taskloom.settings import Settings
+from taskloom.store.claims import Claims
 from taskloom.store.sql import Outcome, Page, Store
 from taskloom.tasks.model import Step, Task, TaskSpec, TaskStatus
 from taskloom.tasks.validate import validate_task
 
 log = structlog.get_logger(__name__)
 
+DRY_RUN_ID = "tsk_dry_run"
 RUN_HINT = "Call task_history to see the ids of recent runs."
 SUMMARY_PROMPT = (
     "Below is the output of a scheduled task named {name!r}. In at most two short sentences, "
@@ -46,6 +49,7 @@ class RunService:
         self.caller = caller
         self.process_id = process_id
         self.inflight: dict[str, asyncio.Task[Run]] = {}
+        self.stopping = False
 
     # -- starting runs -----------------------------------------------------------------------
 
@@ -57,19 +61,23 @@ class RunService:
         fire_time: datetime | None = None,
         attempt: int = 1,
         event: dict[str, Any] | None = None,
+        status: RunStatus = RunStatus.RUNNING,
     ) -> Run:
+        """A new run; a running one is held by this process under a fresh lease."""
         now = self.clock.now()
+        held = status == RunStatus.RUNNING
         return Run(
             id=new_id("run", now),
             task_id=task.id,
-            status=RunStatus.RUNNING,
+            status=status,
             trigger=trigger,
             fire_time=fire_time,
             attempt=attempt,
             created_at=now,
-            started_at=now,
+            started_at=now if held else None,
             event=event,
-            lease_owner=self.process_id,
+            lease_owner=self.process_id if held else None,
+            lease_expires_at=now + timedelta(seconds=self.settings.lease_s) if held else None,
         )
 
     async def run_now(
@@ -102,15 +110,47 @@ class RunService:
         )
 
     async def _finish(self, task: Task, run: Run) -> Run:
+        if run.status == RunStatus.CANCELLED and self.stopping:
+            run = run.model_copy(
+                update={
+                    "status": RunStatus.INTERRUPTED,
+                    "error": "Interrupted: Taskloom was shutting down and the run did not finish "
+                    "within the grace period.",
+                }
+            )
         if run.status == RunStatus.SUCCEEDED and task.summary.enabled:
             run = run.model_copy(update={"summary": await self._summarise(task, run)})
         outcome = Outcome(pause_on_failure=task.pause_on_failure, max_runs=task.max_runs)
-        recorded = await self.store.finish_run(run, holder=self.process_id, outcome=outcome)
+        again = retry_run(task, run, self.clock.now()) if task.id != DRY_RUN_ID else None
+        recorded = await self.store.finish_run(
+            run, holder=self.process_id, outcome=outcome, follow_up=again
+        )
+        if again is not None and recorded:
+            log.info("run_retry_queued", run_id=again.id, attempt=again.attempt)
         if not recorded:
             log.warning("run_not_recorded", run_id=run.id, reason="no longer held by us")
             return run
         await self._notify(task, run)
         return run
+
+    # -- events ------------------------------------------------------------------------------
+
+    async def emit(self, name: str, payload: dict[str, Any], *, owner: str | None) -> list[Run]:
+        """Start the tasks whose trigger listens to `name`; the payload is `{{ event }}`."""
+        now = self.clock.now()
+
+        def make(task: Task, busy: int, queued: int) -> Run:
+            def new(kind: RunTrigger, _: datetime, status: RunStatus) -> Run:
+                return self.new_run(task, kind, event=payload, status=status)
+
+            return event_run(task, now, busy=busy, queued=queued, new_run=new)
+
+        claimed = await Claims(self.store).claim_event(name, owner, make)
+        for task, run in claimed:
+            if run.status == RunStatus.RUNNING:
+                self.launch(task, run)
+        log.info("event_emitted", event=name, runs=len(claimed))
+        return [run for _, run in claimed]
 
     # -- dry runs ----------------------------------------------------------------------------
 
@@ -123,7 +163,7 @@ class RunService:
         now = self.clock.now()
         task = Task(
             **dict(spec),
-            id="tsk_dry_run",
+            id=DRY_RUN_ID,
             owner=owner,
             timezone=self.settings.timezone,
             created_at=now,
@@ -181,6 +221,13 @@ class RunService:
         log.info("run_cancel_requested", run_id=run_id, here=job is not None)
         return await self.get(run_id, owner=owner)
 
+    def abandon(self, run_id: str) -> None:
+        """Another process took this run (cancelled it, or swept it after our lease lapsed):
+        stop working on it; its record stays as they left it."""
+        job = self.inflight.get(run_id)
+        if job is not None:
+            job.cancel()
+
     async def wait_for(self, run_id: str) -> Run:
         job = self.inflight.get(run_id)
         if job is not None:
@@ -192,7 +239,9 @@ class RunService:
         jobs = list(self.inflight.values())
         if not jobs:
             return
+        log.info("runs_draining", in_flight=len(jobs), grace_s=grace_s)
         _, pending = await asyncio.wait(jobs, timeout=grace_s)
+        self.stopping = True
         for job in pending:
             job.cancel()
         if pending:

@@ -203,7 +203,7 @@ class Store:
                     f"(TASKLOOM_MAX_TASKS_PER_OWNER={max_per_owner}). Delete unused tasks first."
                 )
             s.add(TaskRow.from_domain(task))
-            await self._bump(s, TASKS_REVISION)
+            await self.bump(s, TASKS_REVISION)
 
     async def get_task(self, task_id: str, owner: str | None = None) -> Task | None:
         async with self.read() as s:
@@ -249,7 +249,7 @@ class Store:
             fresh = TaskRow.from_domain(task)
             for name, value in fresh.model_dump(exclude=RUN_OWNED_TASK_FIELDS).items():
                 setattr(row, name, value)
-            await self._bump(s, TASKS_REVISION)
+            await self.bump(s, TASKS_REVISION)
         return task
 
     async def delete_task(self, task_id: str, *, delete_runs: bool) -> int:
@@ -262,7 +262,7 @@ class Store:
                 await s.exec(delete(StepResultRow).where(col(StepResultRow.run_id).in_(run_ids)))
                 result = await s.exec(delete(RunRow).where(col(RunRow.task_id) == task_id))
                 removed = result.rowcount
-            await self._bump(s, TASKS_REVISION)
+            await self.bump(s, TASKS_REVISION)
         return removed
 
     async def tasks_revision(self) -> int:
@@ -270,7 +270,7 @@ class Store:
             row = await s.get(CounterRow, TASKS_REVISION)
         return row.value if row else 0
 
-    async def _bump(self, s: AsyncSession, name: str) -> None:
+    async def bump(self, s: AsyncSession, name: str) -> None:
         row = await s.get(CounterRow, name)
         if row is None:
             s.add(CounterRow(name=name, value=1))
@@ -365,7 +365,9 @@ class Store:
             await self._save_steps(s, run)
             return True
 
-    async def finish_run(self, run: Run, *, holder: str, outcome: "Outcome") -> bool:
+    async def finish_run(
+        self, run: Run, *, holder: str, outcome: "Outcome", follow_up: Run | None = None
+    ) -> bool:
         """Record a finished run and its effect on the task in one transaction, but only while
         `holder` still holds the run (a swept or cancelled run stays as the others left it)."""
         async with self.write() as s:
@@ -379,8 +381,14 @@ class Store:
             values["lease_expires_at"] = None
             await s.exec(update(RunRow).where(col(RunRow.id) == run.id).values(**values))
             await self._save_steps(s, run)
-            await self._apply_outcome(s, run, outcome)
+            await self.apply_outcome(s, run, outcome)
+            if follow_up is not None:
+                s.add(RunRow.from_domain(follow_up, await self._owner_of(s, run.id)))
             return True
+
+    async def _owner_of(self, s: AsyncSession, run_id: str) -> str:
+        row = await s.get(RunRow, run_id)
+        return row.owner if row else "local"
 
     async def _holds(self, s: AsyncSession, run_id: str, holder: str) -> bool:
         row = await s.get(RunRow, run_id)
@@ -392,7 +400,7 @@ class Store:
         for step in run.steps:
             await s.merge(StepResultRow.from_domain(run.id, step))
 
-    async def _apply_outcome(self, s: AsyncSession, run: Run, outcome: "Outcome") -> None:
+    async def apply_outcome(self, s: AsyncSession, run: Run, outcome: "Outcome") -> None:
         row = await s.get(TaskRow, run.task_id)
         if row is None:
             return
@@ -411,7 +419,7 @@ class Store:
             setattr(row, name, value)
         if changes:
             row.revision += 1
-            await self._bump(s, TASKS_REVISION)
+            await self.bump(s, TASKS_REVISION)
 
     async def last_finished_run(self, task_id: str, *, before: str) -> Run | None:
         query = (

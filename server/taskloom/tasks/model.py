@@ -236,6 +236,12 @@ class Task(TaskFields):
     run_count: int = 0
     consecutive_failures: int = 0
 
+    @property
+    def anchor(self) -> datetime:
+        """Where an interval's grid starts: its start_at, else the task's creation."""
+        start = getattr(self.trigger, "start_at", None)
+        return start if isinstance(start, datetime) else self.created_at
+
     def spec(self) -> TaskSpec:
         return TaskSpec.model_validate(self.model_dump(include=set(TaskFields.model_fields)))
 

@@ -166,7 +166,7 @@ class TaskService:
         if task.status != TaskStatus.ACTIVE or task.trigger is None:
             return None
         fire = triggers.next_fire_time(
-            task.trigger, after=after, tz=task.timezone, anchor=anchor(task)
+            task.trigger, after=after, tz=task.timezone, anchor=task.anchor
         )
         if fire is not None and task.end_at is not None and fire > task.end_at:
             return None
@@ -177,7 +177,7 @@ class TaskService:
             return []
         after = task.next_fire_at
         rest = triggers.next_fire_times(
-            task.trigger, after=after, tz=task.timezone, anchor=anchor(task), count=count - 1
+            task.trigger, after=after, tz=task.timezone, anchor=task.anchor, count=count - 1
         )
         fires = [after, *rest]
         if task.end_at is not None:
@@ -209,11 +209,6 @@ class TaskService:
             last_error=task.last_error,
             run_count=task.run_count,
         )
-
-
-def anchor(task: Task) -> datetime:
-    start = getattr(task.trigger, "start_at", None)
-    return start if isinstance(start, datetime) else task.created_at
 
 
 def fire_time(at: datetime, tz: str) -> FireTime:

@@ -2,7 +2,6 @@
 
 from alembic import context
 from sqlalchemy.engine import Connection
-
 from sqlmodel import SQLModel
 
 import taskloom.store.tables  # noqa: F401 - registers the tables on SQLModel.metadata

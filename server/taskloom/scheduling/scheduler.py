@@ -1,0 +1,250 @@
+"""The timer and the loops around it. The database is the truth; APScheduler 3 (memory job store)
+only decides when to wake.
+
+One date job per active task, at its `next_fire_at`. Timers that go off together are claimed in
+one batch transaction (`Claims.claim_fires`); the claim decides, under the database's lock,
+whether this process records the fire, so any number of processes can run this same code.
+Around the timer: a revision poll that rebuilds it when another process changes a task, a queue
+loop that takes queued runs (retries, catch-up, overlap 'queue'), and a heartbeat that renews this
+process's leases and sweeps runs whose process died.
+"""
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from taskloom.clock import Clock
+from taskloom.runs.model import Run, RunStatus, RunTrigger
+from taskloom.runs.service import RunService
+from taskloom.scheduling.claims import FirePlan, plan_fire, retry_run
+from taskloom.store.claims import Claimed, Claims, ProcessInfo
+from taskloom.store.sql import Store
+from taskloom.tasks.model import Task
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Timing:
+    poll_s: float = 1.0
+    lease_s: float = 30.0
+    batch: int = 500
+    max_concurrent_runs: int = 200
+
+    @property
+    def heartbeat_s(self) -> float:
+        return self.lease_s / 3
+
+
+class Scheduler:
+    def __init__(
+        self,
+        store: Store,
+        runs: RunService,
+        clock: Clock,
+        *,
+        process_id: str,
+        role: str,
+        timing: Timing | None = None,
+    ) -> None:
+        self.store = store
+        self.claims = Claims(store)
+        self.runs = runs
+        self.clock = clock
+        self.process_id = process_id
+        self.role = role
+        self.timing = timing or Timing()
+        self.started_at: datetime | None = None
+        self._aps: AsyncIOScheduler | None = None
+        self._loops: list[asyncio.Task[None]] = []
+        self._pending: dict[str, datetime] = {}
+        self._drain: asyncio.Task[None] | None = None
+        self._wake_queue = asyncio.Event()
+        self._revision = -1
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.started_at = self.clock.now()
+        self._aps = AsyncIOScheduler(
+            timezone=UTC,
+            job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
+        )
+        self._aps.start()
+        await self._heartbeat_once()
+        await self.rebuild()
+        self._loops = [
+            self._loop("revision_poll", self.timing.poll_s, self._poll_revision),
+            self._loop("queue", self.timing.poll_s, self._take_queued, wake=self._wake_queue),
+            self._loop("heartbeat", self.timing.heartbeat_s, self._heartbeat_once),
+        ]
+        log.info("scheduler_started", process_id=self.process_id, role=self.role)
+
+    async def stop(self) -> None:
+        """Stop firing and claiming; in-flight runs are the RunService's to drain."""
+        if self._aps is not None:
+            self._aps.shutdown(wait=False)
+            self._aps = None
+        for task in [*self._loops, *([self._drain] if self._drain else [])]:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._loops = []
+        with contextlib.suppress(Exception):
+            await self.claims.forget_process(self.process_id)
+        log.info("scheduler_stopped", process_id=self.process_id)
+
+    def _loop(
+        self,
+        name: str,
+        every_s: float,
+        body: Callable[[], Awaitable[None]],
+        wake: asyncio.Event | None = None,
+    ) -> "asyncio.Task[None]":
+        async def forever() -> None:
+            while True:
+                if wake is None:
+                    await asyncio.sleep(every_s)
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), every_s)
+                    wake.clear()
+                try:
+                    await body()
+                except Exception as exc:
+                    log.warning("scheduler_loop_error", loop=name, error=str(exc)[:300])
+
+        return asyncio.create_task(forever(), name=f"taskloom-{name}")
+
+    # -- the timer ---------------------------------------------------------------------------
+
+    async def rebuild(self) -> None:
+        """Make the timer match the database: one job per active task at its next fire."""
+        self._revision = await self.store.tasks_revision()
+        wanted = dict(await self.claims.scheduled())
+        assert self._aps is not None
+        for job in self._aps.get_jobs():
+            if job.id not in wanted:
+                job.remove()
+        for task_id, at in wanted.items():
+            self._set_timer(task_id, at)
+
+    def _set_timer(self, task_id: str, at: datetime | None) -> None:
+        if self._aps is None:
+            return
+        if at is None:
+            with contextlib.suppress(Exception):
+                self._aps.remove_job(task_id)
+            return
+        self._aps.add_job(
+            self._timer_went_off,
+            "date",
+            run_date=at,
+            args=[task_id, at],
+            id=task_id,
+            replace_existing=True,
+        )
+
+    async def on_task_changed(self, task: Task | None, task_id: str) -> None:
+        """Same-process edits reach the timer at once; others via the revision poll."""
+        self._set_timer(task_id, task.next_fire_at if task is not None else None)
+
+    async def _poll_revision(self) -> None:
+        if await self.store.tasks_revision() != self._revision:
+            await self.rebuild()
+
+    async def _timer_went_off(self, task_id: str, at: datetime) -> None:
+        self._pending[task_id] = at
+        if self._drain is None or self._drain.done():
+            self._drain = asyncio.create_task(self._claim_pending())
+
+    async def _claim_pending(self) -> None:
+        while self._pending:
+            batch = dict(list(self._pending.items())[: self.timing.batch])
+            for task_id in batch:
+                del self._pending[task_id]
+            await self._claim_batch(batch)
+
+    async def _claim_batch(self, batch: dict[str, datetime]) -> None:
+        now = self.clock.now()
+        try:
+            claimed = await self.claims.claim_fires(batch, self._planner(now))
+        except Exception as exc:
+            log.warning("claim_failed", error=str(exc)[:300], fires=len(batch))
+            for task_id, at in batch.items():
+                self._set_timer(task_id, max(at, now) + timedelta(seconds=self.timing.poll_s))
+            return
+        for task_id in batch:
+            got = claimed.get(task_id)
+            if isinstance(got, Claimed):
+                self._start(got)
+                self._set_timer(task_id, got.plan.next_fire_at)
+            else:
+                self._set_timer(task_id, got)
+
+    def _planner(self, now: datetime) -> Callable[[Task, int, int], FirePlan]:
+        def plan(task: Task, busy: int, queued: int) -> FirePlan:
+            return plan_fire(task, now, busy=busy, queued=queued, new_run=self._run_factory(task))
+
+        return plan
+
+    def _run_factory(self, task: Task) -> Callable[[RunTrigger, datetime, RunStatus], Run]:
+        def make(kind: RunTrigger, fire: datetime, status: RunStatus) -> Run:
+            return self.runs.new_run(task, kind, fire_time=fire, status=status)
+
+        return make
+
+    def _start(self, claimed: Claimed) -> None:
+        for run in claimed.plan.runs:
+            log.info("fire_claimed", task_id=claimed.task.id, run_id=run.id, status=run.status)
+        for run in claimed.plan.to_start:
+            self.runs.launch(claimed.task, run)
+        if any(r.status == RunStatus.QUEUED for r in claimed.plan.runs):
+            self._wake_queue.set()
+
+    # -- queue and leases --------------------------------------------------------------------
+
+    async def _take_queued(self) -> None:
+        room = self.timing.max_concurrent_runs - len(self.runs.inflight)
+        if room <= 0:
+            return
+        now = self.clock.now()
+        until = now + timedelta(seconds=self.timing.lease_s)
+        for task, run in await self.claims.claim_queued(self.process_id, now, until, room):
+            log.info("queued_run_claimed", task_id=task.id, run_id=run.id)
+            self.runs.launch(task, run)
+
+    async def _heartbeat_once(self) -> None:
+        now = self.clock.now()
+        await self.claims.heartbeat(self._process_info(now))
+        until = now + timedelta(seconds=self.timing.lease_s)
+        mine = list(self.runs.inflight)
+        held = await self.claims.renew_leases(self.process_id, mine, until)
+        for run_id in set(mine) - held:
+            log.info("run_lost_lease", run_id=run_id)
+            self.runs.abandon(run_id)
+        swept = await self.claims.sweep_expired(now, lambda t, r: retry_run(t, r, now))
+        for run in swept:
+            log.warning("run_interrupted", run_id=run.id, task_id=run.task_id)
+        if swept:
+            self._wake_queue.set()
+
+    def _process_info(self, now: datetime) -> ProcessInfo:
+        return ProcessInfo(
+            id=self.process_id,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            role=self.role,
+            started_at=self.started_at or now,
+            heartbeat_at=now,
+        )
+
+    @property
+    def timers(self) -> int:
+        return len(self._aps.get_jobs()) if self._aps is not None else 0

@@ -1,0 +1,248 @@
+"""The transactions that make scheduling safe across processes: claim a fire, claim a queued run,
+renew and sweep leases, and the process registry.
+
+Each runs in one write transaction (`BEGIN IMMEDIATE` on SQLite; row locks on PostgreSQL), so two
+processes that race for the same fire or the same queued run cannot both win.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from taskloom.runs.model import Run, RunStatus
+from taskloom.scheduling.claims import FirePlan
+from taskloom.store.sql import Outcome, Store
+from taskloom.store.tables import ProcessRow, RunRow, StepResultRow, TaskRow
+from taskloom.tasks.model import Task, TaskStatus
+
+Planner = Callable[[Task, int, int], FirePlan]
+RetryPlanner = Callable[[Task, Run], Run | None]
+ACTIVE = (RunStatus.RUNNING.value, RunStatus.QUEUED.value)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    task: Task
+    plan: FirePlan
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    id: str
+    hostname: str
+    pid: int
+    role: str
+    started_at: datetime
+    heartbeat_at: datetime
+
+
+class Claims:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def _locked(self, query: Any) -> Any:
+        return query.with_for_update() if self.store.dialect == "postgresql" else query
+
+    async def claim_fires(
+        self, due: dict[str, datetime], planner: Planner
+    ) -> dict[str, Claimed | datetime | None]:
+        """For each task whose timer went off at `due[task_id]`, record what that fire turns
+        into, once, in one transaction. A task another process (or an edit) already moved on
+        maps to its current next fire time instead (None: nothing scheduled)."""
+        result: dict[str, Claimed | datetime | None] = {}
+        async with self.store.write() as s:
+            for task_id in sorted(due):  # one lock order for every process: no deadlocks
+                result[task_id] = await self._claim_one(s, task_id, due[task_id], planner)
+        return result
+
+    async def _claim_one(
+        self, s: AsyncSession, task_id: str, expected: datetime, planner: Planner
+    ) -> Claimed | datetime | None:
+        query = self._locked(select(TaskRow).where(TaskRow.id == task_id))
+        row: TaskRow | None = (await s.exec(query)).first()
+        if row is None or row.status != TaskStatus.ACTIVE.value:
+            return None
+        if row.next_fire_at != expected:
+            return row.next_fire_at
+        busy, queued = await self._in_flight(s, task_id)
+        task = row.to_domain()
+        plan = planner(task, busy, queued)
+        for run in plan.runs:
+            s.add(RunRow.from_domain(run, row.owner))
+        row.next_fire_at = plan.next_fire_at
+        if plan.finished:
+            row.status = TaskStatus.FINISHED.value
+        if plan.to_start:
+            row.last_attempt_at = plan.to_start[-1].started_at
+        return Claimed(task=task, plan=plan)
+
+    async def claim_event(
+        self, name: str, owner: str | None, make: Callable[[Task, int, int], Run]
+    ) -> list[tuple[Task, Run]]:
+        """Record one run per active task listening to event `name` (overlap policy applied)."""
+        query = (
+            select(TaskRow)
+            .where(TaskRow.event_name == name)
+            .where(TaskRow.status == TaskStatus.ACTIVE.value)
+            .order_by(col(TaskRow.id))
+        )
+        if owner is not None:
+            query = query.where(TaskRow.owner == owner)
+        started: list[tuple[Task, Run]] = []
+        async with self.store.write() as s:
+            for row in (await s.exec(self._locked(query))).all():
+                task = row.to_domain()
+                run = make(task, *await self._in_flight(s, row.id))
+                s.add(RunRow.from_domain(run, row.owner))
+                if run.status == RunStatus.RUNNING:
+                    row.last_attempt_at = run.started_at
+                started.append((task, run))
+        return started
+
+    async def _in_flight(self, s: AsyncSession, task_id: str) -> tuple[int, int]:
+        rows = await s.exec(
+            select(RunRow.status, func.count())
+            .where(RunRow.task_id == task_id)
+            .where(col(RunRow.status).in_(ACTIVE))
+            .group_by(col(RunRow.status))
+        )
+        counts = dict(rows.all())
+        return counts.get(RunStatus.RUNNING.value, 0), counts.get(RunStatus.QUEUED.value, 0)
+
+    async def claim_queued(
+        self, holder: str, now: datetime, lease_until: datetime, limit: int
+    ) -> list[tuple[Task, Run]]:
+        """Take up to `limit` queued runs that are due, at most one per task at a time."""
+        busy_tasks = select(RunRow.task_id).where(RunRow.status == RunStatus.RUNNING.value)
+        query = (
+            select(RunRow)
+            .where(RunRow.status == RunStatus.QUEUED.value)
+            .where((col(RunRow.not_before).is_(None)) | (col(RunRow.not_before) <= now))
+            .where(col(RunRow.task_id).not_in(busy_tasks))
+            .order_by(col(RunRow.id))
+            .limit(limit)
+        )
+        if self.store.dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        claimed: list[tuple[Task, Run]] = []
+        async with self.store.write() as s:
+            seen: set[str] = set()
+            for row in (await s.exec(query)).all():
+                task_row = await s.get(TaskRow, row.task_id)
+                if row.task_id in seen or task_row is None:
+                    continue
+                seen.add(row.task_id)
+                row.status, row.lease_owner = RunStatus.RUNNING.value, holder
+                row.lease_expires_at, row.started_at = lease_until, now
+                task_row.last_attempt_at = now
+                claimed.append((task_row.to_domain(), row.to_domain()))
+        return claimed
+
+    async def renew_leases(self, holder: str, run_ids: Sequence[str], until: datetime) -> set[str]:
+        """Extend this process's leases; returns the ids it still holds (the rest were
+        cancelled or swept by someone else)."""
+        if not run_ids:
+            return set()
+        async with self.store.write() as s:
+            held = col(RunRow.id).in_(list(run_ids))
+            await s.exec(
+                update(RunRow)
+                .where(held)
+                .where(col(RunRow.lease_owner) == holder)
+                .where(col(RunRow.status) == RunStatus.RUNNING.value)
+                .values(lease_expires_at=until)
+            )
+            rows = await s.exec(
+                select(RunRow.id)
+                .where(held)
+                .where(RunRow.lease_owner == holder)
+                .where(RunRow.status == RunStatus.RUNNING.value)
+            )
+            return set(rows.all())
+
+    async def sweep_expired(self, now: datetime, retry: RetryPlanner) -> list[Run]:
+        """Runs whose holder stopped renewing: recorded `interrupted`, retried per policy."""
+        query = (
+            select(RunRow)
+            .where(RunRow.status == RunStatus.RUNNING.value)
+            .where(col(RunRow.lease_expires_at) < now)
+        )
+        swept: list[Run] = []
+        async with self.store.write() as s:
+            for row in (await s.exec(self._locked(query))).all():
+                run = await self._interrupt(s, row, now)
+                task_row = await s.get(TaskRow, row.task_id)
+                if task_row is not None:
+                    task = task_row.to_domain()
+                    await self.store.apply_outcome(s, run, _outcome(task))
+                    again = retry(task, run)
+                    if again is not None:
+                        s.add(RunRow.from_domain(again, row.owner))
+                swept.append(run)
+        return swept
+
+    async def _interrupt(self, s: AsyncSession, row: RunRow, now: datetime) -> Run:
+        row.status = RunStatus.INTERRUPTED.value
+        row.finished_at = now
+        row.error = (
+            f"Interrupted: the process running it ({row.lease_owner}) stopped renewing its "
+            "lease, most likely because it exited or was killed."
+        )
+        if row.started_at is not None:
+            row.duration_ms = int((now - row.started_at).total_seconds() * 1000)
+        steps = await s.exec(select(StepResultRow).where(StepResultRow.run_id == row.id))
+        for step in steps.all():
+            if step.status in ("pending", "running"):
+                step.status = "cancelled" if step.status == "running" else "skipped"
+        return row.to_domain()
+
+    async def enqueue(self, run: Run, owner: str) -> None:
+        async with self.store.write() as s:
+            s.add(RunRow.from_domain(run, owner))
+
+    # -- processes ---------------------------------------------------------------------------
+
+    async def heartbeat(self, info: ProcessInfo) -> None:
+        async with self.store.write() as s:
+            row = await s.get(ProcessRow, info.id)
+            if row is None:
+                s.add(ProcessRow(**info.__dict__))
+            else:
+                row.heartbeat_at = info.heartbeat_at
+
+    async def forget_process(self, process_id: str) -> None:
+        async with self.store.write() as s:
+            await s.exec(delete(ProcessRow).where(col(ProcessRow.id) == process_id))
+
+    async def processes(self, alive_since: datetime) -> list[ProcessInfo]:
+        async with self.store.read() as s:
+            rows = await s.exec(
+                select(ProcessRow).where(col(ProcessRow.heartbeat_at) >= alive_since)
+            )
+            return [ProcessInfo(**r.model_dump()) for r in rows.all()]
+
+    async def scheduled(self) -> list[tuple[str, datetime]]:
+        """Every active task's next fire time (what the timer is rebuilt from)."""
+        async with self.store.read() as s:
+            rows = await s.exec(
+                select(TaskRow.id, TaskRow.next_fire_at)
+                .where(TaskRow.status == TaskStatus.ACTIVE.value)
+                .where(col(TaskRow.next_fire_at).is_not(None))
+            )
+            return [(task_id, at) for task_id, at in rows.all() if at is not None]
+
+    async def next_fire_of(self, task_id: str) -> datetime | None:
+        async with self.store.read() as s:
+            row = await s.get(TaskRow, task_id)
+            if row is None or row.status != TaskStatus.ACTIVE.value:
+                return None
+            return row.next_fire_at
+
+
+def _outcome(task: Task) -> Outcome:
+    return Outcome(pause_on_failure=task.pause_on_failure, max_runs=task.max_runs)

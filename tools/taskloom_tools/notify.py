@@ -1,0 +1,150 @@
+"""`notify`: tell a person something, through the log, a chat webhook or a desktop notification."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import sys
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from taskloom_tools.base import StepTool, StepToolError, ToolArgs, ToolContext, typed_run
+
+WEBHOOK_TIMEOUT_S = 30.0
+
+DESCRIPTION = """\
+Send a notification. It always goes to the server log (event "notify_sent"); with webhook_url it is
+also POSTed as Slack-compatible JSON {"text": "*<title>*\\n<message>"} (Slack, Mattermost,
+Rocket.Chat and Discord's /slack endpoint accept this); with "desktop": true it is also shown as a
+desktop notification on the machine running Taskloom, when that machine has one.
+
+Output: {"delivered": ["log", "webhook", "desktop"], "not_delivered": [{"channel": "desktop",
+"reason": "..."}]}. A desktop notification that cannot be shown is reported in not_delivered; a
+webhook that fails (refused address, error status, timeout) fails the step.
+
+Example: {"title": "Price alert", "message": "Lamp is now {{ steps.price.output }} EUR",
+"webhook_url": "{{ secrets.SLACK_WEBHOOK_URL }}"}. Keep webhook URLs in secrets."""
+
+
+class NotifyArgs(ToolArgs):
+    message: str = Field(min_length=1, description="the text of the notification")
+    title: str = Field(default="Taskloom", description="a short headline")
+    webhook_url: str | None = Field(
+        default=None, description="Slack-compatible incoming webhook URL (https://...)"
+    )
+    desktop: bool = Field(default=False, description="also show a desktop notification")
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.lower().startswith(("http://", "https://")):
+            raise ValueError("must start with https:// (or http://)")
+        return value
+
+
+async def notify(args: NotifyArgs, ctx: ToolContext) -> dict[str, Any]:
+    import structlog
+
+    structlog.get_logger("taskloom_tools.notify").info(
+        "notify_sent", title=args.title, message=args.message
+    )
+    delivered = ["log"]
+    not_delivered: list[dict[str, str]] = []
+    if args.desktop:
+        reason = await show_on_desktop(args.title, args.message, ctx.desktop_timeout_s)
+        if reason is None:
+            delivered.append("desktop")
+        else:
+            not_delivered.append({"channel": "desktop", "reason": reason})
+    if args.webhook_url is not None:
+        await post_to_webhook(ctx, args.webhook_url, args.title, args.message)
+        delivered.append("webhook")
+    return {"delivered": delivered, "not_delivered": not_delivered}
+
+
+async def post_to_webhook(ctx: ToolContext, url: str, title: str, message: str) -> None:
+    """POST `{"text": ...}` through the same address guard and limits as `http_request`."""
+    import httpx
+
+    from taskloom_tools.fetch import Outgoing, fetch
+
+    target = httpx.URL(url)
+    text = f"*{title}*\n{message}" if title else message
+    outgoing = Outgoing(
+        method="POST",
+        url=target,
+        headers={"Content-Type": "application/json"},
+        content=json.dumps({"text": text}, ensure_ascii=False).encode(),
+        label=f"The webhook at {target.host}",  # the full URL is a credential: never shown
+    )
+    fetched = await fetch(ctx, outgoing, WEBHOOK_TIMEOUT_S)
+    if fetched.status >= 400:
+        raise StepToolError(
+            f"{outgoing.describe()} answered {fetched.status}: {fetched.text[:200]!r}. Check "
+            "that webhook_url is a current incoming-webhook URL."
+        )
+
+
+async def show_on_desktop(title: str, message: str, timeout_s: float) -> str | None:
+    """Show a desktop notification; None when shown, else why it was not."""
+    argv = desktop_argv(title, message)
+    if argv is None:
+        return (
+            f"no desktop notifier found on this {sys.platform} machine (needs notify-send on "
+            "Linux or osascript on macOS)"
+        )
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except OSError as exc:
+        return f"could not start {argv[0]}: {exc}"
+    return await _outcome(process, argv[0], timeout_s)
+
+
+async def _outcome(
+    process: asyncio.subprocess.Process, program: str, timeout_s: float
+) -> str | None:
+    try:
+        async with asyncio.timeout(timeout_s):
+            _, stderr = await process.communicate()
+    except TimeoutError:
+        return f"{program} did not finish within {timeout_s:g} s"
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    if process.returncode != 0:
+        said = stderr.decode(errors="replace").strip()[:200]
+        return f"{program} exited with status {process.returncode}: {said or 'no message'}"
+    return None
+
+
+def desktop_argv(title: str, message: str) -> list[str] | None:
+    """The command that shows a notification here (argv, never a shell), or None."""
+    if sys.platform == "darwin":
+        osascript = shutil.which("osascript")
+        if osascript is None:
+            return None
+        # Title and message travel as arguments, so no quoting of AppleScript strings is needed.
+        script = "on run argv\ndisplay notification (item 2 of argv) with title (item 1 of argv)"
+        return [osascript, "-e", script + "\nend run", title, message]
+    notify_send = shutil.which("notify-send")
+    if notify_send is None:
+        return None
+    return [notify_send, "--app-name=Taskloom", "--", title, message]
+
+
+TOOL = StepTool(
+    name="notify",
+    description=DESCRIPTION,
+    args_model=NotifyArgs,
+    run=typed_run(NotifyArgs, notify),
+    read_only=False,
+    open_world=True,
+)
