@@ -26,8 +26,12 @@ app = typer.Typer(
 )
 tasks_app = typer.Typer(help="Inspect and manage tasks in the database.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+runs_app = typer.Typer(help="Inspect runs (history).", no_args_is_help=True)
+service_app = typer.Typer(help="Run Taskloom as a user service.", no_args_is_help=True)
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(db_app, name="db")
+app.add_typer(runs_app, name="runs")
+app.add_typer(service_app, name="service")
 
 out = Console()
 err = Console(stderr=True)
@@ -83,16 +87,16 @@ def _settings() -> Any:
 
 
 def _run(make: Callable[[Any], Awaitable[T]]) -> T:
-    """Open the services, run one coroutine, close; domain errors exit 1 with their message."""
+    """Open the services (no scheduler), run one coroutine, close; domain errors exit 1."""
     from taskloom import logging as tl_logging
     from taskloom.app import build_services
 
     settings = _settings()
     tl_logging.configure(os.environ.get("TASKLOOM_LOG_LEVEL", "warning"), settings.log_format)
-    services = build_services(settings)
+    services = build_services(settings, role="cli")
 
     async def body() -> T:
-        await services.start()
+        await services.start(schedule=False)
         try:
             return await make(services)
         finally:
@@ -135,6 +139,15 @@ def db_upgrade() -> None:
     out.print(f"Database schema at revision {revision}.")
 
 
+def _table(*columns: str, title: str) -> Table:
+    """Id columns never wrap or truncate: people copy them into the next command."""
+    table = Table(title=title)
+    for name in columns:
+        is_id = name in ("id", "run", "task", "process")
+        table.add_column(name, no_wrap=is_id, min_width=30 if is_id else None)
+    return table
+
+
 def _when(value: datetime | None, tz: str) -> str:
     if value is None:
         return "-"
@@ -154,7 +167,7 @@ def tasks_list(
         return await s.store.list_tasks(owner=None, status=status, limit=limit)
 
     page = _run(go)
-    table = Table("id", "name", "status", "trigger", "next fire", "last run", title="Tasks")
+    table = _table("id", "name", "status", "trigger", "next fire", "last run", title="Tasks")
     for t in page.items:
         trig = t.trigger.model_dump(exclude_none=True) if t.trigger else "manual"
         table.add_row(
@@ -196,6 +209,131 @@ def tasks_delete(
         typer.confirm(f"Delete task {task_id}?", abort=True)
     removed = _run(lambda s: s.tasks.delete(task_id, owner=None, delete_runs=delete_runs))
     out.print(f"Deleted {task_id} ({removed} runs removed).")
+
+
+@app.command(epilog=ENV_HELP)
+def worker() -> None:
+    """Schedule and run tasks without serving MCP (for a user service; see `service install`).
+    Stops gracefully on SIGTERM/SIGINT: in-flight runs get TASKLOOM_SHUTDOWN_GRACE_S to finish."""
+    from taskloom import logging as tl_logging
+    from taskloom.worker import run_worker
+
+    settings = _settings()
+    tl_logging.configure(settings.log_level, settings.log_format)
+    try:
+        asyncio.run(run_worker(settings))
+    except TaskloomError as exc:
+        err.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def status() -> None:
+    """Processes alive, runs in flight, queue, next fires and per-task health."""
+    st = _run(lambda s: s.status(owner=None))
+    procs = _table("process", "role", "pid", "last heartbeat", title="Taskloom processes")
+    for p in st.processes:
+        procs.add_row(p.id, p.role, str(p.pid), _when(p.last_heartbeat, st.server_timezone))
+    out.print(procs if st.processes else "[yellow]No Taskloom process is scheduling.[/yellow]")
+    out.print(f"Runs in flight: {len(st.runs_in_flight)}   queued: {st.queue_depth} "
+              f"({st.queue_due} due)   tasks: {st.tasks_by_status}")  # fmt: skip
+    fires = _table("next fire", "task", "name", title="Next fires")
+    for f in st.next_fires:
+        fires.add_row(f.at.local, f.task_id, f.name)
+    out.print(fires)
+    health = _table("task", "name", "runs", "success", "mean ms", title="Per task")
+    for h in st.per_task:
+        mean = f"{h.mean_duration_ms:.0f}" if h.mean_duration_ms is not None else "-"
+        health.add_row(h.task_id, h.name, str(h.runs), f"{h.success_rate:.0%}", mean)
+    out.print(health)
+
+
+@runs_app.command("list")
+def runs_list(
+    task: Annotated[str | None, typer.Option(help="only this task's runs")] = None,
+    status: Annotated[list[str] | None, typer.Option(help="only these statuses")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+) -> None:
+    """Runs, newest first."""
+    from taskloom.runs.model import RunStatus
+
+    statuses = [RunStatus(s) for s in status or []]
+
+    async def go(s: Any) -> Any:
+        return await s.runs.history(
+            owner=None, task_id=task, statuses=statuses, limit=limit, cursor=None
+        )
+
+    page = _run(go)
+    table = _table("run", "task", "status", "trigger", "fire time", "ms", "error", title="Runs")
+    for r in page.items:
+        table.add_row(
+            r.id, r.task_id, r.status.value, r.trigger.value, _when(r.fire_time, "UTC"),
+            str(r.duration_ms or "-"), (r.error or "")[:60],
+        )  # fmt: skip
+    out.print(table if page.items else "No runs yet.")
+
+
+@runs_app.command("show")
+def runs_show(run_id: str) -> None:
+    """One run with its step results (JSON)."""
+    run = _run(lambda s: s.runs.get(run_id, owner=None))
+    out.print_json(run.model_dump_json())
+
+
+@app.command("run")
+def run_now(task_id: str) -> None:
+    """Run a task now in this process, showing each step as it goes."""
+    from rich.progress import Progress
+
+    from taskloom.runs.model import RunTrigger
+
+    async def go(s: Any) -> Any:
+        task = await s.tasks.get(task_id, owner=None)
+        run = s.runs.new_run(task, RunTrigger.MANUAL)
+        await s.store.start_run(run, owner=task.owner)
+        with Progress(console=err, transient=True) as bar:
+            line = bar.add_task(task.name, total=len(task.steps))
+
+            async def progress(done: int, total: int, message: str) -> None:
+                bar.update(line, completed=done, description=message)
+
+            return await s.runs.execute(task, run, progress=progress)
+
+    run = _run(go)
+    colour = "green" if run.status.value == "succeeded" else "red"
+    out.print(f"[{colour}]{run.id}: {run.status.value}[/{colour}] in {run.duration_ms} ms")
+    for step in run.steps:
+        out.print(f"  {step.id} ({step.tool}): {step.status.value} {step.error or ''}")
+    if run.status.value != "succeeded":
+        raise typer.Exit(1)
+
+
+@service_app.command("install")
+def service_install(
+    kind: Annotated[str | None, typer.Option(help="systemd or launchd (default: this OS's)")] = (
+        None
+    ),
+) -> None:
+    """Write a user-service file that keeps `taskloom worker` running while no client is open."""
+    from taskloom import service_install as si
+
+    if kind not in (None, "systemd", "launchd"):
+        err.print(f"[red]--kind {kind!r}: use systemd or launchd.[/red]")
+        raise typer.Exit(2)
+    path, next_step = si.install(kind)  # type: ignore[arg-type]
+    out.print(f"Wrote {path}\nStart it with:\n  {next_step}")
+
+
+@app.command()
+def demo(
+    fires: Annotated[int, typer.Option(min=1, max=20, help="scheduled runs to wait for")] = 3,
+) -> None:
+    """Show the main job end to end on the embedded SQLite database, no API key needed: a local
+    JSON API, a task that fetches, extracts, renders and notifies every 2 s, its run history."""
+    from taskloom.demo import run_demo
+
+    run_demo(_settings(), fires=fires, console=out)
 
 
 def main() -> None:

@@ -87,7 +87,7 @@ class TaskService:
         await self._changed(task, task.id)
         return self.answer(task, message=f"Updated: {', '.join(sorted(changes))}.")
 
-    async def set_enabled(self, task_id: str, enabled: bool, *, owner: str) -> TaskAnswer:
+    async def set_enabled(self, task_id: str, enabled: bool, *, owner: str | None) -> TaskAnswer:
         current = await self.get(task_id, owner=owner)
         if current.enabled == enabled and current.status != TaskStatus.FINISHED:
             word = "active" if enabled else "paused"
@@ -108,7 +108,7 @@ class TaskService:
         await self._changed(task, task.id)
         return self.answer(task, message="Resumed." if enabled else "Paused.")
 
-    async def delete(self, task_id: str, *, owner: str, delete_runs: bool) -> int:
+    async def delete(self, task_id: str, *, owner: str | None, delete_runs: bool) -> int:
         await self.get(task_id, owner=owner)
         removed = await self.store.delete_task(task_id, delete_runs=delete_runs)
         log.info("task_deleted", task_id=task_id, runs_deleted=removed)
