@@ -321,8 +321,13 @@ def service_install(
     if kind not in (None, "systemd", "launchd"):
         err.print(f"[red]--kind {kind!r}: use systemd or launchd.[/red]")
         raise typer.Exit(2)
-    path, next_step = si.install(kind)  # type: ignore[arg-type]
-    out.print(f"Wrote {path}\nStart it with:\n  {next_step}")
+    try:
+        path, next_step = si.install(kind)  # type: ignore[arg-type]
+    except TaskloomError as exc:
+        err.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(1) from exc
+    out.print(f"Wrote {path}\nStart it with:")
+    out.print(f"  {next_step}", soft_wrap=True)
 
 
 @app.command()

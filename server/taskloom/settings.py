@@ -1,7 +1,7 @@
 """Configuration from `TASKLOOM_*` environment variables and an optional TOML config file."""
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from platformdirs import user_config_dir, user_data_dir
 from pydantic import Field, SecretStr, field_validator
@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     max_tasks_per_owner: int = Field(default=1000, ge=1)
     owner: str = Field(default="local", description="owner of tasks created without HTTP auth")
 
+    @field_validator("mcp_config", "secrets_file", mode="before")
+    @classmethod
+    def _empty_means_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -100,11 +105,3 @@ class Settings(BaseSettings):
         path = Path(os.environ.get("TASKLOOM_CONFIG_FILE", str(default_config_file())))
         toml = TomlConfigSettingsSource(settings_cls, toml_file=path if path.is_file() else None)
         return (init_settings, env_settings, toml)
-
-
-def settings_help() -> dict[str, Any]:
-    """Name, env var, default and description of each setting (for `serve --help`)."""
-    out: dict[str, Any] = {}
-    for name, field in Settings.model_fields.items():
-        out[f"TASKLOOM_{name.upper()}"] = field.description or ""
-    return out

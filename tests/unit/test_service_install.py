@@ -10,6 +10,7 @@ import pytest
 from taskloom.errors import InvalidInput, TaskloomError
 from taskloom.service_install import (
     detect_kind,
+    find_taskloom_bin,
     install,
     render_service,
     service_environment,
@@ -37,7 +38,7 @@ def parse_unit(text: str) -> configparser.ConfigParser:
 
 def systemd_unquote(word: str) -> str:
     """The value systemd reads from one double-quoted word (escapes, `%%`, `$$` undone)."""
-    assert word.startswith('"') and word.endswith('"')
+    assert word[0] == word[-1] == '"'
     inner = word[1:-1].replace("%%", "%").replace("$$", "$")
     return inner.replace('\\"', '"').replace("\\\\", "\\")
 
@@ -68,7 +69,9 @@ def test_systemd_environment_round_trips_quotes_percent_and_backslashes() -> Non
 
 def test_systemd_exec_path_escapes_specifiers_and_variables() -> None:
     """`%` and `$` in the binary path are doubled so systemd does not expand them."""
-    text = render_service("systemd", taskloom_bin=Path("/x/%h/$HOME/taskloom"), env={}, log_dir=LOGS)
+    text = render_service(
+        "systemd", taskloom_bin=Path("/x/%h/$HOME/taskloom"), env={}, log_dir=LOGS
+    )
     assert 'ExecStart="/x/%%h/$$HOME/taskloom" worker' in text
 
 
@@ -136,9 +139,7 @@ def test_systemd_path_follows_xdg_config_home(
     assert service_path("systemd") == tmp_path / "cfg/systemd/user/taskloom.service"
 
 
-@pytest.mark.parametrize(
-    ("platform", "kind"), [("linux", "systemd"), ("darwin", "launchd")]
-)
+@pytest.mark.parametrize(("platform", "kind"), [("linux", "systemd"), ("darwin", "launchd")])
 def test_detect_kind_picks_the_platform_service_manager(platform: str, kind: str) -> None:
     """Linux gets systemd and macOS gets launchd."""
     assert detect_kind(platform) == kind
@@ -201,6 +202,43 @@ def test_stop_timeouts_outlast_the_shutdown_grace() -> None:
     """Both service files wait longer than the default shutdown grace before killing the worker."""
     grace = Settings.model_fields["shutdown_grace_s"].default
     unit = parse_unit(render_service("systemd", taskloom_bin=BIN, env={}, log_dir=LOGS))
-    plist = plistlib.loads(render_service("launchd", taskloom_bin=BIN, env={}, log_dir=LOGS).encode())
+    launchd = render_service("launchd", taskloom_bin=BIN, env={}, log_dir=LOGS)
+    plist = plistlib.loads(launchd.encode())
     assert int(unit["Service"]["TimeoutStopSec"]) > grace
     assert plist["ExitTimeOut"] > grace
+
+
+def fake_interpreter(monkeypatch: pytest.MonkeyPatch, bin_dir: Path) -> Path:
+    """Pretend the running interpreter lives in `bin_dir`, beside a `taskloom` script."""
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "taskloom").write_text("#!/bin/sh\n")
+    monkeypatch.setattr("sys.executable", str(bin_dir / "python"))
+    monkeypatch.setenv("PATH", "")
+    return bin_dir / "taskloom"
+
+
+def test_find_taskloom_bin_prefers_the_script_beside_the_interpreter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The `taskloom` script of the running environment is the one the service runs."""
+    script = fake_interpreter(monkeypatch, tmp_path / "venv" / "bin")
+    assert find_taskloom_bin() == script
+
+
+def test_find_taskloom_bin_refuses_a_uvx_cache_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A script in uv's temporary cache is refused with the command that installs it for good."""
+    fake_interpreter(monkeypatch, tmp_path / "uv" / "archive-v0" / "abc123" / "bin")
+    with pytest.raises(TaskloomError, match="uv tool install taskloom"):
+        find_taskloom_bin()
+
+
+def test_find_taskloom_bin_fails_clearly_when_there_is_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a `taskloom` script anywhere, the error says how to install one."""
+    monkeypatch.setattr("sys.executable", str(tmp_path / "python"))
+    monkeypatch.setenv("PATH", "")
+    with pytest.raises(TaskloomError, match="Cannot find the `taskloom` command"):
+        find_taskloom_bin()
