@@ -34,6 +34,7 @@ from taskloom.services import Services
 from taskloom.tasks.model import (
     EVENT_NAME_PATTERN,
     CatchupPolicy,
+    ClearableField,
     NotifyPolicy,
     OverlapPolicy,
     RetryPolicy,
@@ -205,14 +206,19 @@ def _register_task_tools(mcp: FastMCP, s: Services) -> None:
         end_at: datetime | None = None,
         max_runs: Annotated[int | None, Field(ge=1)] = None,
         pause_on_failure: Annotated[int | None, Field(ge=1)] = None,
+        clear: Annotated[
+            list[ClearableField] | None,
+            Field(description="optional fields to remove, e.g. ['trigger'] for manual-only"),
+        ] = None,
     ) -> TaskAnswer:
         """Change some fields of a task; fields you omit stay as they are. Steps are replaced as
-        a whole. The schedule is recomputed and the answer shows the next fire times."""
+        a whole; `clear` removes optional fields. The schedule is recomputed and the answer shows
+        the next fire times."""
         patch = dict(
             name=name, description=description, steps=steps, trigger=trigger, enabled=enabled,
             catchup=catchup, catchup_window_s=catchup_window_s, overlap=overlap, retry=retry,
             timeout_s=timeout_s, notify=notify, summary=summary, end_at=end_at,
-            max_runs=max_runs, pause_on_failure=pause_on_failure,
+            max_runs=max_runs, pause_on_failure=pause_on_failure, clear=clear,
         )  # fmt: skip
         given = {k: v for k, v in patch.items() if v is not None}
         return await _answer(_update(s, task_id, given))

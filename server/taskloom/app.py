@@ -58,6 +58,7 @@ def build_services(
     if settings.scheduler:
         timing = timing or Timing(lease_s=settings.lease_s)
         scheduler = Scheduler(store, runs, clock, process_id=process_id, role=role, timing=timing)
+        tasks.on_change(scheduler.on_task_changed)
     return Services(
         settings=settings,
         clock=clock,

@@ -89,7 +89,6 @@ class Services:
         await self.tool_contexts.start()
         if schedule and self.scheduler is not None:
             await self.scheduler.start()
-            self.tasks.on_change(self.scheduler.on_task_changed)
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Stop firing, let in-flight runs finish within the grace period, record the rest."""

@@ -222,3 +222,24 @@ async def test_tool_names_are_the_product_contract(client: Client[Any]) -> None:
     """The server exposes exactly the tools DESIGN.md names."""
     names = {t.name for t in await client.list_tools()}
     assert names == PRODUCT_TOOLS
+
+
+async def test_update_task_clear_removes_the_trigger(client: Client[Any]) -> None:
+    """Clearing the trigger makes a task manual-only, with no next fire."""
+    task_id = (await create(client))["task"]["id"]
+    result = await client.call_tool("update_task", {"task_id": task_id, "clear": ["trigger"]})
+    answer = result.structured_content
+    assert answer is not None
+    assert answer["task"]["trigger"] is None
+    assert answer["next_fires"] == []
+
+
+async def test_task_tool_schemas_match_the_task_model(client: Client[Any]) -> None:
+    """create_task and update_task take exactly the task model's fields, so they cannot drift."""
+    from taskloom.tasks.model import TaskPatch, TaskSpec
+
+    tools = {t.name: t for t in await client.list_tools()}
+    create_props = set(tools["create_task"].input_schema["properties"])
+    update_props = set(tools["update_task"].input_schema["properties"])
+    assert create_props == set(TaskSpec.model_fields)
+    assert update_props == set(TaskPatch.model_fields) | {"task_id"}

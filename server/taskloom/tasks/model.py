@@ -191,8 +191,16 @@ class TaskSpec(TaskFields):
     """What `create_task` receives."""
 
 
+ClearableField = Literal[
+    "trigger", "end_at", "max_runs", "timeout_s", "pause_on_failure", "catchup_window_s"
+]
+
+
 class TaskPatch(Frozen):
-    """What `update_task` receives: only the fields that are set change."""
+    """What `update_task` receives: only the fields that are set change; `clear` names optional
+    fields to remove (e.g. the trigger, making the task manual-only)."""
+
+    clear: list[ClearableField] = Field(default_factory=list)
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=4000)

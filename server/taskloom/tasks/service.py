@@ -64,7 +64,8 @@ class TaskService:
 
     async def update(self, task_id: str, patch: TaskPatch, *, owner: str) -> TaskAnswer:
         current = await self.get(task_id, owner=owner)
-        changes = {name: getattr(patch, name) for name in patch.model_fields_set}
+        changes = {name: getattr(patch, name) for name in patch.model_fields_set - {"clear"}}
+        changes |= dict.fromkeys(patch.clear)
         if not changes:
             raise InvalidInput(
                 "update", {}, "Name at least one field to change, e.g. {'enabled': false}."
