@@ -13,6 +13,7 @@ import pytest
 
 from taskloom import logging as tl_logging
 from taskloom.settings import Settings
+from tests.fixtures.api_server import ApiServer, serve_api
 
 PG_ADMIN_URL = os.environ.get("TASKLOOM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -103,3 +104,10 @@ def anyio_backend() -> str:
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def api() -> Iterator[ApiServer]:
+    """The loopback test API (tests/fixtures/api_server.py), one server for the session."""
+    with serve_api() as server:
+        yield server

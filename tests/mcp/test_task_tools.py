@@ -4,7 +4,6 @@ from typing import Any
 
 import pytest
 from fastmcp import Client
-from fastmcp.exceptions import ToolError
 
 from tests.mcp.conftest import WAIT_STEP, task_args
 
@@ -158,7 +157,11 @@ async def test_list_step_tools_shows_schemas(client: Client[Any]) -> None:
         ({"steps": [{"id": "a", "tool": "teleport"}]}, ["steps[0].tool", "teleport", "wait"]),
         ({"steps": [WAIT_STEP, WAIT_STEP]}, ["steps[1].id", "unique"]),
         (
-            {"steps": [{"id": "a", "tool": "render", "args": {"template": "{{ steps.b.output }}"}}]},
+            {
+                "steps": [
+                    {"id": "a", "tool": "render", "args": {"template": "{{ steps.b.output }}"}}
+                ]
+            },
             ["steps[0].args", "steps.b", "no step"],
         ),
         (

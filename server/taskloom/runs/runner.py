@@ -108,8 +108,10 @@ class Runner:
                     await self._steps(state, persist, progress)
             except TimeoutError:
                 state.fail(f"The run timed out after {task.timeout_s:g} s (the task's timeout_s).")
+                state.stop_current(StepStatus.FAILED, "Stopped: the run timed out.")
             except asyncio.CancelledError:
                 state.cancel("The run was cancelled.")
+                state.stop_current(StepStatus.CANCELLED, "Stopped: the run was cancelled.")
                 raise
             finally:
                 final = await asyncio.shield(finish(state.finish(self.clock.now())))
@@ -123,14 +125,13 @@ class Runner:
                 break
             if progress is not None:
                 await progress(index, total, f"step {index + 1}/{total}: {step.id} ({step.tool})")
-            result = await self._step(state, index, step)
-            state.record(result, step)
-            if index < total - 1:  # the last step's result goes out with the final record
-                await persist(state.snapshot())
+            state.begin(index, self.clock.now())
+            await persist(state.snapshot())  # get_run shows which step is running
+            state.record(await self._step(state, index, step), step)
         if progress is not None:
-            await progress(total, total, f"finished: {state.status.value}")
+            await progress(total, total, f"finished: {state.outcome().value}")
 
-    async def _step(self, state: "_RunState", index: int, step: Step) -> StepResult:
+    async def _step(self, state: "_RunState", index: int, step: Step) -> "_Outcome":
         started = self.clock.now()
         clock_start = time.perf_counter()
         policy = step.retry or RetryPolicy()
@@ -148,7 +149,7 @@ class Runner:
             error = exc.message
         if args is not None:
             output, error, attempts = await self._call_with_retry(state, step, args, policy)
-        return StepResult(
+        result = StepResult(
             id=step.id,
             index=index,
             tool=step.tool,
@@ -161,6 +162,7 @@ class Runner:
             duration_ms=int((time.perf_counter() - clock_start) * 1000),
             attempts=attempts,
         )
+        return _Outcome(result, output)
 
     async def _call_with_retry(
         self, state: "_RunState", step: Step, args: dict[str, Any], policy: RetryPolicy
@@ -169,26 +171,37 @@ class Runner:
         error: str | None = None
         for attempt in range(1, policy.attempts + 1):
             try:
-                output = await self.caller.call(step.tool, args, timeout, state.template_context())
+                output = await self.caller.call(step.tool, args, timeout, state.tool_context())
                 return output, None, attempt
             except TimeoutError:
                 error = f"Step {step.id!r} timed out after {timeout:g} s; raise its timeout_s."
             except Exception as exc:
-                error = _describe(step, exc)
-            log.warning("step_failed", step=step.id, attempt=attempt, error=error[:300])
+                error = _describe(step, exc, state.secrets)
+            shown = state.secrets.redact(error)[:300]
+            log.warning("step_failed", step=step.id, attempt=attempt, error=shown)
             if attempt < policy.attempts:
                 await asyncio.sleep(backoff_delay(policy, attempt))
         return None, error, policy.attempts
 
 
-def _describe(step: Step, exc: Exception) -> str:
+def _describe(step: Step, exc: Exception, secrets: Secrets) -> str:
     message = getattr(exc, "message", None)
     if isinstance(message, str):
         return message
     if isinstance(exc, TaskloomError | ValueError):
         return str(exc)
-    log.error("step_crashed", step=step.id, exc_info=exc)
-    return f"Step {step.id!r} ({step.tool}) failed unexpectedly: {type(exc).__name__}: {exc}"
+    # No traceback in the log: its frames' text may hold secret values.
+    text = f"{type(exc).__name__}: {exc}"
+    log.error("step_crashed", step=step.id, error=secrets.redact(text)[:300])
+    return f"Step {step.id!r} ({step.tool}) failed unexpectedly: {text}"
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """A step's stored result, and its whole output for the templates of later steps."""
+
+    result: StepResult
+    output: Any
 
 
 class _RunState:
@@ -208,6 +221,7 @@ class _RunState:
         self.error: str | None = None
         self.output: Any = None
         self.stopped = False
+        self.current: int | None = None
 
     def template_context(self) -> dict[str, Any]:
         fire = self.run.fire_time
@@ -224,10 +238,30 @@ class _RunState:
             "event": self.run.event,
         }
 
-    def record(self, result: StepResult, step: Step) -> None:
+    def tool_context(self) -> dict[str, Any]:
+        """What a tool that renders its own templates (`render`) sees: secrets included; the
+        runner redacts them from whatever it stores."""
+        return {**self.template_context(), "secrets": self.secrets.mapping}
+
+    def begin(self, index: int, now: datetime) -> None:
+        self.current = index
+        self.results[index] = self.results[index].model_copy(
+            update={"status": StepStatus.RUNNING, "started_at": now}
+        )
+
+    def stop_current(self, status: StepStatus, error: str) -> None:
+        """The step in progress when the run stopped ends with `status`, not as never run."""
+        if self.current is None or self.results[self.current].status != StepStatus.RUNNING:
+            return
+        result = self.results[self.current]
+        self.results[self.current] = result.model_copy(update={"status": status, "error": error})
+
+    def record(self, outcome: "_Outcome", step: Step) -> None:
+        result = outcome.result
+        self.current = None
         self.results[result.index] = result
         self.outputs[step.id] = {
-            "output": result.output,
+            "output": outcome.output if result.status == StepStatus.SUCCEEDED else None,
             "status": result.status.value,
             "error": result.error,
         }
@@ -245,14 +279,16 @@ class _RunState:
     def cancel(self, error: str) -> None:
         self.status, self.error, self.stopped = RunStatus.CANCELLED, error, True
 
+    def outcome(self) -> RunStatus:
+        return RunStatus.SUCCEEDED if self.status == RunStatus.RUNNING else self.status
+
     def snapshot(self) -> Run:
         return self.run.model_copy(
             update={"status": RunStatus.RUNNING, "started_at": self.started, "steps": self.results}
         )
 
     def finish(self, now: datetime) -> Run:
-        if self.status == RunStatus.RUNNING:
-            self.status = RunStatus.SUCCEEDED
+        self.status = self.outcome()
         leftover = (
             StepStatus.CANCELLED if self.status == RunStatus.CANCELLED else StepStatus.SKIPPED
         )

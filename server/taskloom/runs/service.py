@@ -10,9 +10,9 @@ from typing import Any
 import structlog
 
 from taskloom.clock import Clock
-from taskloom.errors import Conflict, InvalidInput, NotFound
+from taskloom.errors import Conflict, InvalidInput, NotFound, TaskloomError
 from taskloom.ids import new_id
-from taskloom.runs.model import Run, RunStatus, RunTrigger
+from taskloom.runs.model import Run, RunStatus, RunTrigger, StepResult, StepStatus
 from taskloom.runs.runner import Progress, Runner, StepCaller, secret_names
 from taskloom.scheduling.claims import event_run, retry_run
 from taskloom.secrets import load_secrets
@@ -97,7 +97,10 @@ class RunService:
         return job
 
     async def execute(self, task: Task, run: Run, *, progress: Progress | None = None) -> Run:
-        secrets = load_secrets(secret_names(task), self.settings.secrets_file)
+        try:
+            secrets = load_secrets(secret_names(task), self.settings.secrets_file)
+        except TaskloomError as exc:  # e.g. a secrets file others can read: record, never hang
+            return await self._finish(task, self._refused(task, run, exc.message))
 
         async def persist(snapshot: Run) -> None:
             await self.store.save_held_run(snapshot, holder=self.process_id)
@@ -107,6 +110,25 @@ class RunService:
 
         return await self.runner.execute(
             task, run, secrets=secrets, persist=persist, finish=finish, progress=progress
+        )
+
+    def _refused(self, task: Task, run: Run, error: str) -> Run:
+        """The record of a run that could not start: failed, every step skipped."""
+        now = self.clock.now()
+        steps = [
+            StepResult(id=s.id, index=i, tool=s.tool, status=StepStatus.SKIPPED)
+            for i, s in enumerate(task.steps)
+        ]
+        started = run.started_at or now
+        return run.model_copy(
+            update={
+                "status": RunStatus.FAILED,
+                "started_at": started,
+                "finished_at": now,
+                "duration_ms": int((now - started).total_seconds() * 1000),
+                "error": error,
+                "steps": steps,
+            }
         )
 
     async def _finish(self, task: Task, run: Run) -> Run:
