@@ -30,6 +30,7 @@ from taskloom.answers import (
 )
 from taskloom.errors import InvalidInput, InvalidInputs, TaskloomError
 from taskloom.runs.model import RunStatus, RunTrigger
+from taskloom.runs.service import check_runnable
 from taskloom.services import Services
 from taskloom.tasks.model import (
     EVENT_NAME_PATTERN,
@@ -431,6 +432,7 @@ async def _run_now(
     s: Services, ctx: Context, task_id: str, wait: bool, wait_timeout_s: float
 ) -> RunAnswer:
     task = await s.tasks.get(task_id, owner=_owner(s))
+    check_runnable(task)
     run = s.runs.new_run(task, RunTrigger.MANUAL)
     await s.store.start_run(run, owner=task.owner)
     job = s.runs.launch(task, run, progress=_progress(ctx) if wait else None)

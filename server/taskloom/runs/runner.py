@@ -210,7 +210,7 @@ class _RunState:
     def __init__(self, task: Task, run: Run, started: datetime, secrets: Secrets) -> None:
         self.task = task
         self.run = run
-        self.started = started
+        self.started = run.started_at or started  # as claimed, so last_attempt_at matches
         self.secrets = secrets
         self.results: list[StepResult] = [
             StepResult(id=s.id, index=i, tool=s.tool, status=StepStatus.PENDING)

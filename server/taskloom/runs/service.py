@@ -171,7 +171,7 @@ class RunService:
         for task, run in claimed:
             if run.status == RunStatus.RUNNING:
                 self.launch(task, run)
-        log.info("event_emitted", event=name, runs=len(claimed))
+        log.info("event_emitted", event_name=name, runs=len(claimed))
         return [run for _, run in claimed]
 
     # -- dry runs ----------------------------------------------------------------------------

@@ -4,9 +4,9 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from tests.fixtures.api_server import HUGE_BYTES, ITEMS, ApiServer
 
 from taskloom_tools.base import ToolContext
-from tests.fixtures.api_server import HUGE_BYTES, ITEMS, ApiServer
 
 __all__ = ["HUGE_BYTES", "ITEMS", "LIMIT_BYTES", "ApiServer", "RecordingTransport"]
 

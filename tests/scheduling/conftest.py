@@ -1,0 +1,174 @@
+"""Real `taskloom worker` processes on one database, a writer that creates tasks in-process (with
+no scheduler of its own), and `wait_until`, which polls the database instead of sleeping.
+
+Downtime is simulated without waiting for it: a task is created while no worker runs, then its
+`next_fire_at` is moved into the past directly in the store (`Db.move_next_fire`), exactly as if
+the processes had been down since then.
+"""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from taskloom.app import build_services
+from taskloom.clock import SystemClock
+from taskloom.runs.model import Run
+from taskloom.services import Services
+from taskloom.store.tables import ProcessRow, RunRow, TaskRow
+from taskloom.tasks.model import Task, TaskSpec
+from tests.conftest import make_settings
+
+T = TypeVar("T")
+LEASE_S = 3
+WORKER = [sys.executable, "-m", "taskloom", "worker"]
+
+
+async def wait_until(
+    probe: Callable[[], Awaitable[T]], timeout: float, *, what: str = "the condition"
+) -> T:
+    """The first truthy value of `probe`, polled every 100 ms; fails the test after `timeout`."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+@dataclass
+class Workers:
+    """`taskloom worker` subprocesses on `url`; every one left running is killed at teardown."""
+
+    url: str
+    logs: Path
+    grace_s: float = 5
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def env(self) -> dict[str, str]:
+        keep = {k: v for k, v in os.environ.items() if not k.startswith(("TASKLOOM_", "FASTMCP_"))}
+        return {
+            **keep,
+            "TASKLOOM_DATABASE_URL": self.url,
+            "TASKLOOM_LEASE_S": str(LEASE_S),
+            "TASKLOOM_SHUTDOWN_GRACE_S": str(self.grace_s),
+            "TASKLOOM_LOG_FORMAT": "json",
+            "TASKLOOM_CONFIG_FILE": str(self.logs / "no-config.toml"),
+            "TASKLOOM_DATA_DIR": str(self.logs / "data"),
+            "FASTMCP_SHOW_SERVER_BANNER": "false",
+            "FASTMCP_CHECK_FOR_UPDATES": "off",
+        }
+
+    def start(self, count: int = 1) -> list[subprocess.Popen[bytes]]:
+        started = []
+        for _ in range(count):
+            log = (self.logs / f"worker-{len(self.procs)}.log").open("wb")
+            proc = subprocess.Popen(WORKER, env=self.env(), stdout=log, stderr=log)
+            log.close()
+            self.procs.append(proc)
+            started.append(proc)
+        return started
+
+    def stop(self, *procs: subprocess.Popen[bytes]) -> list[int]:
+        """SIGTERM (graceful drain), then the exit codes."""
+        chosen = procs or tuple(self.procs)
+        for proc in chosen:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        return [proc.wait(timeout=self.grace_s + 20) for proc in chosen]
+
+    def kill(self, pid: int) -> None:
+        proc = next(p for p in self.procs if p.pid == pid)
+        proc.kill()
+        proc.wait(timeout=10)
+
+    def cleanup(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+
+    def log_text(self) -> str:
+        return "\n".join(p.read_text() for p in sorted(self.logs.glob("worker-*.log")))
+
+
+@dataclass
+class Db:
+    """The writer's services (no scheduler) and the queries the tests check."""
+
+    services: Services
+
+    async def create(self, **fields: Any) -> Task:
+        spec = TaskSpec.model_validate({"name": "t", "steps": [step(0)], **fields})
+        answer = await self.services.tasks.create(spec, owner="local")
+        return answer.task
+
+    async def runs(self, task_id: str) -> list[Run]:
+        async with self.services.store.read() as s:
+            query = select(RunRow).where(RunRow.task_id == task_id).order_by(col(RunRow.id))
+            return [row.to_domain() for row in (await s.exec(query)).all()]
+
+    async def all_runs(self) -> list[Run]:
+        async with self.services.store.read() as s:
+            return [row.to_domain() for row in (await s.exec(select(RunRow))).all()]
+
+    async def task(self, task_id: str) -> Task:
+        return await self.services.tasks.get(task_id, owner=None)
+
+    async def move_next_fire(self, task_id: str, at: datetime) -> None:
+        """Pretend every process was down since `at`: the task's next fire is in the past."""
+        async with self.services.store.write() as s:
+            await s.exec(
+                update(TaskRow).where(col(TaskRow.id) == task_id).values(next_fire_at=at)
+            )
+
+    async def processes(self) -> list[ProcessRow]:
+        async with self.services.store.read() as s:
+            return list((await s.exec(select(ProcessRow))).all())
+
+    async def pid_holding(self, run_id: str) -> int | None:
+        run = await self.services.store.get_run(run_id)
+        if run is None or run.lease_owner is None:
+            return None
+        return int(run.lease_owner.split(":")[-2])
+
+    def now(self) -> datetime:
+        return SystemClock().now()
+
+
+def step(seconds: float | str) -> dict[str, Any]:
+    return {"id": "pause", "tool": "wait", "args": {"seconds": seconds}}
+
+
+def ago(seconds: float) -> datetime:
+    return SystemClock().now() - timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def workers(db_url: str, tmp_path: Path) -> Iterator[Workers]:
+    """Worker processes on the test's database (SQLite file or PostgreSQL), killed at teardown."""
+    made = Workers(db_url, tmp_path)
+    yield made
+    made.cleanup()
+
+
+@pytest.fixture
+async def db(db_url: str, tmp_path: Path) -> AsyncIterator[Db]:
+    """The writer: this process's services on the same database, with no scheduler."""
+    settings = make_settings(tmp_path, database_url=db_url, scheduler=False)
+    services = build_services(settings, role="test")
+    await services.start(schedule=False)
+    yield Db(services)
+    await services.stop(grace_s=0)
