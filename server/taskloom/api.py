@@ -6,6 +6,7 @@ FastMCP (`mask_error_details=True`) and logged.
 
 import asyncio
 import json
+import re
 from collections.abc import Awaitable
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
@@ -13,9 +14,12 @@ from typing import Annotated, Any, Literal, TypeVar
 from fastmcp import Context, FastMCP
 from fastmcp.exceptions import ToolError
 from fastmcp.exceptions import ValidationError as ArgumentError
+from fastmcp.server.auth import AuthProvider
 from fastmcp.server.dependencies import get_access_token
 from fastmcp.server.middleware import Middleware, MiddlewareContext
 from pydantic import Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 from taskloom.answers import (
     Deleted,
@@ -29,7 +33,7 @@ from taskloom.answers import (
     TaskList,
 )
 from taskloom.errors import InvalidInput, InvalidInputs, TaskloomError
-from taskloom.runs.model import RunStatus, RunTrigger
+from taskloom.runs.model import Run, RunStatus, RunTrigger
 from taskloom.runs.service import check_runnable
 from taskloom.services import Services
 from taskloom.tasks.model import (
@@ -405,10 +409,7 @@ def _register_run_tools(mcp: FastMCP, s: Services) -> None:
         """Fire every active task whose trigger is {"event": name}. Returns the runs started
         (poll get_run for results). Over HTTP the same works as POST /events/{name}."""
         runs = await _answer(s.runs.emit(name, payload or {}, owner=_owner(s)))
-        note = f"{len(runs)} task(s) listen to {name!r}." if runs else (
-            f"No active task listens to {name!r}; create one with trigger {{'event': {name!r}}}."
-        )  # fmt: skip
-        return EventAnswer(event=name, runs=runs, message=note)
+        return EventAnswer(event=name, runs=runs, message=_event_note(name, runs))
 
     @mcp.tool(annotations=READ)
     async def scheduler_status() -> SchedulerStatus:
@@ -477,3 +478,78 @@ def _register_prompts(mcp: FastMCP, s: Services) -> None:
             schedule_hint='cron + timezone, {"every": "30m"}, {"at": ...}, {"event": ...}',
             timezone=s.settings.timezone,
         )
+
+
+# -- plain HTTP routes beside /mcp (http and sse transports) ----------------------------------
+
+
+def register_http_routes(mcp: FastMCP, services: Services, auth: AuthProvider | None) -> None:
+    """`POST /events/{name}` emits an event, as `emit_event` does, for webhooks and scripts.
+
+    FastMCP guards only its MCP endpoint with `auth`; custom routes are not, so the bearer token
+    is verified here through the same provider, and its name owns the runs."""
+
+    @mcp.custom_route("/events/{name}", methods=["POST"], name="post_event")
+    async def post_event(request: Request) -> Response:
+        return await _post_event(request, services, auth)
+
+
+def _http_error(status: int, error: str, message: str) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"error": error, "message": message}, status_code=status, headers=headers)
+
+
+async def _http_principal(request: Request, auth: AuthProvider | None, default: str) -> str | None:
+    """The owner a request acts for: the token's name, or `default` when no auth is set up."""
+    if auth is None:
+        return default
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    access = await auth.verify_token(token.strip())
+    if access is None or not set(auth.required_scopes or []) <= set(access.scopes):
+        return None
+    return str(access.claims.get("sub") or access.client_id)
+
+
+async def _event_payload(request: Request) -> dict[str, Any] | str:
+    """The body as the event payload (empty means {}), or a message saying what is wrong."""
+    body = await request.body()
+    if not body.strip():
+        return {}
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return f"The body is not valid JSON ({exc}); send a JSON object or nothing."
+    if not isinstance(payload, dict):
+        kind = type(payload).__name__
+        return f"The body is a JSON {kind}; send a JSON object (the event payload) or nothing."
+    return payload
+
+
+async def _post_event(request: Request, s: Services, auth: AuthProvider | None) -> Response:
+    principal = await _http_principal(request, auth, s.settings.owner)
+    if principal is None:
+        return _http_error(401, "unauthorized", "Send 'Authorization: Bearer <token>'.")
+    name = request.path_params["name"]
+    if not re.fullmatch(EVENT_NAME_PATTERN, name):
+        return _http_error(
+            400, "invalid_event_name",
+            f"Event name {name!r} must be 1-100 letters, digits or _ . : - characters.",
+        )  # fmt: skip
+    payload = await _event_payload(request)
+    if isinstance(payload, str):
+        return _http_error(400, "invalid_payload", payload)
+    try:
+        runs = await s.runs.emit(name, payload, owner=principal)
+    except TaskloomError as exc:
+        return _http_error(400, "rejected", exc.message)
+    return JSONResponse(
+        {"event": name, "runs": [run.id for run in runs], "message": _event_note(name, runs)}
+    )
+
+
+def _event_note(name: str, runs: list[Run]) -> str:
+    if runs:
+        return f"{len(runs)} task(s) listen to {name!r}."
+    return f"No active task listens to {name!r}; create one with trigger {{'event': {name!r}}}."

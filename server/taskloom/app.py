@@ -3,9 +3,8 @@
 import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from fastmcp import FastMCP
 from fastmcp.server.auth import AccessToken, AuthProvider, TokenVerifier
 
@@ -23,6 +22,9 @@ from taskloom.tasks.service import TaskService
 from taskloom.upstream import UpstreamPool
 from taskloom_tools.catalog import builtin_tools
 
+if TYPE_CHECKING:
+    import httpx
+
 INSTRUCTIONS = """\
 Taskloom runs background work for the user on a schedule. A task is a chain of steps; each step
 calls a step tool (see list_step_tools) with arguments that may use earlier steps' outputs.
@@ -35,7 +37,7 @@ def build_services(
     settings: Settings,
     clock: Clock | None = None,
     *,
-    http: httpx.AsyncClient | None = None,
+    http: "httpx.AsyncClient | None" = None,
     anthropic_http: Any = None,
     role: str = "serve",
     timing: Timing | None = None,

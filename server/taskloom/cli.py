@@ -39,15 +39,26 @@ err = Console(stderr=True)
 ENV_HELP = """
 [b]Settings[/b] (environment variables, or keys in the TOML file named by TASKLOOM_CONFIG_FILE):
 
-  TASKLOOM_DATABASE_URL   SQLAlchemy URL; default: a SQLite file in the user data directory.
-                          PostgreSQL: postgresql://user@host:5432/db
-  TASKLOOM_DATA_DIR       where the default SQLite file lives
-  TASKLOOM_TIMEZONE       default IANA timezone for triggers (default UTC)
-  TASKLOOM_MCP_CONFIG     MCP config file ('mcpServers', Claude Desktop format) of upstream servers
-  TASKLOOM_LOG_LEVEL      debug | info | warning | error (logs go to stderr)
-  TASKLOOM_LOG_FORMAT     auto | console | json
-  TASKLOOM_HTTP_TOKENS    name=token pairs, comma-separated: bearer auth for HTTP transports
+  TASKLOOM_DATABASE_URL      SQLAlchemy URL; default: a SQLite file in TASKLOOM_DATA_DIR.
+                             PostgreSQL: postgresql://user@host:5432/db
+  TASKLOOM_DATA_DIR          where the default SQLite file lives
+  TASKLOOM_TIMEZONE          default IANA timezone for triggers (default UTC)
+  TASKLOOM_MCP_CONFIG        upstream MCP servers: a file in Claude Desktop's 'mcpServers' format
+  TASKLOOM_LOG_LEVEL         debug | info | warning | error (logs go to stderr)
+  TASKLOOM_LOG_FORMAT        auto | console | json
+  TASKLOOM_HTTP_TOKENS       name=token pairs, comma-separated: bearer auth for HTTP transports
   TASKLOOM_HTTP_ALLOW_HOSTS  hosts/CIDRs http_request may reach although private or loopback
+  TASKLOOM_SECRETS_FILE      file of NAME=value lines (mode 0600) for {{ secrets.NAME }}
+  ANTHROPIC_API_KEY          for llm_prompt steps and run summaries (ANTHROPIC_BASE_URL too)
+  TASKLOOM_LLM_MODEL         default model of llm_prompt steps
+  TASKLOOM_SUMMARY_MODEL     model of run summaries
+  TASKLOOM_SCHEDULER         true | false: fire schedules in this process (default true)
+  TASKLOOM_LEASE_S           run lease in seconds, renewed every third of it (default 30)
+  TASKLOOM_SHUTDOWN_GRACE_S  seconds in-flight runs may finish at shutdown (default 60)
+  TASKLOOM_STEP_TIMEOUT_S    default timeout of one step in seconds (default 300)
+  TASKLOOM_MAX_OUTPUT_BYTES  stored output per step (default 65536)
+  TASKLOOM_MAX_TASKS_PER_OWNER  tasks one owner may have (default 1000)
+  TASKLOOM_OWNER             owner of tasks created without HTTP auth (default local)
 """
 
 
@@ -265,12 +276,13 @@ def runs_list(
         )
 
     page = _run(go)
-    table = _table("run", "task", "status", "trigger", "fire time", "ms", "error", title="Runs")
+    # One id column fits an 80-column terminal; the task's id only when runs of several tasks mix.
+    columns = ["run", "status", "trigger", "fire time", "ms", "error"]
+    table = _table(*(columns if task else ["run", "task_id", *columns[1:]]), title="Runs")
     for r in page.items:
-        table.add_row(
-            r.id, r.task_id, r.status.value, r.trigger.value, _when(r.fire_time, "UTC"),
-            str(r.duration_ms or "-"), (r.error or "")[:60],
-        )  # fmt: skip
+        cells = [r.status.value, r.trigger.value, _when(r.fire_time, "UTC"),
+                 str(r.duration_ms or "-"), (r.error or "")[:60]]  # fmt: skip
+        table.add_row(r.id, *([] if task else [r.task_id]), *cells)
     out.print(table if page.items else "No runs yet.")
 
 

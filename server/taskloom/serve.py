@@ -2,10 +2,16 @@
 
 import ipaddress
 import os
-from typing import Any
+import signal
+from types import FrameType
+from typing import Any, NoReturn
+
+import structlog
 
 from taskloom.errors import TaskloomError
 from taskloom.settings import Settings
+
+log = structlog.get_logger(__name__)
 
 
 def is_loopback(host: str) -> bool:
@@ -17,9 +23,40 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve(settings: Settings, *, transport: str, host: str, port: int) -> None:
+def _quiet_fastmcp() -> None:
+    """Before FastMCP is imported: no banner, no update check, and no rich log handler of its
+    own, so its records reach our stderr logging like every other library's."""
     os.environ.setdefault("FASTMCP_SHOW_SERVER_BANNER", "false")
     os.environ.setdefault("FASTMCP_CHECK_FOR_UPDATES", "off")
+    os.environ.setdefault("FASTMCP_LOG_ENABLED", "false")
+
+
+def _http_options(transport: str, host: str, port: int) -> dict[str, Any]:
+    """uvicorn's own log config is off (log_config None): its records go through ours."""
+    return {
+        "host": host,
+        "port": port,
+        "host_origin_protection": "auto",
+        "path": "/mcp" if transport == "http" else "/sse",
+        "uvicorn_config": {"log_config": None},
+    }
+
+
+def _exit(signum: int, _: FrameType | None) -> NoReturn:
+    raise SystemExit(128 + signum)
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """SIGTERM unwinds through FastMCP's lifespan, which closes our services (scheduler, runs,
+    store). Over HTTP uvicorn first stops serving, then raises the signal again, which under the
+    default handler would kill the process before that lifespan ran. Over stdio a client sends it
+    when its grace after closing stdin runs out: runs still going are cut short but recorded."""
+    signal.signal(signal.SIGTERM, _exit)
+
+
+def serve(settings: Settings, *, transport: str, host: str, port: int) -> None:
+    _quiet_fastmcp()
+    from taskloom import api
     from taskloom import logging as tl_logging
     from taskloom.app import build_auth, build_server, build_services
 
@@ -32,8 +69,11 @@ def serve(settings: Settings, *, transport: str, host: str, port: int) -> None:
         )
     services = build_services(settings)
     mcp = build_server(services, auth=auth if transport != "stdio" else None)
-    kwargs: dict[str, Any] = {}
-    if transport != "stdio":
-        kwargs = {"host": host, "port": port, "host_origin_protection": "auto"}
-        kwargs["path"] = "/mcp" if transport == "http" else "/sse"
-    mcp.run(transport=transport, show_banner=False, **kwargs)  # type: ignore[arg-type]
+    _exit_cleanly_on_sigterm()
+    if transport == "stdio":
+        mcp.run(transport="stdio", show_banner=False)
+        return
+    api.register_http_routes(mcp, services, auth)
+    options = _http_options(transport, host, port)
+    log.info("serving", transport=transport, url=f"http://{host}:{port}{options['path']}")
+    mcp.run(transport=transport, show_banner=False, **options)  # type: ignore[arg-type]

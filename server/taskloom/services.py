@@ -1,12 +1,11 @@
 """The service graph, wired in one place (`app.py`) and handed to the MCP surface and the CLI."""
 
+import asyncio
 import os
 import socket
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from taskloom.answers import (
     LeaseStatus,
@@ -27,41 +26,60 @@ from taskloom.store.stats import figures
 from taskloom.tasks.service import TaskService, fire_time
 from taskloom_tools.base import ToolContext
 
+if TYPE_CHECKING:
+    import httpx
+
 
 def new_process_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
 
 
 class ToolContexts:
-    """Builds each built-in step call's `ToolContext`; owns the shared HTTP client."""
+    """Builds each built-in step call's `ToolContext`; owns the shared HTTP client.
+
+    The client is made a second after start (or at the first step call, if sooner), not at
+    start: importing httpx and building its TLS context costs ~0.1 s that `taskloom serve`
+    would otherwise spend before answering its client."""
 
     def __init__(
         self,
         settings: Settings,
         *,
-        http: httpx.AsyncClient | None = None,
+        http: "httpx.AsyncClient | None" = None,
         anthropic_http: Any = None,
     ) -> None:
         self.settings = settings
         self.http = http
         self.anthropic_http = anthropic_http
         self._own_http = http is None
+        self._started = False
+        self._warm_up: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
-        if self.http is None:
-            self.http = httpx.AsyncClient(follow_redirects=False, timeout=30.0)
+        self._started = True
+        self._warm_up = asyncio.get_running_loop().call_later(1.0, self._client)
 
     async def stop(self) -> None:
+        self._started = False
+        if self._warm_up is not None:
+            self._warm_up.cancel()
         if self._own_http and self.http is not None:
             await self.http.aclose()
             self.http = None
 
-    def __call__(self, template_context: dict[str, Any]) -> ToolContext:
+    def _client(self) -> "httpx.AsyncClient":
         if self.http is None:
-            raise RuntimeError("services are not started")
+            if not self._started:
+                raise RuntimeError("services are not started")
+            import httpx
+
+            self.http = httpx.AsyncClient(follow_redirects=False, timeout=30.0)
+        return self.http
+
+    def __call__(self, template_context: dict[str, Any]) -> ToolContext:
         key = self.settings.anthropic_api_key
         return ToolContext(
-            http=self.http,
+            http=self._client(),
             allow_hosts=self.settings.http_allow_hosts,
             anthropic_api_key=key.get_secret_value() if key else None,
             anthropic_base_url=self.settings.anthropic_base_url,
@@ -92,9 +110,10 @@ class Services:
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Stop firing, let in-flight runs finish within the grace period, record the rest."""
+        grace = self.settings.shutdown_grace_s if grace_s is None else grace_s
         if self.scheduler is not None:
-            await self.scheduler.stop()
-        await self.runs.shutdown(self.settings.shutdown_grace_s if grace_s is None else grace_s)
+            await self.scheduler.stop(grace)  # drains runs while their leases are renewed
+        await self.runs.shutdown(grace)  # runs started without a scheduler (CLI, tests)
         if self.catalog.upstream is not None:
             await self.catalog.upstream.aclose()
         await self.tool_contexts.stop()

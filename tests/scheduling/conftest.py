@@ -35,16 +35,17 @@ WORKER = [sys.executable, "-m", "taskloom", "worker"]
 
 
 async def wait_until(
-    probe: Callable[[], Awaitable[T]], timeout: float, *, what: str = "the condition"
+    probe: Callable[[], Awaitable[T]], timeout_s: float, *, what: str = "the condition"
 ) -> T:
-    """The first truthy value of `probe`, polled every 100 ms; fails the test after `timeout`."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    """The first truthy value of `probe` (a database query), polled every 100 ms; fails the
+    test after `timeout_s` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         value = await probe()
         if value:
             return value
         if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+            pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}")
         await asyncio.sleep(0.1)
 
 
@@ -130,9 +131,7 @@ class Db:
     async def move_next_fire(self, task_id: str, at: datetime) -> None:
         """Pretend every process was down since `at`: the task's next fire is in the past."""
         async with self.services.store.write() as s:
-            await s.exec(
-                update(TaskRow).where(col(TaskRow.id) == task_id).values(next_fire_at=at)
-            )
+            await s.exec(update(TaskRow).where(col(TaskRow.id) == task_id).values(next_fire_at=at))
 
     async def processes(self) -> list[ProcessRow]:
         async with self.services.store.read() as s:

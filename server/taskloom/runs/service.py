@@ -258,12 +258,14 @@ class RunService:
 
     async def shutdown(self, grace_s: float) -> None:
         """Let in-flight runs finish within `grace_s`, then cancel (and so record) the rest."""
+        # From here on a cancelled run is recorded as interrupted, whoever cancels it (the grace
+        # timeout below, or a signal that cuts the drain short).
+        self.stopping = True
         jobs = list(self.inflight.values())
         if not jobs:
             return
         log.info("runs_draining", in_flight=len(jobs), grace_s=grace_s)
         _, pending = await asyncio.wait(jobs, timeout=grace_s)
-        self.stopping = True
         for job in pending:
             job.cancel()
         if pending:

@@ -13,7 +13,7 @@ from taskloom.ids import new_id
 from taskloom.runs.model import Run, RunStatus, RunTrigger
 from taskloom.runs.runner import backoff_delay
 from taskloom.scheduling import triggers
-from taskloom.tasks.model import OnceTrigger, Task
+from taskloom.tasks.model import CronTrigger, IntervalTrigger, OnceTrigger, Task
 
 ON_TIME_GRACE = timedelta(seconds=60)
 EARLY_TOLERANCE = timedelta(milliseconds=100)
@@ -27,6 +27,7 @@ class FirePlan:
     runs: list[Run] = field(default_factory=list)
     next_fire_at: datetime | None = None
     finished: bool = False
+    truncated: bool = False  # more fires were due than the catch-up bound; the oldest are left out
 
     @property
     def to_start(self) -> list[Run]:
@@ -51,30 +52,33 @@ def plan_fire(
     grace: timedelta = ON_TIME_GRACE,
     bound: int = CATCHUP_BOUND,
 ) -> FirePlan:
-    """Runs to record for the fires due by `now`, and the task's next fire time."""
-    due = _due_fires(task, now, bound)
-    plan = FirePlan()
+    """Runs to record for the fires due by `now`, and the task's next fire time.
+
+    Fires at most `grace` old are on time, each under the overlap policy (a claim that runs late
+    finds several). When an older one is due, no process was running then: the catch-up policy
+    decides over the most recent `bound` due fires."""
+    due, truncated = _due_fires(task, now, bound)
+    plan = FirePlan(truncated=truncated)
     slots = _Slots(busy, queued)
-    if len(due) == 1 and now - due[0] <= grace:
-        plan.runs.append(_start(task, due[0], RunTrigger.SCHEDULE, slots, new_run))
-    elif due:
-        plan.runs += _catch_up(task, due, now, slots, new_run, grace)
+    if any(now - fire > grace for fire in due):
+        plan.runs = _catch_up(task, due, now, slots, new_run, grace)
+    else:
+        plan.runs = [_start(task, f, RunTrigger.SCHEDULE, slots, new_run) for f in due]
     plan.next_fire_at, plan.finished = _next(task, max([now, *due]))
     return plan
 
 
-def _due_fires(task: Task, now: datetime, bound: int) -> list[datetime]:
+def _due_fires(task: Task, now: datetime, bound: int) -> tuple[list[datetime], bool]:
     if task.trigger is None or task.next_fire_at is None:
-        return []
+        return [], False
     start = task.next_fire_at - timedelta(microseconds=1)
     end = now + EARLY_TOLERANCE
     if task.end_at is not None:
         end = min(end, task.end_at)
-    if end <= start:
-        return []
-    return triggers.fires_between(
-        task.trigger, start=start, end=end, tz=task.timezone, anchor=task.anchor, limit=bound
+    due = triggers.fires_between(
+        task.trigger, start=start, end=end, tz=task.timezone, anchor=task.anchor, limit=bound + 1
     )
+    return due[-bound:], len(due) > bound
 
 
 def _catch_up(
@@ -85,14 +89,16 @@ def _catch_up(
     new_run: NewRun,
     grace: timedelta,
 ) -> list[Run]:
-    window = timedelta(seconds=task.catchup_window_s) if task.catchup_window_s else None
-    eligible = [f for f in due if window is None or now - f <= window]
-    chosen: list[datetime] = []
-    if task.catchup == "latest" and eligible:
-        chosen = eligible[-1:]
-    elif task.catchup == "all":
-        chosen = eligible
-    runs = [_missed(task, f, new_run) for f in due if f not in chosen]
+    """Missed runs for the fires the policy leaves out; the chosen ones as one chain, oldest
+    first: the first under the overlap policy, the rest queued behind it."""
+    window = timedelta(seconds=task.catchup_window_s or 0)
+    eligible = [f for f in due if not window or now - f <= max(window, grace)]
+    chosen = {
+        "skip": [f for f in due if now - f <= grace],
+        "latest": eligible[-1:],
+        "all": eligible,
+    }[task.catchup]
+    runs = [_missed(task, f, new_run, in_window=f in eligible) for f in due if f not in chosen]
     for i, fire in enumerate(chosen):
         kind = RunTrigger.SCHEDULE if now - fire <= grace else RunTrigger.CATCHUP
         if i > 0:
@@ -126,13 +132,14 @@ def _start(task: Task, fire: datetime, kind: RunTrigger, slots: _Slots, new_run:
     )
 
 
-def _missed(task: Task, fire: datetime, new_run: NewRun) -> Run:
+def _missed(task: Task, fire: datetime, new_run: NewRun, *, in_window: bool) -> Run:
     run = new_run(RunTrigger.CATCHUP, fire, RunStatus.MISSED)
-    why = (
-        "older than the catch-up window"
-        if task.catchup != "skip"
-        else "the catch-up policy is 'skip'"
-    )
+    if not in_window:
+        why = f"it is older than the catch-up window ({task.catchup_window_s} s)"
+    elif task.catchup == "skip":
+        why = "the catch-up policy is 'skip'"
+    else:
+        why = "the catch-up policy 'latest' runs only the most recent missed fire"
     return run.model_copy(
         update={
             "finished_at": run.created_at,
@@ -142,8 +149,9 @@ def _missed(task: Task, fire: datetime, new_run: NewRun) -> Run:
 
 
 def _next(task: Task, after: datetime) -> tuple[datetime | None, bool]:
-    if task.trigger is None or isinstance(task.trigger, OnceTrigger):
-        return None, isinstance(task.trigger, OnceTrigger)
+    """The fire after `after`, and whether the task has finished (no clock fire is left)."""
+    if not isinstance(task.trigger, CronTrigger | IntervalTrigger | OnceTrigger):
+        return None, False
     nxt = triggers.next_fire_time(task.trigger, after=after, tz=task.timezone, anchor=task.anchor)
     if nxt is None or (task.end_at is not None and nxt > task.end_at):
         return None, True

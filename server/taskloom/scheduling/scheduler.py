@@ -6,7 +6,8 @@ one batch transaction (`Claims.claim_fires`); the claim decides, under the datab
 whether this process records the fire, so any number of processes can run this same code.
 Around the timer: a revision poll that rebuilds it when another process changes a task, a queue
 loop that takes queued runs (retries, catch-up, overlap 'queue'), and a heartbeat that renews this
-process's leases and sweeps runs whose process died.
+process's leases and sweeps runs whose process died. At stop the heartbeat outlives the others
+until in-flight runs have drained, so a graceful shutdown never looks like a dead process.
 """
 
 import asyncio
@@ -29,6 +30,8 @@ from taskloom.store.sql import Store
 from taskloom.tasks.model import Task
 
 log = structlog.get_logger(__name__)
+
+CLAIM_WAIT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -63,16 +66,18 @@ class Scheduler:
         self.timing = timing or Timing()
         self.started_at: datetime | None = None
         self._aps: AsyncIOScheduler | None = None
-        self._loops: list[asyncio.Task[None]] = []
+        self._loops: dict[str, asyncio.Task[None]] = {}
         self._pending: dict[str, datetime] = {}
         self._drain: asyncio.Task[None] | None = None
         self._wake_queue = asyncio.Event()
         self._revision = -1
+        self._stopping = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
         self.started_at = self.clock.now()
+        self._stopping = False
         self._aps = AsyncIOScheduler(
             timezone=UTC,
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
@@ -80,22 +85,31 @@ class Scheduler:
         self._aps.start()
         await self._heartbeat_once()
         await self.rebuild()
-        self._loops = [
-            self._loop("revision_poll", self.timing.poll_s, self._poll_revision),
-            self._loop("queue", self.timing.poll_s, self._take_queued, wake=self._wake_queue),
-            self._loop("heartbeat", self.timing.heartbeat_s, self._heartbeat_once),
-        ]
+        self._loops = {
+            "revision_poll": self._loop("revision_poll", self.timing.poll_s, self._poll_revision),
+            "queue": self._loop(
+                "queue", self.timing.poll_s, self._take_queued, wake=self._wake_queue
+            ),
+            "heartbeat": self._loop("heartbeat", self.timing.heartbeat_s, self._heartbeat_once),
+        }
         log.info("scheduler_started", process_id=self.process_id, role=self.role)
 
-    async def stop(self) -> None:
-        """Stop firing and claiming; in-flight runs are the RunService's to drain."""
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Stop firing and taking queued runs; let in-flight runs finish within `grace_s`
+        (default TASKLOOM_SHUTDOWN_GRACE_S) while their leases are still renewed, so no other
+        process sweeps them meanwhile; then leave the process registry."""
+        self._stopping = True
         if self._aps is not None:
             self._aps.shutdown(wait=False)
             self._aps = None
-        for task in [*self._loops, *([self._drain] if self._drain else [])]:
-            task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
-        self._loops = []
+        heartbeat = self._loops.pop("heartbeat", None)
+        await _cancel(list(self._loops.values()))
+        self._loops = {}
+        if self._drain is not None:  # a claim in flight: let it commit and launch its runs
+            await asyncio.wait([self._drain], timeout=CLAIM_WAIT_S)
+        grace = self.runs.settings.shutdown_grace_s if grace_s is None else grace_s
+        await self.runs.shutdown(grace)
+        await _cancel([heartbeat] if heartbeat else [])
         with contextlib.suppress(Exception):
             await self.claims.forget_process(self.process_id)
         log.info("scheduler_stopped", process_id=self.process_id)
@@ -128,7 +142,8 @@ class Scheduler:
         """Make the timer match the database: one job per active task at its next fire."""
         self._revision = await self.store.tasks_revision()
         wanted = dict(await self.claims.scheduled())
-        assert self._aps is not None
+        if self._aps is None:  # stopped meanwhile
+            return
         for job in self._aps.get_jobs():
             if job.id not in wanted:
                 job.remove()
@@ -160,12 +175,14 @@ class Scheduler:
             await self.rebuild()
 
     async def _timer_went_off(self, task_id: str, at: datetime) -> None:
+        if self._stopping:  # the fire stays due in the database for the next process
+            return
         self._pending[task_id] = at
         if self._drain is None or self._drain.done():
             self._drain = asyncio.create_task(self._claim_pending())
 
     async def _claim_pending(self) -> None:
-        while self._pending:
+        while self._pending and not self._stopping:
             batch = dict(list(self._pending.items())[: self.timing.batch])
             for task_id in batch:
                 del self._pending[task_id]
@@ -201,12 +218,20 @@ class Scheduler:
         return make
 
     def _start(self, claimed: Claimed) -> None:
-        for run in claimed.plan.runs:
-            log.info("fire_claimed", task_id=claimed.task.id, run_id=run.id, status=run.status)
-        for run in claimed.plan.to_start:
-            self.runs.launch(claimed.task, run)
-        if any(r.status == RunStatus.QUEUED for r in claimed.plan.runs):
+        task, plan = claimed.task, claimed.plan
+        if plan.truncated:
+            log.warning("catchup_truncated", task_id=task.id, kept=len(plan.runs))
+        for run in plan.runs:
+            log.info("fire_claimed", task_id=task.id, run_id=run.id, status=run.status)
+        for run in plan.to_start:
+            self._launch(task, run)
+        if any(r.status == RunStatus.QUEUED for r in plan.runs):
             self._wake_queue.set()
+
+    def _launch(self, task: Task, run: Run) -> None:
+        job = self.runs.launch(task, run)
+        if _may_queue(task):  # a run of this task may be waiting for this one to end
+            job.add_done_callback(lambda _: self._wake_queue.set())
 
     # -- queue and leases --------------------------------------------------------------------
 
@@ -218,7 +243,7 @@ class Scheduler:
         until = now + timedelta(seconds=self.timing.lease_s)
         for task, run in await self.claims.claim_queued(self.process_id, now, until, room):
             log.info("queued_run_claimed", task_id=task.id, run_id=run.id)
-            self.runs.launch(task, run)
+            self._launch(task, run)
 
     async def _heartbeat_once(self) -> None:
         now = self.clock.now()
@@ -248,3 +273,13 @@ class Scheduler:
     @property
     def timers(self) -> int:
         return len(self._aps.get_jobs()) if self._aps is not None else 0
+
+
+def _may_queue(task: Task) -> bool:
+    return task.overlap == "queue" or task.catchup == "all" or task.retry.attempts > 1
+
+
+async def _cancel(tasks: "list[asyncio.Task[None]]") -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -54,22 +54,46 @@ class Claims:
         """For each task whose timer went off at `due[task_id]`, record what that fire turns
         into, once, in one transaction. A task another process (or an edit) already moved on
         maps to its current next fire time instead (None: nothing scheduled)."""
-        result: dict[str, Claimed | datetime | None] = {}
+        ids = sorted(due)  # one lock order for every process: no deadlocks
         async with self.store.write() as s:
-            for task_id in sorted(due):  # one lock order for every process: no deadlocks
-                result[task_id] = await self._claim_one(s, task_id, due[task_id], planner)
-        return result
+            # Two queries for the whole batch, not two per task: the write lock is held
+            # meanwhile, and per-task round trips made a burst's claim take seconds.
+            query = self._locked(select(TaskRow).where(col(TaskRow.id).in_(ids)))
+            rows = {r.id: r for r in (await s.exec(query.order_by(col(TaskRow.id)))).all()}
+            counts = await self._in_flight_many(s, ids)
+            return {
+                task_id: self._claim_one(
+                    s, rows.get(task_id), due[task_id], planner, counts.get(task_id, {})
+                )
+                for task_id in ids
+            }
 
-    async def _claim_one(
-        self, s: AsyncSession, task_id: str, expected: datetime, planner: Planner
+    async def _in_flight_many(self, s: AsyncSession, ids: list[str]) -> dict[str, dict[str, int]]:
+        rows = await s.exec(
+            select(RunRow.task_id, RunRow.status, func.count())
+            .where(col(RunRow.task_id).in_(ids))
+            .where(col(RunRow.status).in_(ACTIVE))
+            .group_by(col(RunRow.task_id), col(RunRow.status))
+        )
+        counts: dict[str, dict[str, int]] = {}
+        for task_id, status, count in rows.all():
+            counts.setdefault(task_id, {})[status] = count
+        return counts
+
+    def _claim_one(
+        self,
+        s: AsyncSession,
+        row: TaskRow | None,
+        expected: datetime,
+        planner: Planner,
+        counts: dict[str, int],
     ) -> Claimed | datetime | None:
-        query = self._locked(select(TaskRow).where(TaskRow.id == task_id))
-        row: TaskRow | None = (await s.exec(query)).first()
         if row is None or row.status != TaskStatus.ACTIVE.value:
             return None
         if row.next_fire_at != expected:
             return row.next_fire_at
-        busy, queued = await self._in_flight(s, task_id)
+        busy = counts.get(RunStatus.RUNNING.value, 0)
+        queued = counts.get(RunStatus.QUEUED.value, 0)
         task = row.to_domain()
         plan = planner(task, busy, queued)
         for run in plan.runs:
@@ -117,31 +141,69 @@ class Claims:
     async def claim_queued(
         self, holder: str, now: datetime, lease_until: datetime, limit: int
     ) -> list[tuple[Task, Run]]:
-        """Take up to `limit` queued runs that are due, at most one per task at a time."""
+        """Take up to `limit` queued runs that are due, oldest first, for tasks with no run
+        going: at most one per task. Their tasks are locked (in id order, as in claim_fires)
+        while that is checked, so a fire or another process cannot start one meanwhile."""
+        if not await self._any_queued(now):  # the idle poll stays a read: no write lock
+            return []
+        claimed: list[tuple[Task, Run]] = []
+        async with self.store.write() as s:
+            candidates = (await s.exec(self._queued(now, limit))).all()
+            tasks = await self._lock_tasks(s, {row.task_id for row in candidates})
+            busy = await self._running_tasks(s, list(tasks))
+            for row in candidates:
+                task_row = tasks.get(row.task_id)
+                if task_row is None:
+                    _cancel_orphan(row, now)
+                    continue
+                if row.task_id in busy:
+                    continue
+                busy.add(row.task_id)
+                row.status, row.lease_owner = RunStatus.RUNNING.value, holder
+                row.lease_expires_at, row.started_at = lease_until, now
+                task_row.last_attempt_at = now
+                claimed.append((task_row.to_domain(), row.to_domain()))
+        return claimed
+
+    def _queued(self, now: datetime, limit: int) -> Any:
         busy_tasks = select(RunRow.task_id).where(RunRow.status == RunStatus.RUNNING.value)
         query = (
             select(RunRow)
             .where(RunRow.status == RunStatus.QUEUED.value)
             .where((col(RunRow.not_before).is_(None)) | (col(RunRow.not_before) <= now))
             .where(col(RunRow.task_id).not_in(busy_tasks))
-            .order_by(col(RunRow.id))
+            .order_by(col(RunRow.created_at), col(RunRow.fire_time), col(RunRow.id))
             .limit(limit)
         )
         if self.store.dialect == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        claimed: list[tuple[Task, Run]] = []
-        async with self.store.write() as s:
-            seen: set[str] = set()
-            for row in (await s.exec(query)).all():
-                task_row = await s.get(TaskRow, row.task_id)
-                if row.task_id in seen or task_row is None:
-                    continue
-                seen.add(row.task_id)
-                row.status, row.lease_owner = RunStatus.RUNNING.value, holder
-                row.lease_expires_at, row.started_at = lease_until, now
-                task_row.last_attempt_at = now
-                claimed.append((task_row.to_domain(), row.to_domain()))
-        return claimed
+            query = query.with_for_update(skip_locked=True, of=RunRow)
+        return query
+
+    async def _any_queued(self, now: datetime) -> bool:
+        async with self.store.read() as s:
+            found = await s.exec(
+                select(RunRow.id)
+                .where(RunRow.status == RunStatus.QUEUED.value)
+                .where((col(RunRow.not_before).is_(None)) | (col(RunRow.not_before) <= now))
+                .limit(1)
+            )
+            return found.first() is not None
+
+    async def _lock_tasks(self, s: AsyncSession, task_ids: set[str]) -> dict[str, TaskRow]:
+        if not task_ids:
+            return {}
+        query = select(TaskRow).where(col(TaskRow.id).in_(task_ids)).order_by(col(TaskRow.id))
+        return {row.id: row for row in (await s.exec(self._locked(query))).all()}
+
+    async def _running_tasks(self, s: AsyncSession, task_ids: list[str]) -> set[str]:
+        if not task_ids:
+            return set()
+        rows = await s.exec(
+            select(RunRow.task_id)
+            .where(col(RunRow.task_id).in_(task_ids))
+            .where(RunRow.status == RunStatus.RUNNING.value)
+        )
+        return set(rows.all())
 
     async def renew_leases(self, holder: str, run_ids: Sequence[str], until: datetime) -> set[str]:
         """Extend this process's leases; returns the ids it still holds (the rest were
@@ -242,6 +304,11 @@ class Claims:
             if row is None or row.status != TaskStatus.ACTIVE.value:
                 return None
             return row.next_fire_at
+
+
+def _cancel_orphan(row: RunRow, now: datetime) -> None:
+    row.status, row.finished_at = RunStatus.CANCELLED.value, now
+    row.error = "Cancelled: its task was deleted before the run could start."
 
 
 def _outcome(task: Task) -> Outcome:
