@@ -425,3 +425,19 @@ async def test_author_task_prompt_lists_step_tools(loom: Loom) -> None:
     assert "watch lamp prices" in text
     assert "- http_request:" in text
     assert "dry_run" in text
+
+
+async def test_pausing_a_task_cancels_its_queued_retry(loom: Loom, api: ApiServer) -> None:
+    """A retry still queued when its task is paused is cancelled, not run, and says why."""
+    retry = {"attempts": 2, "backoff_s": 0.3, "max_backoff_s": 0.3}
+    task_id = await loom.create([fetch_step(api, "/fail")], retry=retry)
+    await loom.run(task_id)
+    await loom.call("pause_task", {"task_id": task_id})
+
+    async def settled() -> dict[str, Any] | None:
+        runs = (await loom.call("task_history", {"task_id": task_id}))["runs"]
+        return runs[0] if len(runs) == 2 and runs[0]["status"] != "queued" else None
+
+    retry_run = await eventually(settled)
+    assert (retry_run["status"], retry_run["attempt"]) == ("cancelled", 2)
+    assert "paused" in retry_run["error"]

@@ -153,8 +153,8 @@ class Claims:
             busy = await self._running_tasks(s, list(tasks))
             for row in candidates:
                 task_row = tasks.get(row.task_id)
-                if task_row is None:
-                    _cancel_orphan(row, now)
+                if task_row is None or task_row.status != TaskStatus.ACTIVE.value:
+                    _cancel_unstartable(row, task_row, now)
                     continue
                 if row.task_id in busy:
                     continue
@@ -306,9 +306,16 @@ class Claims:
             return row.next_fire_at
 
 
-def _cancel_orphan(row: RunRow, now: datetime) -> None:
+def _cancel_unstartable(row: RunRow, task: TaskRow | None, now: datetime) -> None:
+    """A queued run (retry, catch-up, overlap 'queue') whose task is gone, paused or finished."""
     row.status, row.finished_at = RunStatus.CANCELLED.value, now
-    row.error = "Cancelled: its task was deleted before the run could start."
+    if task is None:
+        row.error = "Cancelled: its task was deleted before the run could start."
+    else:
+        row.error = (
+            f"Cancelled: its task is {task.status} (it was {task.status} before this queued run "
+            "could start); resume_task lets future fires run again."
+        )
 
 
 def _outcome(task: Task) -> Outcome:
