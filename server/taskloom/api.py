@@ -17,6 +17,7 @@ from fastmcp.exceptions import ValidationError as ArgumentError
 from fastmcp.server.auth import AuthProvider
 from fastmcp.server.dependencies import get_access_token
 from fastmcp.server.middleware import Middleware, MiddlewareContext
+from fastmcp.utilities.tasks import TaskConfig
 from pydantic import Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -339,7 +340,10 @@ RunId = Annotated[str, Field(description="the run's id (run_...), from run_task 
 
 
 def _register_run_tools(mcp: FastMCP, s: Services) -> None:
-    @mcp.tool(annotations={**WRITE, "openWorldHint": True})
+    # With TASKLOOM_MCP_TASKS, clients that declare the MCP tasks extension get a task handle.
+    as_task = TaskConfig(mode="optional") if s.settings.mcp_tasks else None
+
+    @mcp.tool(annotations={**WRITE, "openWorldHint": True}, task=as_task)
     async def run_task(
         task_id: TaskId,
         ctx: Context,
@@ -439,7 +443,12 @@ async def _run_now(
     job = s.runs.launch(task, run, progress=_progress(ctx) if wait else None)
     if not wait:
         return RunAnswer(run=run, message="Started; call get_run with this id for the result.")
-    done, _ = await asyncio.wait([job], timeout=wait_timeout_s)
+    try:
+        done, _ = await asyncio.wait([job], timeout=wait_timeout_s)
+    except asyncio.CancelledError:
+        if ctx.is_background_task:  # tasks/cancel on the handle cancels the run itself
+            await asyncio.shield(s.runs.cancel(run.id, owner=None))
+        raise
     if not done:
         current = await s.runs.get(run.id, owner=None)
         return RunAnswer(run=current, message="Still running; call get_run later.")

@@ -53,6 +53,8 @@ ENV_HELP = """
   TASKLOOM_LLM_MODEL         default model of llm_prompt steps
   TASKLOOM_SUMMARY_MODEL     model of run summaries
   TASKLOOM_SCHEDULER         true | false: fire schedules in this process (default true)
+  TASKLOOM_MCP_TASKS         true | false: run_task answers tasks-extension clients with a
+                             task handle (default false; adds ~0.3 s to start-up)
   TASKLOOM_LEASE_S           run lease in seconds, renewed every third of it (default 30)
   TASKLOOM_SHUTDOWN_GRACE_S  seconds in-flight runs may finish at shutdown (default 60)
   TASKLOOM_STEP_TIMEOUT_S    default timeout of one step in seconds (default 300)

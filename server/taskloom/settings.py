@@ -69,6 +69,11 @@ class Settings(BaseSettings):
         default=60, ge=0, description="how long in-flight runs may finish at shutdown"
     )
     scheduler: bool = Field(default=True, description="fire schedules in this process")
+    mcp_tasks: bool = Field(
+        default=False,
+        description="serve run_task as an MCP background task (tasks extension) to clients that "
+        "declare it; adds about 0.3 s to start-up",
+    )
     step_timeout_s: float = Field(default=300, gt=0, description="default timeout of one step")
     max_output_bytes: int = Field(default=65536, ge=1024, description="stored output per step")
     max_tasks_per_owner: int = Field(default=1000, ge=1)
