@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Any
 from fastmcp import FastMCP
 from fastmcp.server.auth import AccessToken, AuthProvider, TokenVerifier
 
-from taskloom import __version__, api
+from taskloom import __version__
+from taskloom.api import resources, runs, tasks
+from taskloom.api.common import ArgumentErrors
 from taskloom.clock import Clock, SystemClock
 from taskloom.errors import TaskloomError
 from taskloom.runs.runner import Limits, Runner, StepCaller
@@ -122,12 +124,16 @@ def build_server(services: Services, *, auth: AuthProvider | None = None) -> Fas
         version=__version__,
         lifespan=lifespan,
         mask_error_details=True,
-        middleware=[api.ArgumentErrors()],
+        middleware=[ArgumentErrors()],
         auth=auth,
     )
     if services.settings.mcp_tasks:
         from fastmcp_tasks import TasksExtension  # ~0.3 s of imports: only when asked for
 
         mcp.add_extension(TasksExtension())
-    api.register(mcp, services)
+    tasks.register_task_tools(mcp, services)
+    tasks.register_schedule_tools(mcp, services)
+    runs.register_run_tools(mcp, services)
+    resources.register_resources(mcp, services)
+    resources.register_prompts(mcp, services)
     return mcp

@@ -1,7 +1,7 @@
 """Taskloom's error hierarchy.
 
 Every `TaskloomError` message is safe to show the MCP client: it names the bad value and the next
-action. `api.py` turns these into `ToolError` in one place; anything else is masked there.
+action. `api/common.py` turns these into `ToolError` in one place; anything else is masked there.
 """
 
 from typing import Any

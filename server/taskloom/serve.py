@@ -56,8 +56,8 @@ def _exit_cleanly_on_sigterm() -> None:
 
 def serve(settings: Settings, *, transport: str, host: str, port: int) -> None:
     _quiet_fastmcp()
-    from taskloom import api
     from taskloom import logging as tl_logging
+    from taskloom.api.http import register_http_routes
     from taskloom.app import build_auth, build_server, build_services
 
     tl_logging.configure(settings.log_level, settings.log_format)
@@ -73,7 +73,7 @@ def serve(settings: Settings, *, transport: str, host: str, port: int) -> None:
     if transport == "stdio":
         mcp.run(transport="stdio", show_banner=False)
         return
-    api.register_http_routes(mcp, services, auth)
+    register_http_routes(mcp, services, auth)
     options = _http_options(transport, host, port)
     log.info("serving", transport=transport, url=f"http://{host}:{port}{options['path']}")
     mcp.run(transport=transport, show_banner=False, **options)  # type: ignore[arg-type]
