@@ -41,7 +41,9 @@ def table(rows: list[Row]) -> str:
     ]
     for r in rows:
         met = "" if r.met is None else ("yes" if r.met else "**no**")
-        ratio = f"{r.ratio:.2f}x" if r.ratio is not None else ""
+        ratio = (
+            "" if r.ratio is None else f"{r.ratio:.2f}x" if r.ratio >= 0.1 else f"{r.ratio:.2g}x"
+        )
         lines.append(
             f"| {r.bench} | {r.metric} | {_num(r.value, r.unit)} | {r.baseline} | "
             f"{_num(r.baseline_value, r.unit if r.baseline_value is not None else '')} | "

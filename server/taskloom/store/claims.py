@@ -153,7 +153,8 @@ class Claims:
             busy = await self._running_tasks(s, list(tasks))
             for row in candidates:
                 task_row = tasks.get(row.task_id)
-                if task_row is None or task_row.status != TaskStatus.ACTIVE.value:
+                # A finished task (its one-shot fired, max_runs reached) still takes retries.
+                if task_row is None or task_row.status == TaskStatus.PAUSED.value:
                     _cancel_unstartable(row, task_row, now)
                     continue
                 if row.task_id in busy:
@@ -307,14 +308,14 @@ class Claims:
 
 
 def _cancel_unstartable(row: RunRow, task: TaskRow | None, now: datetime) -> None:
-    """A queued run (retry, catch-up, overlap 'queue') whose task is gone, paused or finished."""
+    """A queued run (retry, catch-up, overlap 'queue') whose task is gone or paused."""
     row.status, row.finished_at = RunStatus.CANCELLED.value, now
     if task is None:
         row.error = "Cancelled: its task was deleted before the run could start."
     else:
         row.error = (
-            f"Cancelled: its task is {task.status} (it was {task.status} before this queued run "
-            "could start); resume_task lets future fires run again."
+            "Cancelled: its task was paused before this queued run could start; resume_task "
+            "lets future fires run again."
         )
 
 
