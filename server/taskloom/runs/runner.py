@@ -29,6 +29,9 @@ Progress = Callable[[int, int, str], Awaitable[None]]
 Persist = Callable[[Run], Awaitable[None]]
 Finish = Callable[[Run], Awaitable[Run]]
 
+# A step still running after this long is shown as running in the stored run (get_run).
+PERSIST_RUNNING_AFTER_S = 0.25
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -126,8 +129,12 @@ class Runner:
             if progress is not None:
                 await progress(index, total, f"step {index + 1}/{total}: {step.id} ({step.tool})")
             state.begin(index, self.clock.now())
-            await persist(state.snapshot())  # get_run shows which step is running
-            state.record(await self._step(state, index, step), step)
+            snapshot = _persist_later(persist, state.snapshot(), PERSIST_RUNNING_AFTER_S)
+            try:
+                outcome = await self._step(state, index, step)
+            finally:
+                snapshot.cancel()
+            state.record(outcome, step)
         if progress is not None:
             await progress(total, total, f"finished: {state.outcome().value}")
 
@@ -182,6 +189,22 @@ class Runner:
             if attempt < policy.attempts:
                 await asyncio.sleep(backoff_delay(policy, attempt))
         return None, error, policy.attempts
+
+
+def _persist_later(persist: Persist, snapshot: Run, delay_s: float) -> "asyncio.Task[None]":
+    """Write the "step running" snapshot only if the step is still running after `delay_s`
+    (the caller cancels it when the step ends): get_run shows a slow step in progress, and a
+    fast step costs no write of its own. A failed snapshot is logged; the final record is what
+    counts."""
+
+    async def later() -> None:
+        await asyncio.sleep(delay_s)
+        try:
+            await persist(snapshot)
+        except Exception as exc:  # a background write: nobody else would see its error
+            log.warning("run_progress_not_saved", error=f"{type(exc).__name__}: {exc}"[:300])
+
+    return asyncio.create_task(later(), name=f"{snapshot.id}-progress")
 
 
 def _describe(step: Step, exc: Exception, secrets: Secrets) -> str:

@@ -18,7 +18,9 @@ from taskloom.scheduling.claims import event_run, retry_run
 from taskloom.secrets import load_secrets
 from taskloom.settings import Settings
 from taskloom.store.claims import Claims
-from taskloom.store.sql import Outcome, Page, Store
+from taskloom.store.outcome import Outcome
+from taskloom.store.recorder import RunRecorder
+from taskloom.store.sql import Page, Store
 from taskloom.tasks.model import Step, Task, TaskSpec, TaskStatus
 from taskloom.tasks.validate import validate_task
 
@@ -48,6 +50,7 @@ class RunService:
         self.runner = runner
         self.caller = caller
         self.process_id = process_id
+        self.recorder = RunRecorder(store)
         self.inflight: dict[str, asyncio.Task[Run]] = {}
         self.stopping = False
 
@@ -103,7 +106,7 @@ class RunService:
             return await self._finish(task, self._refused(task, run, exc.message))
 
         async def persist(snapshot: Run) -> None:
-            await self.store.save_held_run(snapshot, holder=self.process_id)
+            await self.recorder.save_progress(snapshot, holder=self.process_id)
 
         async def finish(final: Run) -> Run:
             return await self._finish(task, final)
@@ -144,7 +147,7 @@ class RunService:
             run = run.model_copy(update={"summary": await self._summarise(task, run)})
         outcome = Outcome(pause_on_failure=task.pause_on_failure, max_runs=task.max_runs)
         again = retry_run(task, run, self.clock.now()) if task.id != DRY_RUN_ID else None
-        recorded = await self.store.finish_run(
+        recorded = await self.recorder.finish(
             run, holder=self.process_id, outcome=outcome, follow_up=again
         )
         if again is not None and recorded:

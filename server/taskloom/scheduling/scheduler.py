@@ -178,17 +178,41 @@ class Scheduler:
         if self._stopping:  # the fire stays due in the database for the next process
             return
         self._pending[task_id] = at
+        self._kick()
+
+    def _kick(self, *, least: int = 1) -> None:
+        """Claim pending fires if this process has room for at least `least` more runs (or
+        for all that are pending). A fire left pending stays due in the database, where
+        another process's timer may claim it first; ours then only re-arms."""
+        if not self._pending or self._stopping:
+            return
+        if self._room() < min(least, len(self._pending)):
+            return
         if self._drain is None or self._drain.done():
             self._drain = asyncio.create_task(self._claim_pending())
 
-    async def _claim_pending(self) -> None:
-        while self._pending and not self._stopping:
-            batch = dict(list(self._pending.items())[: self.timing.batch])
-            for task_id in batch:
-                del self._pending[task_id]
-            await self._claim_batch(batch)
+    def _room(self) -> int:
+        return self.timing.max_concurrent_runs - len(self.runs.inflight)
 
-    async def _claim_batch(self, batch: dict[str, datetime]) -> None:
+    async def _claim_pending(self) -> None:
+        """Claim every pending batch that fits this process's free capacity, then launch the
+        runs: in a burst the claims do not queue behind the first batch's run records, and a
+        burst bigger than one process's capacity is left for other processes to share."""
+        while self._pending and not self._stopping and self._room() > 0:
+            claimed: list[Claimed] = []
+            planned = 0
+            while self._pending and not self._stopping and self._room() > planned:
+                size = min(self.timing.batch, self._room() - planned)
+                batch = dict(list(self._pending.items())[:size])
+                for task_id in batch:
+                    del self._pending[task_id]
+                got = await self._claim_batch(batch)
+                claimed += got
+                planned += sum(len(c.plan.to_start) for c in got)
+            for each in claimed:
+                self._start(each)
+
+    async def _claim_batch(self, batch: dict[str, datetime]) -> list[Claimed]:
         now = self.clock.now()
         try:
             claimed = await self.claims.claim_fires(batch, self._planner(now))
@@ -196,14 +220,16 @@ class Scheduler:
             log.warning("claim_failed", error=str(exc)[:300], fires=len(batch))
             for task_id, at in batch.items():
                 self._set_timer(task_id, max(at, now) + timedelta(seconds=self.timing.poll_s))
-            return
+            return []
+        mine: list[Claimed] = []
         for task_id in batch:
             got = claimed.get(task_id)
             if isinstance(got, Claimed):
-                self._start(got)
+                mine.append(got)
                 self._set_timer(task_id, got.plan.next_fire_at)
             else:
                 self._set_timer(task_id, got)
+        return mine
 
     def _planner(self, now: datetime) -> Callable[[Task, int, int], FirePlan]:
         def plan(task: Task, busy: int, queued: int) -> FirePlan:
@@ -230,13 +256,17 @@ class Scheduler:
 
     def _launch(self, task: Task, run: Run) -> None:
         job = self.runs.launch(task, run)
+        # Fires waiting for room are claimed once a quarter of the capacity is free (not one
+        # by one, which would cost a claim transaction per finished run).
+        job.add_done_callback(lambda _: self._kick(least=self.timing.max_concurrent_runs // 4))
         if _may_queue(task):  # a run of this task may be waiting for this one to end
             job.add_done_callback(lambda _: self._wake_queue.set())
 
     # -- queue and leases --------------------------------------------------------------------
 
     async def _take_queued(self) -> None:
-        room = self.timing.max_concurrent_runs - len(self.runs.inflight)
+        self._kick()  # fires still waiting for room, whatever freed it
+        room = self._room()
         if room <= 0:
             return
         now = self.clock.now()

@@ -16,7 +16,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from taskloom.runs.model import Run, RunStatus
 from taskloom.scheduling.claims import FirePlan
-from taskloom.store.sql import Outcome, Store
+from taskloom.store.outcome import Outcome
+from taskloom.store.sql import Store
 from taskloom.store.tables import ProcessRow, RunRow, StepResultRow, TaskRow
 from taskloom.tasks.model import Task, TaskStatus
 

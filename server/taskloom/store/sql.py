@@ -15,17 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from sqlalchemy import Table, delete, event, func, inspect, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import delete, event, func, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from taskloom.errors import Conflict, InvalidInput, StoreUnavailable
 from taskloom.runs.model import Run, RunStatus, StepResult
+from taskloom.store.outcome import OUTCOME_FIELDS, Outcome, apply_run
 from taskloom.store.tables import CounterRow, RunRow, StepResultRow, TaskRow
 from taskloom.tasks.model import Task
 
@@ -103,7 +102,11 @@ class Store:
             self._engine = self._sqlite_engine(immediate=False)
             self._writer = self._sqlite_engine(immediate=True)
         else:
-            self._engine = create_async_engine(self.url, pool_size=10, pool_pre_ping=True)
+            # No pool_pre_ping: it costs a round trip per transaction. A connection found broken
+            # is invalidated by SQLAlchemy (and _guard answers StoreUnavailable); the next
+            # checkout opens a fresh one. pool_recycle retires connections before servers or
+            # proxies drop idle ones.
+            self._engine = create_async_engine(self.url, pool_size=10, pool_recycle=1800)
             self._writer = self._engine
         if migrate:
             await self.migrate()
@@ -205,11 +208,21 @@ class Store:
         async with self._guard(), AsyncSession(engine, expire_on_commit=False) as s, s.begin():
             yield s
 
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """One write transaction on a Core connection (no ORM session), for rows written in
+        bulk; BEGIN IMMEDIATE on SQLite."""
+        async with self._guard(), self._write_engine().begin() as conn:
+            yield conn
+
     # -- tasks -------------------------------------------------------------------------------
 
     async def add_task(self, task: Task, *, max_per_owner: int) -> None:
         async with self.write() as s:
-            count = await s.scalar(select(func.count()).where(col(TaskRow.owner) == task.owner))
+            # Counts at most up to the limit (ix_tasks_owner_id), not all the owner's tasks.
+            mine = select(col(TaskRow.id)).where(col(TaskRow.owner) == task.owner)
+            capped = mine.limit(max_per_owner).subquery()
+            count = await s.scalar(select(func.count()).select_from(capped))
             if (count or 0) >= max_per_owner:
                 raise Conflict(
                     f"Owner {task.owner!r} already has {count} tasks, the limit "
@@ -367,83 +380,15 @@ class Store:
                 .values(last_attempt_at=run.started_at or run.created_at)
             )
 
-    async def save_held_run(self, run: Run, *, holder: str) -> bool:
-        """Write a running run's progress; False when this process no longer holds it."""
-        async with self.write() as s:
-            if not await self._update_held(s, run.id, holder, {"started_at": run.started_at}):
-                return False
-            await self._save_steps(s, run)
-            return True
-
-    async def finish_run(
-        self, run: Run, *, holder: str, outcome: "Outcome", follow_up: Run | None = None
-    ) -> bool:
-        """Record a finished run and its effect on the task in one transaction, but only while
-        `holder` still holds the run (a swept or cancelled run stays as the others left it)."""
-        values = run.model_dump(
-            include={"status", "finished_at", "duration_ms", "output", "summary", "error"}
-        )
-        values["finished_at"] = run.finished_at
-        values["lease_expires_at"] = None
-        async with self.write() as s:
-            if not await self._update_held(s, run.id, holder, values):
-                await self._save_steps(s, run)
-                return False
-            await self._save_steps(s, run)
-            await self.apply_outcome(s, run, outcome)
-            if follow_up is not None:
-                s.add(RunRow.from_domain(follow_up, await self._owner_of(s, run.id)))
-            return True
-
-    async def _owner_of(self, s: AsyncSession, run_id: str) -> str:
-        row = await s.get(RunRow, run_id)
-        return row.owner if row else "local"
-
-    async def _update_held(
-        self, s: AsyncSession, run_id: str, holder: str, values: dict[str, Any]
-    ) -> bool:
-        """Update the run only while `holder` holds it; one statement (check and write) inside
-        the write transaction, so nobody can take the run in between."""
-        result = await s.exec(
-            update(RUNS)
-            .where(RUNS.c.id == run_id)
-            .where(RUNS.c.status == RunStatus.RUNNING.value)
-            .where(RUNS.c.lease_owner == holder)
-            .values(**values)
-        )
-        return bool(result.rowcount)
-
-    async def _save_steps(self, s: AsyncSession, run: Run) -> None:
-        """Insert or update all of a run's step results in one statement (a merge per step
-        costs a SELECT and a write each, under the database's write lock)."""
-        if not run.steps:
-            return
-        rows = [_step_values(run.id, step) for step in run.steps]
-        insert = sqlite_insert(STEPS) if self.dialect == "sqlite" else pg_insert(STEPS)
-        changed = {c.name: insert.excluded[c.name] for c in STEPS.c if not c.primary_key}
-        await s.exec(
-            insert.on_conflict_do_update(index_elements=STEP_KEY, set_=changed), params=rows
-        )
-
-    async def apply_outcome(self, s: AsyncSession, run: Run, outcome: "Outcome") -> None:
+    async def apply_outcome(self, s: AsyncSession, run: Run, outcome: Outcome) -> None:
         row = await s.get(TaskRow, run.task_id)
         if row is None:
             return
-        row.run_count += 1
-        row.last_run_status = run.status.value
-        if run.status == RunStatus.SUCCEEDED:
-            row.last_run_at = run.finished_at
-            row.last_summary = run.summary
-            row.last_error = None
-            row.consecutive_failures = 0
-        elif run.status in (RunStatus.FAILED, RunStatus.INTERRUPTED):
-            row.last_error = run.error
-            row.consecutive_failures += 1
-        changes = outcome.task_changes(row)
-        for name, value in changes.items():
+        state = {name: getattr(row, name) for name in OUTCOME_FIELDS}
+        moved = apply_run(state, run, outcome)
+        for name, value in state.items():
             setattr(row, name, value)
-        if changes:
-            row.revision += 1
+        if moved:
             await self.bump(s, TASKS_REVISION)
 
     async def last_finished_run(self, task_id: str, *, before: str) -> Run | None:
@@ -460,32 +405,7 @@ class Store:
         return row.to_domain() if row else None
 
 
-class Outcome:
-    """How a finished run changes its task beyond the last_* fields: pause after N consecutive
-    failures, finish after max_runs."""
-
-    def __init__(self, *, pause_on_failure: int | None, max_runs: int | None) -> None:
-        self.pause_on_failure = pause_on_failure
-        self.max_runs = max_runs
-
-    def task_changes(self, row: TaskRow) -> dict[str, Any]:
-        if self.max_runs is not None and row.run_count >= self.max_runs:
-            return {"status": "finished", "next_fire_at": None}
-        if self.pause_on_failure and row.consecutive_failures >= self.pause_on_failure:
-            return {"status": "paused", "enabled": False, "next_fire_at": None}
-        return {}
-
-
 FINISHED_RUN_STATUSES = [RunStatus.SUCCEEDED.value, RunStatus.FAILED.value]
-RUNS: Table = RunRow.__table__  # type: ignore[attr-defined]
-STEPS: Table = StepResultRow.__table__  # type: ignore[attr-defined]
-STEP_KEY = [c.name for c in STEPS.primary_key.columns]
-_STEP_COLUMNS = [(attr.key, attr.columns[0].name) for attr in inspect(StepResultRow).column_attrs]
-
-
-def _step_values(run_id: str, step: StepResult) -> dict[str, Any]:
-    row = StepResultRow.from_domain(run_id, step)
-    return {column: getattr(row, attr) for attr, column in _STEP_COLUMNS}
 
 
 def _page(items: list[Any], limit: int) -> Page:

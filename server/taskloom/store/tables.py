@@ -232,6 +232,24 @@ class StepResultRow(SQLModel, table=True):
             attempts=step.attempts,
         )
 
+    @staticmethod
+    def values(run_id: str, step: StepResult) -> dict[str, Any]:
+        """The row as column values, for Core statements (no model instance built)."""
+        return {
+            "run_id": run_id,
+            "step_index": step.index,
+            "step_id": step.id,
+            "tool": step.tool,
+            "status": step.status.value,
+            "args": step.args,
+            "output": step.output,
+            "error": step.error,
+            "started_at": step.started_at,
+            "finished_at": step.finished_at,
+            "duration_ms": step.duration_ms,
+            "attempts": step.attempts,
+        }
+
     def to_domain(self) -> StepResult:
         return StepResult(
             id=self.step_id,
