@@ -18,7 +18,10 @@ MAX_REPEAT_LENGTH = 1_000_000
 MAX_EXPONENT = 1_000
 
 
-class BoundedEnvironment(SandboxedEnvironment):
+class BoundedOperators:
+    """Mixin for a Jinja2 sandbox: refuses `*` and `**` that would build huge values. Shared by
+    the `render` tool and the runner's argument templates."""
+
     intercepted_binops = frozenset({"*", "**"})
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
@@ -27,7 +30,11 @@ class BoundedEnvironment(SandboxedEnvironment):
             _check_repeat(right, left)
         else:
             _check_power(left, right)
-        return super().call_binop(context, operator, left, right)
+        return super().call_binop(context, operator, left, right)  # type: ignore[misc]
+
+
+class BoundedEnvironment(BoundedOperators, SandboxedEnvironment):
+    """The `render` tool's environment."""
 
 
 def _check_repeat(sequence: Any, times: Any) -> None:

@@ -16,12 +16,12 @@ from urllib.parse import quote, quote_plus
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, UndefinedError, nodes
 from jinja2.environment import TemplateExpression
 from jinja2.exceptions import SecurityError
-from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing
 from markupsafe import Markup
 
 from taskloom.errors import TaskloomError
+from taskloom_tools.template_sandbox import BoundedOperators
 
 MAX_RENDERED_CHARS = 1024 * 1024
 MIN_SECRET_LENGTH = 4
@@ -129,18 +129,8 @@ class _Undefined(StrictUndefined):
         return f"{owner} has no {_member(name)} {name!r}; {_available(self._undefined_obj)}"
 
 
-class _Environment(ImmutableSandboxedEnvironment):
+class _Environment(BoundedOperators, ImmutableSandboxedEnvironment):
     """The sandbox, plus bounds on the two operators that can build huge values from tiny input."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*":
-            _check_repeat(left, right)
-            _check_repeat(right, left)
-        else:
-            _check_power(left, right)
-        return super().call_binop(context, operator, left, right)
 
 
 @functools.cache
@@ -161,18 +151,6 @@ def _fromjson(text: str) -> Any:
         return json.loads(text)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"fromjson: the value is not JSON ({exc})") from None
-
-
-def _check_repeat(sequence: Any, count: Any) -> None:
-    repeats = isinstance(sequence, str | list | tuple) and isinstance(count, int)
-    if repeats and len(sequence) * count > MAX_RENDERED_CHARS:
-        raise SecurityError(f"'*' would build more than {MAX_RENDERED_CHARS} items")
-
-
-def _check_power(base: Any, exponent: Any) -> None:
-    grows = isinstance(base, int) and isinstance(exponent, int) and abs(base) > 1
-    if grows and exponent > 0 and base.bit_length() * exponent > MAX_RENDERED_CHARS * 8:
-        raise SecurityError(f"'**' would build a number over {MAX_RENDERED_CHARS} bytes")
 
 
 @functools.lru_cache(maxsize=1024)
