@@ -253,12 +253,6 @@ class RunService:
         if job is not None:
             job.cancel()
 
-    async def wait_for(self, run_id: str) -> Run:
-        job = self.inflight.get(run_id)
-        if job is not None:
-            return await asyncio.shield(job)
-        return await self.get(run_id, owner=None)
-
     async def shutdown(self, grace_s: float) -> None:
         """Let in-flight runs finish within `grace_s`, then cancel (and so record) the rest."""
         # From here on a cancelled run is recorded as interrupted, whoever cancels it (the grace

@@ -300,10 +300,6 @@ class Scheduler:
             heartbeat_at=now,
         )
 
-    @property
-    def timers(self) -> int:
-        return len(self._aps.get_jobs()) if self._aps is not None else 0
-
 
 def _may_queue(task: Task) -> bool:
     return task.overlap == "queue" or task.catchup == "all" or task.retry.attempts > 1

@@ -265,10 +265,6 @@ class Claims:
                 step.status = "cancelled" if step.status == "running" else "skipped"
         return row.to_domain()
 
-    async def enqueue(self, run: Run, owner: str) -> None:
-        async with self.store.write() as s:
-            s.add(RunRow.from_domain(run, owner))
-
     # -- processes ---------------------------------------------------------------------------
 
     async def heartbeat(self, info: ProcessInfo) -> None:
@@ -299,13 +295,6 @@ class Claims:
                 .where(col(TaskRow.next_fire_at).is_not(None))
             )
             return [(task_id, at) for task_id, at in rows.all() if at is not None]
-
-    async def next_fire_of(self, task_id: str) -> datetime | None:
-        async with self.store.read() as s:
-            row = await s.get(TaskRow, task_id)
-            if row is None or row.status != TaskStatus.ACTIVE.value:
-                return None
-            return row.next_fire_at
 
 
 def _cancel_unstartable(row: RunRow, task: TaskRow | None, now: datetime) -> None:

@@ -23,7 +23,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from taskloom.errors import Conflict, InvalidInput, StoreUnavailable
-from taskloom.runs.model import Run, RunStatus, StepResult
+from taskloom.runs.model import Run, RunStatus
 from taskloom.store.outcome import OUTCOME_FIELDS, Outcome, apply_run
 from taskloom.store.tables import CounterRow, RunRow, StepResultRow, TaskRow
 from taskloom.tasks.model import Task
@@ -322,17 +322,6 @@ class Store:
                 .order_by(col(StepResultRow.index))
             )
             return row.to_domain([st.to_domain() for st in steps])
-
-    async def save_run(self, run: Run, *, owner: str) -> None:
-        """Write a run's state and all its step results."""
-        async with self.write() as s:
-            await s.merge(RunRow.from_domain(run, owner))
-            for step in run.steps:
-                await s.merge(StepResultRow.from_domain(run.id, step))
-
-    async def save_step(self, run_id: str, step: StepResult) -> None:
-        async with self.write() as s:
-            await s.merge(StepResultRow.from_domain(run_id, step))
 
     async def list_runs(
         self,
