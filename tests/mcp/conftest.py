@@ -17,6 +17,7 @@ from taskloom.scheduling.scheduler import Timing
 from taskloom.services import Services
 from taskloom.settings import Settings
 from tests.conftest import make_settings
+from tests.fixtures.anthropic import message_json
 
 T = TypeVar("T")
 
@@ -50,20 +51,6 @@ def task_args(**overrides: Any) -> dict[str, Any]:
 
 
 # -- the chain engine end to end: real loopback HTTP, fake Anthropic at the transport ---------
-
-
-def message_json(text: str, model: str) -> dict[str, Any]:
-    """An Anthropic Messages API answer, as the real API shapes it."""
-    return {
-        "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": [{"type": "text", "text": text}],
-        "stop_reason": "end_turn",
-        "stop_sequence": None,
-        "usage": {"input_tokens": 25, "output_tokens": 7},
-    }
 
 
 class FakeAnthropic:

@@ -2,27 +2,16 @@
 its holder holds it."""
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
-
-import pytest
-from tests.store.test_store_contract import make_run, make_task
 
 from taskloom.runs.model import Run, RunStatus, RunTrigger, StepStatus
 from taskloom.store.outcome import Outcome
 from taskloom.store.recorder import RunRecorder
 from taskloom.store.sql import Store
+from tests.store.test_store_contract import make_run, make_task
 
 ME = "proc-me"
 KEEP = Outcome(pause_on_failure=None, max_runs=None)
-
-
-@pytest.fixture
-async def store(db_url: str) -> AsyncIterator[Store]:
-    s = Store(db_url)
-    await s.open()
-    yield s
-    await s.close()
 
 
 async def held_run(store: Store, run: Run, holder: str = ME) -> Run:

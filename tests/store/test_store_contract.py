@@ -1,6 +1,5 @@
 """One contract suite for the store, run over SQLite and over PostgreSQL."""
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -55,14 +54,6 @@ def make_run(task: Task, n: int = 0, status: RunStatus = RunStatus.SUCCEEDED) ->
             )
         ],
     )  # fmt: skip
-
-
-@pytest.fixture
-async def store(db_url: str) -> AsyncIterator[Store]:
-    s = Store(db_url)
-    await s.open()
-    yield s
-    await s.close()
 
 
 async def test_open_applies_migrations(store: Store) -> None:

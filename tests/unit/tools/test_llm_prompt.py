@@ -7,30 +7,12 @@ from typing import Any
 import httpx
 import httpx2
 import pytest
+from tests.fixtures.anthropic import message_json
 
 from taskloom_tools.base import StepToolError, ToolContext
 from taskloom_tools.llm_prompt import TOOL
 
 Handler = Callable[[httpx2.Request], httpx2.Response]
-
-
-def message_json(text: str = "Two issues are open.", model: str = "claude-sonnet-4-6") -> Any:
-    return {
-        "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": [{"type": "text", "text": text}],
-        "stop_reason": "end_turn",
-        "stop_sequence": None,
-        "usage": {
-            "input_tokens": 25,
-            "output_tokens": 7,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
-            "service_tier": "standard",
-        },
-    }
 
 
 def error_json(kind: str, message: str) -> Any:
