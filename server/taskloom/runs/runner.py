@@ -19,6 +19,7 @@ import structlog
 from taskloom.clock import Clock
 from taskloom.errors import TaskloomError
 from taskloom.runs.model import Run, RunStatus, StepResult, StepStatus
+from taskloom.runs.storable import Unstorable, find_unstorable, storable_copy
 from taskloom.runs.templating import Secrets, TemplateError, referenced_secrets, resolve_args
 from taskloom.step_tools import StepCatalog
 from taskloom.tasks.model import RetryPolicy, Step, Task
@@ -100,9 +101,11 @@ class Runner:
         persist: Persist,
         finish: Finish,
         progress: Progress | None = None,
+        prev: Run | None = None,
     ) -> Run:
-        """Run every step, handing progress to `persist` and the final run to `finish`."""
-        state = _RunState(task, run, self.clock.now(), secrets)
+        """Run every step, handing progress to `persist` and the final run to `finish`; `prev`
+        is the task's previous finished run, which templates see as `prev`."""
+        state = _RunState(task, run, self.clock.now(), secrets, prev)
         bound = structlog.contextvars.bound_contextvars(task_id=task.id, run_id=run.id)
         with bound:
             log.info("run_started", trigger=run.trigger.value, attempt=run.attempt)
@@ -154,14 +157,20 @@ class Runner:
             args = {**{k: v for k, v in step.args.items() if k in raw}, **rendered}
         except TemplateError as exc:
             error = exc.message
+        shown_args = args
+        # Only JSON reaches the tool and the record: anything else fails this step, here.
+        if args is not None and (bad := find_unstorable(args, "args")) is not None:
+            error, shown_args, args = _unstorable(step, bad), storable_copy(args), None
         if args is not None:
             output, error, attempts = await self._call_with_retry(state, step, args, policy)
+            if (bad := find_unstorable(output, "output")) is not None:
+                error, output = _unstorable(step, bad), storable_copy(output)
         result = StepResult(
             id=step.id,
             index=index,
             tool=step.tool,
             status=StepStatus.FAILED if error else StepStatus.SUCCEEDED,
-            args=state.secrets.redact(args) if args is not None else None,
+            args=state.secrets.redact(shown_args) if shown_args is not None else None,
             output=bound_output(state.secrets.redact(output), self.limits.max_output_bytes),
             error=state.secrets.redact(error) if error else None,
             started_at=started,
@@ -207,6 +216,14 @@ def _persist_later(persist: Persist, snapshot: Run, delay_s: float) -> "asyncio.
     return asyncio.create_task(later(), name=f"{snapshot.id}-progress")
 
 
+def _unstorable(step: Step, bad: Unstorable) -> str:
+    return (
+        f"Step {step.id!r}: {bad.describe()}. A template probably names a method or object "
+        "instead of a value (such as `.keys` of a dict that has no key 'keys'); refer to a key "
+        "that exists."
+    )
+
+
 def _describe(step: Step, exc: Exception, secrets: Secrets) -> str:
     message = getattr(exc, "message", None)
     if isinstance(message, str):
@@ -230,9 +247,12 @@ class _Outcome:
 class _RunState:
     """What a run has done so far; turns into the final `Run`."""
 
-    def __init__(self, task: Task, run: Run, started: datetime, secrets: Secrets) -> None:
+    def __init__(
+        self, task: Task, run: Run, started: datetime, secrets: Secrets, prev: Run | None = None
+    ) -> None:
         self.task = task
         self.run = run
+        self.prev = previous_view(prev)
         self.started = run.started_at or started  # as claimed, so last_attempt_at matches
         self.secrets = secrets
         self.results: list[StepResult] = [
@@ -259,6 +279,7 @@ class _RunState:
                 "started_at": self.started.isoformat(),
             },
             "event": self.run.event,
+            "prev": self.prev,
         }
 
     def tool_context(self) -> dict[str, Any]:
@@ -332,6 +353,14 @@ class _RunState:
                 "steps": steps,
             }
         )
+
+
+def previous_view(prev: Run | None) -> dict[str, Any] | None:
+    """What templates see as `prev`: the previous finished run's outcome, or None."""
+    if prev is None:
+        return None
+    fields = ("id", "status", "output", "error", "summary", "fire_time", "finished_at")
+    return prev.model_dump(mode="json", include=set(fields))
 
 
 def secret_names(task: Task) -> set[str]:
