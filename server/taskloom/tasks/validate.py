@@ -153,7 +153,7 @@ def check_args(
                 )
             )
     tool = catalog.builtin(info.name)
-    if tool is not None and not problems:
+    if tool is not None:
         problems += _check_literal_types(where, args, tool.args_model)
     if tool is not None and not problems and not _templated(args):
         problems += _check_whole_args(where, args, tool.args_model)
