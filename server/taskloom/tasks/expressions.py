@@ -6,7 +6,7 @@ run after those pass.
 """
 
 from collections.abc import Iterator
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from jinja2 import Environment, TemplateSyntaxError, meta, nodes
@@ -31,13 +31,18 @@ def _parser() -> Environment:
     return Environment()
 
 
+@lru_cache(maxsize=1024)
+def _parse(source: str) -> nodes.Template:
+    return _parser().parse(source)
+
+
 def check_expressions(where: str, step: Step, raw_args: frozenset[str]) -> list[InvalidInput]:
     """Problems in `step`'s templates (except the arguments its tool renders itself) and in an
     `extract` step's literal JMESPath expression."""
     problems = _check_jmespath(where, step)
     for path, source in _leaves({k: v for k, v in step.args.items() if k not in raw_args}):
         try:
-            parsed = _parser().parse(source)
+            parsed = _parse(source)
         except TemplateSyntaxError:
             continue  # reported with its line by the reference check
         problems += _unknown_roots(f"{where}.{path}", parsed)
@@ -49,7 +54,7 @@ def uses_name(args: dict[str, Any], name: str) -> bool:
     """Whether any template in `args` reads the variable `name` (e.g. `event`)."""
     for _, source in _leaves(args):
         try:
-            if name in meta.find_undeclared_variables(_parser().parse(source)):
+            if name in meta.find_undeclared_variables(_parse(source)):
                 return True
         except TemplateSyntaxError:
             continue
