@@ -11,6 +11,7 @@ from fastmcp.server.auth import AccessToken, AuthProvider, TokenVerifier
 from taskloom import __version__
 from taskloom.api import resources, runs, tasks
 from taskloom.api.common import ArgumentErrors
+from taskloom.api.schemas import CompactSchemas
 from taskloom.clock import Clock, SystemClock
 from taskloom.errors import TaskloomError
 from taskloom.runs.runner import Limits, Runner, StepCaller
@@ -124,7 +125,7 @@ def build_server(services: Services, *, auth: AuthProvider | None = None) -> Fas
         version=__version__,
         lifespan=lifespan,
         mask_error_details=True,
-        middleware=[ArgumentErrors()],
+        middleware=[ArgumentErrors(), CompactSchemas()],
         auth=auth,
     )
     if services.settings.mcp_tasks:

@@ -9,10 +9,14 @@ from fastmcp.exceptions import ToolError
 from fastmcp.exceptions import ValidationError as ArgumentError
 from fastmcp.server.dependencies import get_access_token
 from fastmcp.server.middleware import Middleware, MiddlewareContext
-from pydantic import Field, ValidationError
+from fastmcp.tools import ToolResult
+from mcp_types import TextContent
+from pydantic import BaseModel, Field, ValidationError
 
+from taskloom.api.bounded import FRAME, Place, bound, dumps, size_of, slice_of
 from taskloom.errors import InvalidInput, InvalidInputs, TaskloomError
 from taskloom.services import Services
+from taskloom.store.sql import encode_cursor
 
 T = TypeVar("T")
 
@@ -38,6 +42,12 @@ Limit = Annotated[int, Field(ge=1, le=200, description="page size")]
 Cursor = Annotated[
     str | None, Field(description="next_cursor from the previous page; omit at first")
 ]
+ValuePath = Annotated[
+    str | None,
+    Field(max_length=500, description="a stored value to page, e.g. 'output.json.items'"),
+]
+Offset = Annotated[int, Field(ge=0, description="first character to return")]
+PageLength = Annotated[int | None, Field(ge=1, description="characters; default: what fits")]
 
 
 def format_validation_error(exc: ValidationError, prefix: str = "") -> InvalidInputs:
@@ -81,3 +91,56 @@ def owner() -> str | None:
 
 def owner_of(services: Services) -> str:
     return owner() or services.settings.owner
+
+
+# -- answers within TASKLOOM_MAX_ANSWER_BYTES ----------------------------------------------------
+
+
+def schema_of(model: type[BaseModel]) -> dict[str, Any]:
+    """A tool's output schema, from the answer model it returns."""
+    return model.model_json_schema()
+
+
+def wire_size(data: Any) -> int:
+    """Bytes of a tool result carrying `data` twice: structured, and as JSON text (MCP asks
+    for both), plus the envelope."""
+    return size_of(data) + size_of(dumps(data)) + 160
+
+
+def tool_result(data: dict[str, Any]) -> ToolResult:
+    return ToolResult(content=[TextContent(type="text", text=dumps(data))], structured_content=data)
+
+
+def reply(s: Services, data: dict[str, Any], place: Place = FRAME) -> ToolResult:
+    """`data` as a tool result, its long values cut to markers to fit the answer budget."""
+    return tool_result(bound(data, s.settings.max_answer_bytes, place, wire_size))
+
+
+def reply_page(s: Services, data: dict[str, Any], key: str, place: Place) -> ToolResult:
+    """A page whose items do not fit even with their values cut is shortened, and its
+    next_cursor points after the last item shown."""
+    limit = s.settings.max_answer_bytes
+    shown = bound(data, limit, place, wire_size)
+    while wire_size(shown) > limit and len(data[key]) > 1:
+        items = data[key]
+        keep = max(1, min(len(items) - 1, int(len(items) * limit / wire_size(shown) * 0.9)))
+        data = {**data, key: items[:keep], "next_cursor": encode_cursor(items[keep - 1]["id"])}
+        shown = bound(data, limit, place, wire_size)
+    return tool_result(shown)
+
+
+def page_value(s: Services, value: Any, offset: int, length: int | None, next_call: Any) -> Any:
+    """One slice of a stored value, as large as the answer budget allows (or `length`);
+    `next_call(offset)` is the call that reads on."""
+    limit = s.settings.max_answer_bytes
+    room = (limit - 1024) // 2
+    while True:
+        part = slice_of(value, offset, length or limit, room)
+        done = part.end >= part.chars
+        shown = {
+            "format": part.format, "chars": part.chars, "offset": part.offset,
+            "text": part.text, "more": None if done else next_call(part.end),
+        }  # fmt: skip
+        if wire_size({"value": shown}) <= limit or room < 256:
+            return shown
+        room = int(room * limit / wire_size({"value": shown}) * 0.9)

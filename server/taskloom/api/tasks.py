@@ -4,6 +4,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastmcp import FastMCP
+from fastmcp.tools import ToolResult
 from pydantic import Field
 
 from taskloom.answers import (
@@ -12,7 +13,9 @@ from taskloom.answers import (
     StepToolList,
     TaskAnswer,
     TaskList,
+    brief_run,
 )
+from taskloom.api.bounded import FRAME, Place, Shape, Stored, call_text, select
 from taskloom.api.common import (
     DESTRUCTIVE,
     IDEMPOTENT,
@@ -20,10 +23,18 @@ from taskloom.api.common import (
     WRITE,
     Cursor,
     Limit,
+    Offset,
+    PageLength,
     TaskId,
+    ValuePath,
     answer,
     owner_of,
+    page_value,
+    reply,
+    reply_page,
+    schema_of,
 )
+from taskloom.api.runs import runs_place
 from taskloom.services import Services
 from taskloom.tasks.model import (
     CatchupPolicy,
@@ -33,14 +44,19 @@ from taskloom.tasks.model import (
     RetryPolicy,
     Step,
     SummaryPolicy,
+    Task,
     TaskPatch,
     TaskSpec,
     Trigger,
 )
 
+TASK_SCHEMA = schema_of(TaskAnswer)
+# get_task(path=...) answers only `value`: no field of the task answer is required.
+PAGED_TASK_SCHEMA = {k: v for k, v in TASK_SCHEMA.items() if k != "required"}
+
 
 def register_task_tools(mcp: FastMCP, s: Services) -> None:
-    @mcp.tool(annotations=WRITE)
+    @mcp.tool(annotations=WRITE, output_schema=TASK_SCHEMA)
     async def create_task(
         name: Annotated[str, Field(description="short human name, e.g. 'Morning BTC digest'")],
         steps: Annotated[list[Step], Field(description="the chain, run in order")],
@@ -60,7 +76,7 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
         end_at: datetime | None = None,
         max_runs: Annotated[int | None, Field(ge=1)] = None,
         pause_on_failure: Annotated[int | None, Field(ge=1)] = None,
-    ) -> TaskAnswer:
+    ) -> ToolResult:
         """Create a scheduled (or manual) task: a chain of step tool calls.
 
         Each step is {"id", "tool", "args"}; `tool` is a name from list_step_tools; string args are
@@ -79,9 +95,9 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
             max_runs=max_runs, pause_on_failure=pause_on_failure,
         )  # fmt: skip
         given = {k: v for k, v in spec.items() if v is not None}
-        return await answer(_create(s, given))
+        return task_reply(s, await answer(_create(s, given)))
 
-    @mcp.tool(annotations=READ)
+    @mcp.tool(annotations=READ, output_schema=schema_of(TaskList))
     async def list_tasks(
         status: Annotated[
             Literal["active", "paused", "finished"] | None, Field(description="filter")
@@ -89,23 +105,30 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
         query: Annotated[str | None, Field(description="case-insensitive name filter")] = None,
         limit: Limit = 20,
         cursor: Cursor = None,
-    ) -> TaskList:
+    ) -> ToolResult:
         """List tasks with their status, next fire time, and last run's status and summary.
 
         Paged: pass next_cursor back as cursor to get more. Use get_task for one task's details.
         """
-        return await answer(
+        page = await answer(
             s.tasks.list_page(
                 owner=owner_of(s), status=status, query=query, limit=limit, cursor=cursor
             )
         )
+        return reply_page(s, page.model_dump(mode="json"), "tasks", tasks_place(page))
 
-    @mcp.tool(annotations=READ)
-    async def get_task(task_id: TaskId) -> TaskAnswer:
-        """One task in full: steps, trigger, policies, next fire times and its latest runs."""
-        return await answer(s.task_details(task_id, owner=owner_of(s)))
+    @mcp.tool(annotations=READ, output_schema=PAGED_TASK_SCHEMA)
+    async def get_task(
+        task_id: TaskId, path: ValuePath = None, offset: Offset = 0, length: PageLength = None
+    ) -> ToolResult:
+        """One task in full: steps, trigger, policies, next fire times and its latest runs.
+        With `path` (from a truncation marker's `more`), one slice of that stored value."""
+        if path is None:
+            return task_reply(s, await answer(s.task_details(task_id, owner=owner_of(s))))
+        task = await answer(s.tasks.get(task_id, owner=owner_of(s)))
+        return await answer(_page_task(s, task, path, offset, length))
 
-    @mcp.tool(annotations=IDEMPOTENT)
+    @mcp.tool(annotations=IDEMPOTENT, output_schema=TASK_SCHEMA)
     async def update_task(
         task_id: TaskId,
         name: str | None = None,
@@ -127,7 +150,7 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
             list[ClearableField] | None,
             Field(description="optional fields to remove, e.g. ['trigger'] for manual-only"),
         ] = None,
-    ) -> TaskAnswer:
+    ) -> ToolResult:
         """Change some fields of a task; fields you omit stay as they are. Steps are replaced as
         a whole; `clear` removes optional fields. The schedule is recomputed and the answer shows
         the next fire times."""
@@ -138,7 +161,7 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
             max_runs=max_runs, pause_on_failure=pause_on_failure, clear=clear,
         )  # fmt: skip
         given = {k: v for k, v in patch.items() if v is not None}
-        return await answer(_update(s, task_id, given))
+        return task_reply(s, await answer(_update(s, task_id, given)))
 
     @mcp.tool(annotations=DESTRUCTIVE)
     async def delete_task(
@@ -152,16 +175,16 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
         removed = await answer(s.tasks.delete(task_id, owner=owner_of(s), delete_runs=delete_runs))
         return Deleted(id=task_id, deleted=True, runs_deleted=removed)
 
-    @mcp.tool(annotations=IDEMPOTENT)
-    async def pause_task(task_id: TaskId) -> TaskAnswer:
+    @mcp.tool(annotations=IDEMPOTENT, output_schema=TASK_SCHEMA)
+    async def pause_task(task_id: TaskId) -> ToolResult:
         """Stop a task from firing; its schedule and history are kept. Undo with resume_task."""
-        return await answer(s.tasks.set_enabled(task_id, False, owner=owner_of(s)))
+        return task_reply(s, await answer(s.tasks.set_enabled(task_id, False, owner=owner_of(s))))
 
-    @mcp.tool(annotations=IDEMPOTENT)
-    async def resume_task(task_id: TaskId) -> TaskAnswer:
+    @mcp.tool(annotations=IDEMPOTENT, output_schema=TASK_SCHEMA)
+    async def resume_task(task_id: TaskId) -> ToolResult:
         """Let a paused task fire again from its next scheduled time (missed fires while paused
         are not run)."""
-        return await answer(s.tasks.set_enabled(task_id, True, owner=owner_of(s)))
+        return task_reply(s, await answer(s.tasks.set_enabled(task_id, True, owner=owner_of(s))))
 
 
 async def _create(s: Services, given: dict[str, Any]) -> TaskAnswer:
@@ -170,6 +193,49 @@ async def _create(s: Services, given: dict[str, Any]) -> TaskAnswer:
 
 async def _update(s: Services, task_id: str, given: dict[str, Any]) -> TaskAnswer:
     return await s.tasks.update(task_id, TaskPatch.model_validate(given), owner=owner_of(s))
+
+
+# -- bounded task answers ------------------------------------------------------------------------
+
+
+def task_view(ans: TaskAnswer) -> dict[str, Any]:
+    """The task whole (nulls included: they say what is unset), the rest without nulls."""
+    data = ans.model_dump(mode="json", exclude_none=True, exclude={"task", "recent_runs"})
+    data["task"] = ans.task.model_dump(mode="json")
+    if ans.recent_runs is not None:
+        data["recent_runs"] = [brief_run(run) for run in ans.recent_runs]
+    return data
+
+
+def task_place(task_id: str) -> Place:
+    return Shape(Stored("get_task", (("task_id", task_id),)).child)
+
+
+def task_place_of(ans: TaskAnswer) -> Place:
+    """Where a task answer's values are stored: the task's, and its recent runs'."""
+    inner = {"task": task_place(ans.task.id), "recent_runs": runs_place(ans.recent_runs or [])}
+    return Shape(lambda key: inner.get(str(key), FRAME))
+
+
+def task_reply(s: Services, ans: TaskAnswer) -> ToolResult:
+    return reply(s, task_view(ans), task_place_of(ans))
+
+
+def tasks_place(page: TaskList) -> Place:
+    places = [task_place(task.id) for task in page.tasks]
+    listed = Shape(lambda index: places[index] if isinstance(index, int) else FRAME)
+    return Shape(lambda key: listed if key == "tasks" else FRAME)
+
+
+async def _page_task(
+    s: Services, task: Task, path: str, offset: int, length: int | None
+) -> ToolResult:
+    value = select(task.model_dump(mode="json"), path)
+
+    def next_call(at: int) -> str:
+        return call_text("get_task", ("task_id", task.id), ("path", path), ("offset", at))
+
+    return reply(s, {"value": page_value(s, value, offset, length, next_call)})
 
 
 def register_schedule_tools(mcp: FastMCP, s: Services) -> None:
