@@ -22,8 +22,7 @@ TaskShape = Annotated[
     WithJsonSchema(
         {
             "type": "object",
-            "description": "create_task's fields with defaults filled in, plus id, status, "
-            "timezone, revision, next_fire_at, run_count and last_* fields",
+            "description": "create_task's fields, plus id, status, run_count, last_*",
         }
     ),
 ]
@@ -32,8 +31,7 @@ RunShape = Annotated[
     WithJsonSchema(
         {
             "type": "object",
-            "description": "id, task_id, status, trigger, times, output, summary, error and "
-            "steps[] (id, tool, status, args, output, error); nulls are left out",
+            "description": "id, status, times, output, error, steps[]; no nulls",
         }
     ),
 ]
@@ -44,24 +42,13 @@ class FireTime(Answer):
     utc: str
 
 
-class ValueSlice(Answer):
-    """Characters [offset, offset + len(text)) of one stored value's text."""
-
-    format: str = Field(description="text: a string, sliced as is; json: its compact JSON")
-    chars: int = Field(description="the whole text's length")
-    offset: int
-    text: str
-    more: str | None = Field(description="the call for the next slice; null: this is the end")
-
-
 class TaskAnswer(Answer):
     """A task with its schedule in plain sight."""
 
     task: TaskShape
-    timezone: str = Field(description="the timezone the trigger is evaluated in")
-    next_fires: list[FireTime] = Field(description="the next scheduled instants (empty: none)")
-    recent_runs: list[RunShape] | None = Field(default=None, description="newest first")
-    value: ValueSlice | None = Field(default=None, description="get_task with a path: only this")
+    timezone: str
+    next_fires: list[FireTime] = Field(description="[{local, utc}]")
+    recent_runs: list[RunShape] | None = None
     message: str | None = None
     warnings: list[str] | None = None
 
@@ -108,7 +95,11 @@ class StepToolList(Answer):
 
 class RunAnswer(Answer):
     run: RunShape | None = None
-    value: ValueSlice | None = None
+    value: dict[str, Any] | None = Field(
+        default=None,
+        description="with step/path: a slice {format, chars, offset, text, more}; `more` is the "
+        "call for the next one (null at the end)",
+    )
     message: str | None = None
     warnings: list[str] | None = None
 

@@ -35,19 +35,17 @@ WRITE = {
 IDEMPOTENT = {**WRITE, "idempotentHint": True}
 DESTRUCTIVE = {**WRITE, "destructiveHint": True, "idempotentHint": True}
 
-TaskId = Annotated[
-    str, Field(description="the task's id (tsk_...), from create_task or list_tasks")
-]
+TaskId = Annotated[str, Field(description="tsk_... (list_tasks)")]
 Limit = Annotated[int, Field(ge=1, le=200, description="page size")]
 Cursor = Annotated[
     str | None, Field(description="next_cursor from the previous page; omit at first")
 ]
 ValuePath = Annotated[
     str | None,
-    Field(max_length=500, description="a stored value to page, e.g. 'output.json.items'"),
+    Field(max_length=500, description="a value to page, e.g. 'output.json.items'"),
 ]
-Offset = Annotated[int, Field(ge=0, description="first character to return")]
-PageLength = Annotated[int | None, Field(ge=1, description="characters; default: what fits")]
+Offset = Annotated[int, Field(ge=0, description="first character")]
+PageLength = Annotated[int | None, Field(ge=1, description="default: what fits")]
 
 
 def format_validation_error(exc: ValidationError, prefix: str = "") -> InvalidInputs:
@@ -97,8 +95,21 @@ def owner_of(services: Services) -> str:
 
 
 def schema_of(model: type[BaseModel]) -> dict[str, Any]:
-    """A tool's output schema, from the answer model it returns."""
-    return model.model_json_schema()
+    """A tool's output schema: the answer model's fields with their JSON types. Nested shapes
+    are told in the fields' descriptions, so a task or a run is not repeated in every tool."""
+    full = model.model_json_schema()
+    fields = {name: _shallow(prop) for name, prop in full["properties"].items()}
+    required = full.get("required")
+    return {"type": "object", "properties": fields} | ({"required": required} if required else {})
+
+
+def _shallow(prop: dict[str, Any]) -> dict[str, Any]:
+    variants = prop.get("anyOf", [prop])
+    kinds = [v.get("type", "object") for v in variants]
+    shallow: dict[str, Any] = {"type": kinds[0] if len(kinds) == 1 else kinds}
+    if "description" in prop:
+        shallow["description"] = prop["description"]
+    return shallow
 
 
 def wire_size(data: Any) -> int:

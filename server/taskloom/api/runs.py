@@ -44,7 +44,7 @@ from taskloom.tasks.model import (
     Step,
 )
 
-RunId = Annotated[str, Field(description="the run's id (run_...), from run_task or task_history")]
+RunId = Annotated[str, Field(description="run_... (task_history)")]
 RUN_SCHEMA = schema_of(RunAnswer)
 # Dry runs are not stored; the last few are kept in memory so get_run can page their values.
 KEPT_DRY_RUNS = 8
@@ -56,7 +56,7 @@ def register_run_tools(mcp: FastMCP, s: Services) -> None:
 
     dry_runs: OrderedDict[str, tuple[str, Run]] = OrderedDict()
 
-    @mcp.tool(annotations={**WRITE, "openWorldHint": True}, task=as_task, output_schema=RUN_SCHEMA)
+    @mcp.tool(annotations={**WRITE, "openWorldHint": True}, task=as_task, output_schema=None)
     async def run_task(
         task_id: TaskId,
         ctx: Context,
@@ -68,35 +68,35 @@ def register_run_tools(mcp: FastMCP, s: Services) -> None:
         ] = 300,
     ) -> ToolResult:
         """Run a task now, outside its schedule. By default waits and reports progress per step,
-        then returns the run with every step's result (as get_run shows it); with wait=false
-        returns the run id at once (poll get_run). The run keeps going if you stop waiting."""
+        then answers like get_run; with wait=false answers the run id at once (poll get_run).
+        The run keeps going if you stop waiting."""
         return run_reply(s, await answer(_run_now(s, ctx, task_id, wait, wait_timeout_s)))
 
     @mcp.tool(annotations=READ, output_schema=RUN_SCHEMA)
     async def get_run(
         run_id: RunId,
-        step: Annotated[str | None, Field(description="a step's id: page its values")] = None,
+        step: Annotated[str | None, Field(description="a step's id")] = None,
         path: ValuePath = None,
         offset: Offset = 0,
         length: PageLength = None,
         view: Annotated[
             Literal["compact", "full"],
-            Field(description="full: the stored record with leases and nulls"),
+            Field(description="full: with leases and nulls"),
         ] = "compact",
     ) -> ToolResult:
-        """One run: status, timing, output and each step's resolved arguments (secrets
-        redacted), output and error. Long values come as {"truncated": true, "head", "more"}:
-        call what `more` says (step, path, offset) to read on, slice by slice, until `more` is
-        null; offset and length count characters of the value's text (JSON for non-strings)."""
+        """One run: status, timing, output, and each step's resolved args (secrets redacted),
+        output and error. A long value comes as {"truncated": true, "head", "more"}: call what
+        `more` says to read on, until `more` is null (offset/length count characters of the
+        value's text, compact JSON for non-strings)."""
         run = await answer(_find_run(s, dry_runs, run_id))
         if step is None and path is None:
             return reply(s, {"run": run_view(run, full=view == "full")}, answer_place(run))
         return await answer(_page_run(s, run, step, path, offset, length))
 
-    @mcp.tool(annotations=IDEMPOTENT, output_schema=RUN_SCHEMA)
+    @mcp.tool(annotations=IDEMPOTENT, output_schema=None)
     async def cancel_run(run_id: RunId) -> ToolResult:
-        """Cancel a queued or running run; its finished steps are kept and the rest marked
-        cancelled."""
+        """Cancel a queued or running run; its finished steps are kept, the rest marked
+        cancelled. Answers like get_run."""
         run = await answer(s.runs.cancel(run_id, owner=owner_of(s)))
         return run_reply(s, RunAnswer(run=run, message=f"Run is now {run.status.value}."))
 
@@ -109,8 +109,8 @@ def register_run_tools(mcp: FastMCP, s: Services) -> None:
         limit: Limit = 20,
         cursor: Cursor = None,
     ) -> ToolResult:
-        """Past and current runs, newest first, without step details (use get_run for those).
-        Paged: pass next_cursor back as cursor."""
+        """Runs, newest first, without steps (get_run has them). Paged: pass next_cursor back
+        as cursor."""
         page = await answer(
             s.runs.history(
                 owner=owner_of(s), task_id=task_id, statuses=status or [], limit=limit,
@@ -120,14 +120,13 @@ def register_run_tools(mcp: FastMCP, s: Services) -> None:
         data = {"runs": [brief_run(run) for run in page.items], "next_cursor": page.next_cursor}
         return reply_page(s, data, "runs", runs_place(page.items))
 
-    @mcp.tool(annotations={**WRITE, "openWorldHint": True}, output_schema=RUN_SCHEMA)
+    @mcp.tool(annotations={**WRITE, "openWorldHint": True}, output_schema=None)
     async def dry_run(
         steps: Annotated[list[Step], Field(description="a chain, as create_task takes it")],
         ctx: Context,
     ) -> ToolResult:
-        """Execute a chain once without saving a task, to test it before create_task. Real
-        requests are made (and notifications sent). Returns every step's result as get_run
-        shows it; get_run pages the long values of the last few dry runs."""
+        """Run a chain once without saving it, to test it before create_task (requests and
+        notifications are real). Answers like get_run, which pages the last dry runs' values."""
         progress = _progress(ctx)
         run = await answer(s.runs.dry_run(steps, owner=owner_of(s), progress=progress))
         dry_runs[run.id] = (owner_of(s), run)
@@ -152,11 +151,11 @@ def register_run_tools(mcp: FastMCP, s: Services) -> None:
         }  # fmt: skip
         return reply(s, data, Shape(lambda key: runs_place(runs) if key == "runs" else FRAME))
 
-    @mcp.tool(annotations=READ)
+    @mcp.tool(annotations=READ, output_schema=schema_of(SchedulerStatus))
     async def scheduler_status() -> SchedulerStatus:
-        """Health of the scheduler: Taskloom processes alive on this database, runs in flight
-        and their leases, queue depth, the next fires, and per-task success rate and mean
-        duration. Use it when the user asks whether their tasks are running."""
+        """Scheduler health: live Taskloom processes, runs in flight with their leases, queue
+        depth, next fires, per-task success rate and mean duration. For "are my tasks
+        running?"."""
         return await answer(s.status(owner=owner_of(s)))
 
 

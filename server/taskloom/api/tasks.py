@@ -77,16 +77,22 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
         max_runs: Annotated[int | None, Field(ge=1)] = None,
         pause_on_failure: Annotated[int | None, Field(ge=1)] = None,
     ) -> ToolResult:
-        """Create a scheduled (or manual) task: a chain of step tool calls.
+        """Create a task: a chain of step tool calls run on a trigger (or only by run_task).
 
-        Each step is {"id", "tool", "args"}; `tool` is a name from list_step_tools; string args are
-        Jinja2 templates that can use earlier steps' outputs, e.g.
-        "{{ steps.fetch.output.json.price }}" (a value that is one expression keeps its JSON type),
-        plus {{ task.name }}, {{ run.fire_time }}, {{ secrets.NAME }}, {{ event }}.
-        Triggers: {"cron": "0 9 * * 1-5", "timezone": "Europe/Berlin"}, {"every": "30m"},
-        {"at": "2026-12-01T09:00:00+01:00"}, {"event": "deploy_finished"}; omit for manual only.
-        Check a schedule first with preview_schedule; test a chain with dry_run. Returns the task
-        and its next fire times in its timezone.
+        Steps: [{"id": "fetch", "tool": "http_request", "args": {...}}], tools from
+        list_step_tools. String args are Jinja2: "{{ steps.fetch.output.json.price }}" (one
+        expression keeps its JSON type), {{ task.name }}, {{ run.fire_time }}, {{ event }},
+        {{ secrets.NAME }}. Triggers: {"cron": "0 9 * * 1-5", "timezone": "Europe/Berlin"},
+        {"every": "30m"}, {"at": "2026-12-01T09:00:00+01:00"}, {"event": "deploy_finished"}.
+        catchup, for fires missed while Taskloom was down: latest (default: run once for the
+        latest), all (each, within catchup_window_s) or skip. overlap, for a fire while the last
+        run still runs: skip (default), queue (run after it) or allow. notify.on: failure
+        (default), always, never, or change: only when the output differs from the previous
+        successful run's; sent to webhook_url and/or the desktop. retry.attempts counts the
+        first try. summary.enabled: an LLM line per successful run. end_at or max_runs finish
+        the task; pause_on_failure pauses it after that many failures in a row.
+        Check the trigger with preview_schedule and the chain with dry_run first. Answers the
+        task and its next fire times in its timezone.
         """
         spec = dict(
             name=name, steps=steps, trigger=trigger, description=description, enabled=enabled,
@@ -106,10 +112,8 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
         limit: Limit = 20,
         cursor: Cursor = None,
     ) -> ToolResult:
-        """List tasks with their status, next fire time, and last run's status and summary.
-
-        Paged: pass next_cursor back as cursor to get more. Use get_task for one task's details.
-        """
+        """Tasks with status, next fire, and last run's status and summary. Paged: pass
+        next_cursor back as cursor. get_task shows one in full."""
         page = await answer(
             s.tasks.list_page(
                 owner=owner_of(s), status=status, query=query, limit=limit, cursor=cursor
@@ -121,14 +125,14 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
     async def get_task(
         task_id: TaskId, path: ValuePath = None, offset: Offset = 0, length: PageLength = None
     ) -> ToolResult:
-        """One task in full: steps, trigger, policies, next fire times and its latest runs.
-        With `path` (from a truncation marker's `more`), one slice of that stored value."""
+        """One task in full: steps, trigger, policies, next fire times, latest runs. With path
+        (from a truncation marker's `more`): one slice of that value."""
         if path is None:
             return task_reply(s, await answer(s.task_details(task_id, owner=owner_of(s))))
         task = await answer(s.tasks.get(task_id, owner=owner_of(s)))
         return await answer(_page_task(s, task, path, offset, length))
 
-    @mcp.tool(annotations=IDEMPOTENT, output_schema=TASK_SCHEMA)
+    @mcp.tool(annotations=IDEMPOTENT, output_schema=None)
     async def update_task(
         task_id: TaskId,
         name: str | None = None,
@@ -151,9 +155,8 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
             Field(description="optional fields to remove, e.g. ['trigger'] for manual-only"),
         ] = None,
     ) -> ToolResult:
-        """Change some fields of a task; fields you omit stay as they are. Steps are replaced as
-        a whole; `clear` removes optional fields. The schedule is recomputed and the answer shows
-        the next fire times."""
+        """Change some fields of a task (as create_task takes them); omitted fields stay. Steps
+        are replaced whole; `clear` removes optional fields. Answers like create_task."""
         patch = dict(
             name=name, description=description, steps=steps, trigger=trigger, enabled=enabled,
             catchup=catchup, catchup_window_s=catchup_window_s, overlap=overlap, retry=retry,
@@ -163,7 +166,7 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
         given = {k: v for k, v in patch.items() if v is not None}
         return task_reply(s, await answer(_update(s, task_id, given)))
 
-    @mcp.tool(annotations=DESTRUCTIVE)
+    @mcp.tool(annotations=DESTRUCTIVE, output_schema=schema_of(Deleted))
     async def delete_task(
         task_id: TaskId,
         delete_runs: Annotated[
@@ -175,15 +178,16 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
         removed = await answer(s.tasks.delete(task_id, owner=owner_of(s), delete_runs=delete_runs))
         return Deleted(id=task_id, deleted=True, runs_deleted=removed)
 
-    @mcp.tool(annotations=IDEMPOTENT, output_schema=TASK_SCHEMA)
+    @mcp.tool(annotations=IDEMPOTENT, output_schema=None)
     async def pause_task(task_id: TaskId) -> ToolResult:
-        """Stop a task from firing; its schedule and history are kept. Undo with resume_task."""
+        """Stop a task from firing; its schedule and history are kept. Undo with resume_task.
+        Answers like get_task."""
         return task_reply(s, await answer(s.tasks.set_enabled(task_id, False, owner=owner_of(s))))
 
-    @mcp.tool(annotations=IDEMPOTENT, output_schema=TASK_SCHEMA)
+    @mcp.tool(annotations=IDEMPOTENT, output_schema=None)
     async def resume_task(task_id: TaskId) -> ToolResult:
-        """Let a paused task fire again from its next scheduled time (missed fires while paused
-        are not run)."""
+        """Let a paused task fire again from its next scheduled time (fires missed while paused
+        are not run). Answers like get_task."""
         return task_reply(s, await answer(s.tasks.set_enabled(task_id, True, owner=owner_of(s))))
 
 
@@ -239,7 +243,7 @@ async def _page_task(
 
 
 def register_schedule_tools(mcp: FastMCP, s: Services) -> None:
-    @mcp.tool(annotations=READ)
+    @mcp.tool(annotations=READ, output_schema=schema_of(SchedulePreview))
     async def preview_schedule(
         trigger: Annotated[Trigger, Field(description="a trigger as create_task takes it")],
         count: Annotated[int, Field(ge=1, le=100)] = 5,
@@ -248,20 +252,18 @@ def register_schedule_tools(mcp: FastMCP, s: Services) -> None:
             Field(description="look from this instant (ISO 8601); default now"),
         ] = None,
     ) -> SchedulePreview:
-        """Show a trigger's next fire times in its timezone and in UTC, without creating anything.
-
-        Use it to check a cron expression or timezone before create_task; pass `after` to look
-        at any date (e.g. a DST change). Invalid triggers are explained."""
+        """A trigger's next fire times in its timezone and UTC, creating nothing. Check a cron
+        or timezone before create_task; `after` looks at any date (e.g. a DST change)."""
         return await answer(_preview(s, trigger, count, after))
 
-    @mcp.tool(annotations=READ)
+    @mcp.tool(annotations=READ, output_schema=schema_of(StepToolList))
     async def list_step_tools(
         include_upstream: Annotated[
             bool, Field(description="include tools of the upstream MCP servers")
         ] = True,
     ) -> StepToolList:
-        """List the step tools a task's steps can call, with their input schemas. Built-in tools
-        have plain names; tools of upstream MCP servers are named '<server>/<tool>'."""
+        """The step tools a task's steps can call, with their input schemas. Upstream MCP
+        servers' tools are named '<server>/<tool>'."""
         tools = await answer(s.catalog.list(include_upstream=include_upstream))
         return StepToolList(tools=tools, count=len(tools))
 
