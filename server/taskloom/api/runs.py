@@ -118,7 +118,8 @@ def register_run_tools(mcp: FastMCP, s: Services) -> None:
             )
         )  # fmt: skip
         data = {"runs": [brief_run(run) for run in page.items], "next_cursor": page.next_cursor}
-        return reply_page(s, data, "runs", runs_place(page.items))
+        listed = runs_place(page.items)
+        return reply_page(s, data, "runs", Shape(lambda key: listed if key == "runs" else FRAME))
 
     @mcp.tool(annotations={**WRITE, "openWorldHint": True}, output_schema=None)
     async def dry_run(
