@@ -186,3 +186,16 @@ async def test_get_run_shows_each_error_once_without_leases_or_nulls(
     full = (await loom.call("get_run", {"run_id": run["id"], "view": "full"}))["run"]
     assert {"lease_owner", "lease_expires_at"} <= set(full)
     assert full["error"].endswith(full["steps"][0]["error"])
+
+
+async def test_a_long_task_is_bounded_and_paged_by_get_task(loom: Loom) -> None:
+    """get_task cuts a long step argument to a marker whose get_task call pages it back whole."""
+    template = "".join(f"line {i}: {'words ' * 8}\n" for i in range(1500))
+    task_id = await loom.create([{"id": "say", "tool": "render", "args": {"template": template}}])
+    result = await loom.client.call_tool_mcp("get_task", {"task_id": task_id})
+    assert wire(result) < ANSWER_LIMIT, wire(result)
+    shown = result.structured_content["task"]  # type: ignore[index]
+    assert shown["name"] == "Chain"
+    (marker,) = markers(shown)
+    assert call_of(marker["more"])[1]["path"] == "steps[0].args.template"
+    assert await read_all(loom, marker["more"], marker["head"]) == ("text", template)
