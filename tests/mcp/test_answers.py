@@ -199,3 +199,18 @@ async def test_a_long_task_is_bounded_and_paged_by_get_task(loom: Loom) -> None:
     (marker,) = markers(shown)
     assert call_of(marker["more"])[1]["path"] == "steps[0].args.template"
     assert await read_all(loom, marker["more"], marker["head"]) == ("text", template)
+
+
+async def test_scheduler_status_shortens_its_lists_to_the_budget(open_loom: LoomFactory) -> None:
+    """scheduler_status keeps within the budget by shortening its longest lists, and says how
+    many items each left out."""
+    async with open_loom(max_answer_bytes=4096) as loom:
+        for i in range(20):
+            await loom.call("create_task", {"name": f"{i:02} " + "n" * 190, "steps": [
+                {"id": "pause", "tool": "wait", "args": {"seconds": 0}}],
+                "trigger": {"every": "1h"}})  # fmt: skip
+        result = await loom.client.call_tool_mcp("scheduler_status", {})
+        assert wire(result) <= 4096, wire(result)
+        shown = result.structured_content
+        assert shown is not None
+        assert shown["omitted"]["next_fires"] + len(shown["next_fires"]) == 20

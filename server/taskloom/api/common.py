@@ -140,6 +140,22 @@ def reply_page(s: Services, data: dict[str, Any], key: str, place: Place) -> Too
     return tool_result(shown)
 
 
+def reply_lists(s: Services, data: dict[str, Any]) -> ToolResult:
+    """An answer made of lists (no stored values to page): the longest list is shortened until
+    the answer fits, and `omitted` says how many items each list left out."""
+    limit = s.settings.max_answer_bytes
+    omitted: dict[str, int] = {}
+    while wire_size(data) > limit:
+        lists = {k: v for k, v in data.items() if isinstance(v, list) and v}
+        if not lists:
+            break
+        key = max(lists, key=lambda k: size_of(lists[k]))
+        keep = len(lists[key]) // 2
+        omitted[key] = omitted.get(key, 0) + len(lists[key]) - keep
+        data = {**data, key: lists[key][:keep], "omitted": omitted}
+    return tool_result(data)
+
+
 def page_value(s: Services, value: Any, offset: int, length: int | None, next_call: Any) -> Any:
     """One slice of a stored value, as large as the answer budget allows (or `length`);
     `next_call(offset)` is the call that reads on."""

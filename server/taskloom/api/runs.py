@@ -32,6 +32,7 @@ from taskloom.api.common import (
     owner_of,
     page_value,
     reply,
+    reply_lists,
     reply_page,
     schema_of,
 )
@@ -153,11 +154,12 @@ def register_run_tools(mcp: FastMCP, s: Services) -> None:
         return reply(s, data, Shape(lambda key: runs_place(runs) if key == "runs" else FRAME))
 
     @mcp.tool(annotations=READ, output_schema=schema_of(SchedulerStatus))
-    async def scheduler_status() -> SchedulerStatus:
+    async def scheduler_status() -> ToolResult:
         """Scheduler health: live Taskloom processes, runs in flight with their leases, queue
         depth, next fires, per-task success rate and mean duration. For "are my tasks
         running?"."""
-        return await answer(s.status(owner=owner_of(s)))
+        status = await answer(s.status(owner=owner_of(s)))
+        return reply_lists(s, status.model_dump(mode="json"))
 
 
 def _progress(ctx: Context) -> Any:
