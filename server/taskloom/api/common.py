@@ -123,8 +123,9 @@ def tool_result(data: dict[str, Any]) -> ToolResult:
 
 
 def reply(s: Services, data: dict[str, Any], place: Place = FRAME) -> ToolResult:
-    """`data` as a tool result, its long values cut to markers to fit the answer budget."""
-    return tool_result(bound(data, s.settings.max_answer_bytes, place, wire_size))
+    """`data` as a tool result, its long values cut to markers to fit the answer budget (and,
+    should its lists of items still be too long, those shortened: see `reply_lists`)."""
+    return reply_lists(s, bound(data, s.settings.max_answer_bytes, place, wire_size))
 
 
 def reply_page(s: Services, data: dict[str, Any], key: str, place: Place) -> ToolResult:

@@ -31,6 +31,7 @@ from taskloom.api.common import (
     owner_of,
     page_value,
     reply,
+    reply_lists,
     reply_page,
     schema_of,
 )
@@ -261,11 +262,11 @@ def register_schedule_tools(mcp: FastMCP, s: Services) -> None:
         include_upstream: Annotated[
             bool, Field(description="include tools of the upstream MCP servers")
         ] = True,
-    ) -> StepToolList:
+    ) -> ToolResult:
         """The step tools a task's steps can call, with their input schemas. Upstream MCP
         servers' tools are named '<server>/<tool>'."""
         tools = await answer(s.catalog.list(include_upstream=include_upstream))
-        return StepToolList(tools=tools, count=len(tools))
+        return reply_lists(s, StepToolList(tools=tools, count=len(tools)).model_dump(mode="json"))
 
 
 async def _preview(
