@@ -8,6 +8,7 @@ from typing import Any
 from fastmcp import Client
 
 from tests.fixtures.api_server import ApiServer, big_document
+from tests.mcp.conftest import WAIT_STEP as WAIT
 from tests.mcp.conftest import Loom, LoomFactory
 
 TOOLS_LIST_LIMIT = 24 * 1024
@@ -214,3 +215,30 @@ async def test_scheduler_status_shortens_its_lists_to_the_budget(open_loom: Loom
         shown = result.structured_content
         assert shown is not None
         assert shown["omitted"]["next_fires"] + len(shown["next_fires"]) == 20
+
+
+async def test_a_page_too_long_for_the_budget_is_shortened_not_lost(
+    open_loom: LoomFactory,
+) -> None:
+    """list_tasks answers fewer tasks when a page does not fit, and its cursor still visits
+    every task once; the tasks resource says how many it left out."""
+    async with open_loom(max_answer_bytes=4096) as loom:
+        made = [await loom.create([WAIT], name=f"{i:02} " + "n" * 190) for i in range(12)]
+        seen: list[str] = []
+        cursor = None
+        while True:
+            args: dict[str, Any] = {"limit": 12} | ({"cursor": cursor} if cursor else {})
+            result = await loom.client.call_tool_mcp("list_tasks", args)
+            assert wire(result) <= 4096, wire(result)
+            page = result.structured_content
+            assert page is not None
+            assert len(page["tasks"]) < 12
+            seen += [t["id"] for t in page["tasks"]]
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        assert seen == made
+        read = await loom.client.read_resource_mcp("taskloom://tasks")
+        assert wire(read) <= 4096, wire(read)
+        listed = json.loads(read.contents[0].text)  # type: ignore[union-attr]
+        assert listed["omitted"]["tasks"] + len(listed["tasks"]) == 12

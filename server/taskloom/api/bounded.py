@@ -172,6 +172,23 @@ def bound(value: Any, limit: int, place: Place, measure: Callable[[Any], int]) -
     return shown
 
 
+def shorten_lists(
+    data: dict[str, Any], limit: int, measure: Callable[[Any], int]
+) -> dict[str, Any]:
+    """Halves the answer's longest list until `measure` fits `limit`; `omitted` says how many
+    items each list left out (for lists of items, not stored values, which `cut` pages)."""
+    omitted: dict[str, int] = {}
+    while measure(data) > limit:
+        lists = {k: v for k, v in data.items() if isinstance(v, list) and v}
+        if not lists:
+            break
+        key = max(lists, key=lambda k: size_of(lists[k]))
+        keep = len(lists[key]) // 2
+        omitted[key] = omitted.get(key, 0) + len(lists[key]) - keep
+        data = {**data, key: lists[key][:keep], "omitted": omitted}
+    return data
+
+
 # -- paging one stored value -------------------------------------------------------------------
 
 

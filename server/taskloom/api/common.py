@@ -13,7 +13,7 @@ from fastmcp.tools import ToolResult
 from mcp_types import TextContent
 from pydantic import BaseModel, Field, ValidationError
 
-from taskloom.api.bounded import FRAME, Place, bound, dumps, size_of, slice_of
+from taskloom.api.bounded import FRAME, Place, bound, dumps, shorten_lists, size_of, slice_of
 from taskloom.errors import InvalidInput, InvalidInputs, TaskloomError
 from taskloom.services import Services
 from taskloom.store.sql import encode_cursor
@@ -144,17 +144,7 @@ def reply_page(s: Services, data: dict[str, Any], key: str, place: Place) -> Too
 def reply_lists(s: Services, data: dict[str, Any]) -> ToolResult:
     """An answer made of lists (no stored values to page): the longest list is shortened until
     the answer fits, and `omitted` says how many items each list left out."""
-    limit = s.settings.max_answer_bytes
-    omitted: dict[str, int] = {}
-    while wire_size(data) > limit:
-        lists = {k: v for k, v in data.items() if isinstance(v, list) and v}
-        if not lists:
-            break
-        key = max(lists, key=lambda k: size_of(lists[k]))
-        keep = len(lists[key]) // 2
-        omitted[key] = omitted.get(key, 0) + len(lists[key]) - keep
-        data = {**data, key: lists[key][:keep], "omitted": omitted}
-    return tool_result(data)
+    return tool_result(shorten_lists(data, s.settings.max_answer_bytes, wire_size))
 
 
 def page_value(s: Services, value: Any, offset: int, length: int | None, next_call: Any) -> Any:

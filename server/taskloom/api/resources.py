@@ -7,7 +7,7 @@ from fastmcp import FastMCP
 from pydantic import Field
 
 from taskloom.answers import run_view
-from taskloom.api.bounded import Place, bound, call_text, dumps, fit, size_of
+from taskloom.api.bounded import Place, bound, call_text, dumps, fit, shorten_lists, size_of
 from taskloom.api.common import (
     answer,
     owner_of,
@@ -48,7 +48,7 @@ def register_resources(mcp: FastMCP, s: Services) -> None:
 def _bounded_json(s: Services, data: dict[str, Any], place: Place) -> str:
     """A resource's JSON text within the answer budget (long values become markers)."""
     limit = s.settings.max_answer_bytes
-    return dumps(bound(data, limit, place, _read_size))
+    return dumps(shorten_lists(bound(data, limit, place, _read_size), limit, _read_size))
 
 
 def _read_size(data: Any) -> int:
