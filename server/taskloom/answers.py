@@ -1,8 +1,12 @@
-"""The shapes MCP clients receive (structured tool output). Times are ISO 8601 with offsets."""
+"""The shapes MCP clients receive (structured tool output). Times are ISO 8601 with offsets.
 
-from typing import Any
+Their output schemas stay small: a task or a run is described in a sentence (create_task's input
+schema documents a task's fields) instead of repeating the whole model in every tool.
+"""
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from taskloom.runs.model import Run
 from taskloom.step_tools import StepToolInfo
@@ -13,6 +17,26 @@ class Answer(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
+TaskShape = Annotated[
+    Task,
+    WithJsonSchema(
+        {
+            "type": "object",
+            "description": "create_task's fields, plus id, status, run_count, last_*",
+        }
+    ),
+]
+RunShape = Annotated[
+    Run,
+    WithJsonSchema(
+        {
+            "type": "object",
+            "description": "id, status, times, output, error, steps[]; no nulls",
+        }
+    ),
+]
+
+
 class FireTime(Answer):
     local: str = Field(description="in the trigger's timezone, with offset")
     utc: str
@@ -21,10 +45,10 @@ class FireTime(Answer):
 class TaskAnswer(Answer):
     """A task with its schedule in plain sight."""
 
-    task: Task
-    timezone: str = Field(description="the timezone the trigger is evaluated in")
-    next_fires: list[FireTime] = Field(description="the next scheduled instants (empty: none)")
-    recent_runs: list[Run] | None = Field(default=None, description="newest first, without steps")
+    task: TaskShape
+    timezone: str
+    next_fires: list[FireTime] = Field(description="[{local, utc}]")
+    recent_runs: list[RunShape] | None = None
     message: str | None = None
     warnings: list[FieldWarning] = Field(
         default_factory=list, description="accepted, but will fail at run time until fixed"
@@ -72,7 +96,12 @@ class StepToolList(Answer):
 
 
 class RunAnswer(Answer):
-    run: Run
+    run: RunShape | None = None
+    value: dict[str, Any] | None = Field(
+        default=None,
+        description="with step/path: a slice {format, chars, offset, text, more}; `more` is the "
+        "call for the next one (null at the end)",
+    )
     message: str | None = None
     warnings: list[FieldWarning] = Field(
         default_factory=list, description="dry run: what would fail when scheduled, until fixed"
@@ -80,13 +109,13 @@ class RunAnswer(Answer):
 
 
 class RunList(Answer):
-    runs: list[Run] = Field(description="newest first; step details via get_run")
+    runs: list[RunShape] = Field(description="newest first; step details via get_run")
     next_cursor: str | None
 
 
 class EventAnswer(Answer):
     event: str
-    runs: list[Run] = Field(description="one run started per listening task")
+    runs: list[RunShape] = Field(description="one run started per listening task")
     message: str
 
 
@@ -133,3 +162,62 @@ class SchedulerStatus(Answer):
     tasks_by_status: dict[str, int]
     next_fires: list[NextFire]
     per_task: list[TaskHealth]
+
+
+# -- compact views of stored runs --------------------------------------------------------------
+
+LEASE_FIELDS = ("lease_owner", "lease_expires_at")
+# Values shorter than this are cheap to show twice; longer ones are shown once.
+DUPLICATE_BYTES = 256
+
+
+def run_view(run: Run, *, full: bool = False) -> dict[str, Any]:
+    """A run as get_run shows it. Compact (default): no lease bookkeeping, no nulls, and each
+    long value once (a step's error is not repeated in the run's error, the last step's output
+    not again as the run's, an HTTP body not as text beside its parsed JSON). Full: the record."""
+    data = run.model_dump(mode="json", exclude_none=not full)
+    if full:
+        return data
+    for name in LEASE_FIELDS:
+        data.pop(name, None)
+    steps: list[dict[str, Any]] = data.get("steps", [])
+    for index, step in enumerate(steps):
+        _error_once(data, step, index)
+        _output_once(data, step, index)
+        if step.get("tool") == "http_request":
+            _body_once(step.get("output"), run.id, step["id"])
+    return data
+
+
+def brief_run(run: Run) -> dict[str, Any]:
+    """A run in a list: the compact view without its steps (get_run has them)."""
+    data = run_view(run.model_copy(update={"steps": []}))
+    data.pop("steps", None)
+    return data
+
+
+def _error_once(run: dict[str, Any], step: dict[str, Any], index: int) -> None:
+    error, run_error = step.get("error"), run.get("error")
+    if isinstance(error, str) and len(error) > 80 and isinstance(run_error, str):
+        run["error"] = run_error.replace(error, f"see steps[{index}].error")
+
+
+def _output_once(run: dict[str, Any], step: dict[str, Any], index: int) -> None:
+    """The run's output is its last successful step's: shown there, referred to here."""
+    output = step.get("output")
+    if output is not None and output == run.get("output") and _long(output):
+        run["output"] = {"same_as": f"steps[{index}].output"}
+
+
+def _body_once(output: Any, run_id: str, step_id: str) -> None:
+    """http_request's output holds the body twice (text and parsed json): show it once."""
+    if not isinstance(output, dict):
+        return
+    text = output.get("text")
+    if output.get("json") is not None and isinstance(text, str) and _long(text):
+        call = f"get_run(run_id={run_id!r}, step={step_id!r}, path='output.text', offset=0)"
+        output["text"] = {"same_as": "json", "chars": len(text), "more": call}
+
+
+def _long(value: Any) -> bool:
+    return len(value if isinstance(value, str) else repr(value)) > DUPLICATE_BYTES

@@ -11,6 +11,7 @@ from fastmcp.server.auth import AccessToken, AuthProvider, TokenVerifier
 from taskloom import __version__
 from taskloom.api import resources, runs, tasks
 from taskloom.api.common import ArgumentErrors
+from taskloom.api.schemas import CompactSchemas
 from taskloom.clock import Clock, SystemClock
 from taskloom.errors import TaskloomError
 from taskloom.runs.runner import Limits, Runner, StepCaller
@@ -109,6 +110,10 @@ class BearerTokens(TokenVerifier):
         return None
 
 
+# Tools that take create_task's models: their schemas leave the models' docs to create_task's.
+BRIEF_SCHEMAS = frozenset({"update_task", "dry_run", "preview_schedule"})
+
+
 def build_server(services: Services, *, auth: AuthProvider | None = None) -> FastMCP:
     @asynccontextmanager
     async def lifespan(_: FastMCP) -> AsyncIterator[dict[str, Any]]:
@@ -124,7 +129,7 @@ def build_server(services: Services, *, auth: AuthProvider | None = None) -> Fas
         version=__version__,
         lifespan=lifespan,
         mask_error_details=True,
-        middleware=[ArgumentErrors()],
+        middleware=[ArgumentErrors(), CompactSchemas(BRIEF_SCHEMAS)],
         auth=auth,
     )
     if services.settings.mcp_tasks:

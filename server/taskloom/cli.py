@@ -59,6 +59,8 @@ ENV_HELP = """
   TASKLOOM_SHUTDOWN_GRACE_S  seconds in-flight runs may finish at shutdown (default 60)
   TASKLOOM_STEP_TIMEOUT_S    default timeout of one step in seconds (default 300)
   TASKLOOM_MAX_OUTPUT_BYTES  stored output per step (default 65536)
+  TASKLOOM_MAX_ANSWER_BYTES  most bytes one tool answer or resource read sends; longer values
+                             come as a head and the call that pages the rest (default 32000)
   TASKLOOM_MAX_TASKS_PER_OWNER  tasks one owner may have (default 1000)
   TASKLOOM_OWNER             owner of tasks created without HTTP auth (default local)
 """

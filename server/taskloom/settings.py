@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     )
     step_timeout_s: float = Field(default=300, gt=0, description="default timeout of one step")
     max_output_bytes: int = Field(default=65536, ge=1024, description="stored output per step")
+    max_answer_bytes: int = Field(
+        default=32000,
+        ge=4096,
+        description="the most bytes one tool answer or resource read sends; longer values are "
+        "shown as a head and the get_run/get_task call that pages the rest",
+    )
     max_tasks_per_owner: int = Field(default=1000, ge=1)
     owner: str = Field(default="local", description="owner of tasks created without HTTP auth")
 

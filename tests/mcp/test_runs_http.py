@@ -94,10 +94,12 @@ async def test_notify_policy_decides_whether_the_webhook_is_called(
 
 
 async def test_notify_on_failure_carries_the_error(loom: Loom, api: ApiServer) -> None:
-    """A failure notification's text is the run's error."""
+    """A failure notification's text is the run's error, the step's error included."""
     task_id = await loom.create([get(api, "/fail")], notify=notify(api, "failure-text", "failure"))
     run = await loom.run(task_id)
-    assert api.hooks["failure-text"][0]["text"].endswith(run["error"])
+    stored = (await loom.call("get_run", {"run_id": run["id"], "view": "full"}))["run"]
+    assert api.hooks["failure-text"][0]["text"].endswith(stored["error"])
+    assert run["steps"][0]["error"] in stored["error"]
 
 
 async def test_notify_on_change_posts_only_when_the_output_changes(

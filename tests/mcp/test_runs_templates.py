@@ -43,7 +43,7 @@ async def test_a_value_json_cannot_hold_fails_its_step_and_the_run_ends(loom: Lo
     assert "Step 'pick': args.data.wanted is a builtin_function_or_method" in step["error"]
     assert "cannot be stored as JSON" in step["error"]
     assert step["args"]["data"]["wanted"] == "<builtin_function_or_method: not JSON>"
-    stored = await loom.get_run(run["id"])
+    stored = (await loom.call("get_run", {"run_id": run["id"], "view": "full"}))["run"]
     assert stored["status"] == "failed"
     assert stored["finished_at"] is not None
     assert stored["lease_expires_at"] is None

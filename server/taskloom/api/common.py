@@ -9,10 +9,14 @@ from fastmcp.exceptions import ToolError
 from fastmcp.exceptions import ValidationError as ArgumentError
 from fastmcp.server.dependencies import get_access_token
 from fastmcp.server.middleware import Middleware, MiddlewareContext
-from pydantic import Field, ValidationError
+from fastmcp.tools import ToolResult
+from mcp_types import TextContent
+from pydantic import BaseModel, Field, ValidationError
 
+from taskloom.api.bounded import FRAME, Place, bound, dumps, shorten_lists, size_of, slice_of
 from taskloom.errors import InvalidInput, InvalidInputs, TaskloomError
 from taskloom.services import Services
+from taskloom.store.sql import encode_cursor
 from taskloom.tasks.suggest import did_you_mean, fields_beside
 
 T = TypeVar("T")
@@ -32,13 +36,17 @@ WRITE = {
 IDEMPOTENT = {**WRITE, "idempotentHint": True}
 DESTRUCTIVE = {**WRITE, "destructiveHint": True, "idempotentHint": True}
 
-TaskId = Annotated[
-    str, Field(description="the task's id (tsk_...), from create_task or list_tasks")
-]
+TaskId = Annotated[str, Field(description="tsk_... (list_tasks)")]
 Limit = Annotated[int, Field(ge=1, le=200, description="page size")]
 Cursor = Annotated[
     str | None, Field(description="next_cursor from the previous page; omit at first")
 ]
+ValuePath = Annotated[
+    str | None,
+    Field(max_length=500, description="a value to page, e.g. 'output.json.items'"),
+]
+Offset = Annotated[int, Field(ge=0, description="first character")]
+PageLength = Annotated[int | None, Field(ge=1, description="default: what fits")]
 
 
 UNKNOWN_FIELD = frozenset({"unexpected_keyword_argument", "extra_forbidden"})
@@ -112,3 +120,76 @@ def owner() -> str | None:
 
 def owner_of(services: Services) -> str:
     return owner() or services.settings.owner
+
+
+# -- answers within TASKLOOM_MAX_ANSWER_BYTES ----------------------------------------------------
+
+
+def schema_of(model: type[BaseModel]) -> dict[str, Any]:
+    """A tool's output schema: the answer model's fields with their JSON types. Nested shapes
+    are told in the fields' descriptions, so a task or a run is not repeated in every tool."""
+    full = model.model_json_schema()
+    fields = {name: _shallow(prop) for name, prop in full["properties"].items()}
+    required = full.get("required")
+    return {"type": "object", "properties": fields} | ({"required": required} if required else {})
+
+
+def _shallow(prop: dict[str, Any]) -> dict[str, Any]:
+    variants = prop.get("anyOf", [prop])
+    kinds = [v.get("type", "object") for v in variants]
+    shallow: dict[str, Any] = {"type": kinds[0] if len(kinds) == 1 else kinds}
+    if "description" in prop:
+        shallow["description"] = prop["description"]
+    return shallow
+
+
+def wire_size(data: Any) -> int:
+    """Bytes of a tool result carrying `data` twice: structured, and as JSON text (MCP asks
+    for both), plus the envelope."""
+    return size_of(data) + size_of(dumps(data)) + 160
+
+
+def tool_result(data: dict[str, Any]) -> ToolResult:
+    return ToolResult(content=[TextContent(type="text", text=dumps(data))], structured_content=data)
+
+
+def reply(s: Services, data: dict[str, Any], place: Place = FRAME) -> ToolResult:
+    """`data` as a tool result, its long values cut to markers to fit the answer budget (and,
+    should its lists of items still be too long, those shortened: see `reply_lists`)."""
+    return reply_lists(s, bound(data, s.settings.max_answer_bytes, place, wire_size))
+
+
+def reply_page(s: Services, data: dict[str, Any], key: str, place: Place) -> ToolResult:
+    """A page whose items do not fit even with their values cut is shortened, and its
+    next_cursor points after the last item shown."""
+    limit = s.settings.max_answer_bytes
+    shown = bound(data, limit, place, wire_size)
+    while wire_size(shown) > limit and len(data[key]) > 1:
+        items = data[key]
+        keep = max(1, min(len(items) - 1, int(len(items) * limit / wire_size(shown) * 0.9)))
+        data = {**data, key: items[:keep], "next_cursor": encode_cursor(items[keep - 1]["id"])}
+        shown = bound(data, limit, place, wire_size)
+    return tool_result(shown)
+
+
+def reply_lists(s: Services, data: dict[str, Any]) -> ToolResult:
+    """An answer made of lists (no stored values to page): the longest list is shortened until
+    the answer fits, and `omitted` says how many items each list left out."""
+    return tool_result(shorten_lists(data, s.settings.max_answer_bytes, wire_size))
+
+
+def page_value(s: Services, value: Any, offset: int, length: int | None, next_call: Any) -> Any:
+    """One slice of a stored value, as large as the answer budget allows (or `length`);
+    `next_call(offset)` is the call that reads on."""
+    limit = s.settings.max_answer_bytes
+    room = (limit - 1024) // 2
+    while True:
+        part = slice_of(value, offset, length or limit, room)
+        done = part.end >= part.chars
+        shown = {
+            "format": part.format, "chars": part.chars, "offset": part.offset,
+            "text": part.text, "more": None if done else next_call(part.end),
+        }  # fmt: skip
+        if wire_size({"value": shown}) <= limit or room < 256:
+            return shown
+        room = int(room * limit / wire_size({"value": shown}) * 0.9)

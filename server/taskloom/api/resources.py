@@ -1,15 +1,19 @@
 """Resources (tasks, task output, runs) and the task-authoring prompt."""
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastmcp import FastMCP
 from pydantic import Field
 
+from taskloom.answers import run_view
+from taskloom.api.bounded import Place, bound, call_text, dumps, fit, shorten_lists, size_of
 from taskloom.api.common import (
     answer,
     owner_of,
 )
+from taskloom.api.runs import run_place
+from taskloom.api.tasks import task_place_of, task_view, tasks_place
 from taskloom.runs.model import RunStatus
 from taskloom.services import Services
 
@@ -21,13 +25,13 @@ def register_resources(mcp: FastMCP, s: Services) -> None:
         page = await answer(
             s.tasks.list_page(owner=owner_of(s), status=None, query=None, limit=200, cursor=None)
         )
-        return page.model_dump_json(indent=2)
+        return _bounded_json(s, page.model_dump(mode="json"), tasks_place(page))
 
     @mcp.resource("taskloom://tasks/{task_id}", mime_type="application/json")
     async def task_resource(task_id: str) -> str:
         """One task in full, with its next fire times."""
         details = await answer(s.task_details(task_id, owner=owner_of(s)))
-        return details.model_dump_json(indent=2)
+        return _bounded_json(s, task_view(details), task_place_of(details))
 
     @mcp.resource("taskloom://tasks/{task_id}/output", mime_type="text/markdown")
     async def task_output(task_id: str) -> str:
@@ -38,7 +42,18 @@ def register_resources(mcp: FastMCP, s: Services) -> None:
     async def run_resource(run_id: str) -> str:
         """One run with its step results."""
         run = await answer(s.runs.get(run_id, owner=owner_of(s)))
-        return run.model_dump_json(indent=2)
+        return _bounded_json(s, run_view(run), run_place(run))
+
+
+def _bounded_json(s: Services, data: dict[str, Any], place: Place) -> str:
+    """A resource's JSON text within the answer budget (long values become markers)."""
+    limit = s.settings.max_answer_bytes
+    return dumps(shorten_lists(bound(data, limit, place, _read_size), limit, _read_size))
+
+
+def _read_size(data: Any) -> int:
+    """Bytes of a resources/read answer carrying `data` as its JSON text."""
+    return size_of(dumps(data)) + 200
 
 
 async def _latest_output(s: Services, task_id: str) -> str:
@@ -52,7 +67,23 @@ async def _latest_output(s: Services, task_id: str) -> str:
     body = run.output if isinstance(run.output, str) else json.dumps(run.output, indent=2)
     when = run.finished_at.isoformat() if run.finished_at else "?"
     summary = f"\n\n> {run.summary}" if run.summary else ""
-    return f"# {task.name}\n\nRun {run.id} finished {when}.{summary}\n\n{body}\n"
+    head = f"# {task.name}\n\nRun {run.id} finished {when}.{summary}\n\n"
+    return head + _bounded_body(s, head, body, run.id, json_text=not isinstance(run.output, str))
+
+
+def _bounded_body(s: Services, head: str, body: str, run_id: str, *, json_text: bool) -> str:
+    """The body, or as much as fits with a last line that says how to read the rest."""
+    room = s.settings.max_answer_bytes - size_of(head) - 600
+    if size_of(body) + 1 <= room:
+        return body + "\n"
+    # get_run pages the stored value, whose text is compact JSON when it is not a string.
+    text = dumps(json.loads(body)) if json_text else body
+    shown = fit(text, room)
+    more = call_text("get_run", ("run_id", run_id), ("path", "output"), ("offset", shown))
+    return (
+        f"{text[:shown]}\n\n(Truncated: {shown} of {len(text)} characters shown. "
+        f"Read on with {more}.)\n"
+    )
 
 
 AUTHOR_PROMPT = """You are setting up a Taskloom task for this goal:

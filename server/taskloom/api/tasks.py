@@ -4,6 +4,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastmcp import FastMCP
+from fastmcp.tools import ToolResult
 from pydantic import Field
 
 from taskloom.answers import (
@@ -12,7 +13,9 @@ from taskloom.answers import (
     StepToolList,
     TaskAnswer,
     TaskList,
+    brief_run,
 )
+from taskloom.api.bounded import FRAME, Place, Shape, Stored, call_text, select
 from taskloom.api.common import (
     DESTRUCTIVE,
     IDEMPOTENT,
@@ -20,10 +23,19 @@ from taskloom.api.common import (
     WRITE,
     Cursor,
     Limit,
+    Offset,
+    PageLength,
     TaskId,
+    ValuePath,
     answer,
     owner_of,
+    page_value,
+    reply,
+    reply_lists,
+    reply_page,
+    schema_of,
 )
+from taskloom.api.runs import runs_place
 from taskloom.services import Services
 from taskloom.tasks.model import (
     CatchupPolicy,
@@ -35,14 +47,19 @@ from taskloom.tasks.model import (
     Seconds,
     Step,
     SummaryPolicy,
+    Task,
     TaskPatch,
     TaskSpec,
     Trigger,
 )
 
+TASK_SCHEMA = schema_of(TaskAnswer)
+# get_task(path=...) answers only `value`: no field of the task answer is required.
+PAGED_TASK_SCHEMA = {k: v for k, v in TASK_SCHEMA.items() if k != "required"}
+
 
 def register_task_tools(mcp: FastMCP, s: Services) -> None:
-    @mcp.tool(annotations=WRITE)
+    @mcp.tool(annotations=WRITE, output_schema=TASK_SCHEMA)
     async def create_task(
         name: Annotated[str, Field(description="short human name, e.g. 'Morning BTC digest'")],
         steps: Annotated[list[Step], Field(description="the chain, run in order")],
@@ -62,18 +79,24 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
         end_at: datetime | None = None,
         max_runs: Annotated[Count | None, Field(ge=1)] = None,
         pause_on_failure: Annotated[Count | None, Field(ge=1)] = None,
-    ) -> TaskAnswer:
-        """Create a scheduled (or manual) task: a chain of step tool calls.
+    ) -> ToolResult:
+        """Create a task: a chain of step tool calls run on a trigger (or only by run_task).
 
-        Each step is {"id", "tool", "args"}; `tool` is a name from list_step_tools; string args are
-        Jinja2 templates that can use earlier steps' outputs, e.g.
-        "{{ steps.fetch.output.json.price }}" (a value that is one expression keeps its JSON type),
-        plus {{ task.name }}, {{ run.fire_time }}, {{ secrets.NAME }}, {{ event }} and {{ prev }}
-        (the previous finished run's output/status, null at first).
-        Triggers: {"cron": "0 9 * * 1-5", "timezone": "Europe/Berlin"}, {"every": "30m"},
-        {"at": "2026-12-01T09:00:00+01:00"}, {"event": "deploy_finished"}; omit for manual only.
-        Check a schedule first with preview_schedule; test a chain with dry_run. Returns the task
-        and its next fire times in its timezone, with warnings of what will fail until the
+        Steps: [{"id": "fetch", "tool": "http_request", "args": {...}}], tools from
+        list_step_tools. String args are Jinja2: "{{ steps.fetch.output.json.price }}" (one
+        expression keeps its JSON type), {{ task.name }}, {{ run.fire_time }}, {{ event }},
+        {{ secrets.NAME }}, {{ prev }} (the previous finished run: output, status; null at
+        first). Triggers: {"cron": "0 9 * * 1-5", "timezone": "Europe/Berlin"},
+        {"every": "30m"}, {"at": "2026-12-01T09:00:00+01:00"}, {"event": "deploy_finished"}.
+        catchup, for fires missed while Taskloom was down: latest (default: run once for the
+        latest), all (each, within catchup_window_s) or skip. overlap, for a fire while the last
+        run still runs: skip (default), queue (run after it) or allow. notify.on: failure
+        (default), always, never, or change: only when the output differs from the previous
+        successful run's; sent to webhook_url and/or the desktop. retry.attempts counts the
+        first try. summary.enabled: an LLM line per successful run. end_at or max_runs finish
+        the task; pause_on_failure pauses it after that many failures in a row.
+        Check the trigger with preview_schedule and the chain with dry_run first. Answers the
+        task and its next fire times in its timezone, and warnings of what will fail until the
         operator sets it up (a secret, the API key, a refused host).
         """
         spec = dict(
@@ -83,9 +106,9 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
             max_runs=max_runs, pause_on_failure=pause_on_failure,
         )  # fmt: skip
         given = {k: v for k, v in spec.items() if v is not None}
-        return await answer(_create(s, given))
+        return task_reply(s, await answer(_create(s, given)))
 
-    @mcp.tool(annotations=READ)
+    @mcp.tool(annotations=READ, output_schema=schema_of(TaskList))
     async def list_tasks(
         status: Annotated[
             Literal["active", "paused", "finished"] | None, Field(description="filter")
@@ -93,23 +116,28 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
         query: Annotated[str | None, Field(description="case-insensitive name filter")] = None,
         limit: Limit = 20,
         cursor: Cursor = None,
-    ) -> TaskList:
-        """List tasks with their status, next fire time, and last run's status and summary.
-
-        Paged: pass next_cursor back as cursor to get more. Use get_task for one task's details.
-        """
-        return await answer(
+    ) -> ToolResult:
+        """Tasks with status, next fire, and last run's status and summary. Paged: pass
+        next_cursor back as cursor. get_task shows one in full."""
+        page = await answer(
             s.tasks.list_page(
                 owner=owner_of(s), status=status, query=query, limit=limit, cursor=cursor
             )
         )
+        return reply_page(s, page.model_dump(mode="json"), "tasks", tasks_place(page))
 
-    @mcp.tool(annotations=READ)
-    async def get_task(task_id: TaskId) -> TaskAnswer:
-        """One task in full: steps, trigger, policies, next fire times and its latest runs."""
-        return await answer(s.task_details(task_id, owner=owner_of(s)))
+    @mcp.tool(annotations=READ, output_schema=PAGED_TASK_SCHEMA)
+    async def get_task(
+        task_id: TaskId, path: ValuePath = None, offset: Offset = 0, length: PageLength = None
+    ) -> ToolResult:
+        """One task in full: steps, trigger, policies, next fire times, latest runs. With path
+        (from a truncation marker's `more`): one slice of that value."""
+        if path is None:
+            return task_reply(s, await answer(s.task_details(task_id, owner=owner_of(s))))
+        task = await answer(s.tasks.get(task_id, owner=owner_of(s)))
+        return await answer(_page_task(s, task, path, offset, length))
 
-    @mcp.tool(annotations=IDEMPOTENT)
+    @mcp.tool(annotations=IDEMPOTENT, output_schema=None)
     async def update_task(
         task_id: TaskId,
         name: str | None = None,
@@ -131,10 +159,9 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
             list[ClearableField] | None,
             Field(description="optional fields to remove, e.g. ['trigger'] for manual-only"),
         ] = None,
-    ) -> TaskAnswer:
-        """Change some fields of a task; fields you omit stay as they are. Steps are replaced as
-        a whole; `clear` removes optional fields. The schedule is recomputed and the answer shows
-        the next fire times."""
+    ) -> ToolResult:
+        """Change some fields of a task (as create_task takes them); omitted fields stay. Steps
+        are replaced whole; `clear` removes optional fields. Answers like create_task."""
         patch = dict(
             name=name, description=description, steps=steps, trigger=trigger, enabled=enabled,
             catchup=catchup, catchup_window_s=catchup_window_s, overlap=overlap, retry=retry,
@@ -142,9 +169,9 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
             max_runs=max_runs, pause_on_failure=pause_on_failure, clear=clear,
         )  # fmt: skip
         given = {k: v for k, v in patch.items() if v is not None}
-        return await answer(_update(s, task_id, given))
+        return task_reply(s, await answer(_update(s, task_id, given)))
 
-    @mcp.tool(annotations=DESTRUCTIVE)
+    @mcp.tool(annotations=DESTRUCTIVE, output_schema=schema_of(Deleted))
     async def delete_task(
         task_id: TaskId,
         delete_runs: Annotated[
@@ -156,16 +183,17 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
         removed = await answer(s.tasks.delete(task_id, owner=owner_of(s), delete_runs=delete_runs))
         return Deleted(id=task_id, deleted=True, runs_deleted=removed)
 
-    @mcp.tool(annotations=IDEMPOTENT)
-    async def pause_task(task_id: TaskId) -> TaskAnswer:
-        """Stop a task from firing; its schedule and history are kept. Undo with resume_task."""
-        return await answer(s.tasks.set_enabled(task_id, False, owner=owner_of(s)))
+    @mcp.tool(annotations=IDEMPOTENT, output_schema=None)
+    async def pause_task(task_id: TaskId) -> ToolResult:
+        """Stop a task from firing; its schedule and history are kept. Undo with resume_task.
+        Answers like get_task."""
+        return task_reply(s, await answer(s.tasks.set_enabled(task_id, False, owner=owner_of(s))))
 
-    @mcp.tool(annotations=IDEMPOTENT)
-    async def resume_task(task_id: TaskId) -> TaskAnswer:
-        """Let a paused task fire again from its next scheduled time (missed fires while paused
-        are not run)."""
-        return await answer(s.tasks.set_enabled(task_id, True, owner=owner_of(s)))
+    @mcp.tool(annotations=IDEMPOTENT, output_schema=None)
+    async def resume_task(task_id: TaskId) -> ToolResult:
+        """Let a paused task fire again from its next scheduled time (fires missed while paused
+        are not run). Answers like get_task."""
+        return task_reply(s, await answer(s.tasks.set_enabled(task_id, True, owner=owner_of(s))))
 
 
 async def _create(s: Services, given: dict[str, Any]) -> TaskAnswer:
@@ -176,8 +204,53 @@ async def _update(s: Services, task_id: str, given: dict[str, Any]) -> TaskAnswe
     return await s.tasks.update(task_id, TaskPatch.model_validate(given), owner=owner_of(s))
 
 
+# -- bounded task answers ------------------------------------------------------------------------
+
+
+def task_view(ans: TaskAnswer) -> dict[str, Any]:
+    """The task whole (nulls included: they say what is unset), the rest without nulls."""
+    data = ans.model_dump(mode="json", exclude_none=True, exclude={"task", "recent_runs"})
+    data["task"] = ans.task.model_dump(mode="json")
+    if not ans.warnings:
+        data.pop("warnings", None)
+    if ans.recent_runs is not None:
+        data["recent_runs"] = [brief_run(run) for run in ans.recent_runs]
+    return data
+
+
+def task_place(task_id: str) -> Place:
+    return Shape(Stored("get_task", (("task_id", task_id),)).child)
+
+
+def task_place_of(ans: TaskAnswer) -> Place:
+    """Where a task answer's values are stored: the task's, and its recent runs'."""
+    inner = {"task": task_place(ans.task.id), "recent_runs": runs_place(ans.recent_runs or [])}
+    return Shape(lambda key: inner.get(str(key), FRAME))
+
+
+def task_reply(s: Services, ans: TaskAnswer) -> ToolResult:
+    return reply(s, task_view(ans), task_place_of(ans))
+
+
+def tasks_place(page: TaskList) -> Place:
+    places = [task_place(task.id) for task in page.tasks]
+    listed = Shape(lambda index: places[index] if isinstance(index, int) else FRAME)
+    return Shape(lambda key: listed if key == "tasks" else FRAME)
+
+
+async def _page_task(
+    s: Services, task: Task, path: str, offset: int, length: int | None
+) -> ToolResult:
+    value = select(task.model_dump(mode="json"), path)
+
+    def next_call(at: int) -> str:
+        return call_text("get_task", ("task_id", task.id), ("path", path), ("offset", at))
+
+    return reply(s, {"value": page_value(s, value, offset, length, next_call)})
+
+
 def register_schedule_tools(mcp: FastMCP, s: Services) -> None:
-    @mcp.tool(annotations=READ)
+    @mcp.tool(annotations=READ, output_schema=schema_of(SchedulePreview))
     async def preview_schedule(
         trigger: Annotated[Trigger, Field(description="a trigger as create_task takes it")],
         count: Annotated[int, Field(ge=1, le=100)] = 5,
@@ -186,22 +259,20 @@ def register_schedule_tools(mcp: FastMCP, s: Services) -> None:
             Field(description="look from this instant (ISO 8601); default now"),
         ] = None,
     ) -> SchedulePreview:
-        """Show a trigger's next fire times in its timezone and in UTC, without creating anything.
-
-        Use it to check a cron expression or timezone before create_task; pass `after` to look
-        at any date (e.g. a DST change). Invalid triggers are explained."""
+        """A trigger's next fire times in its timezone and UTC, creating nothing. Check a cron
+        or timezone before create_task; `after` looks at any date (e.g. a DST change)."""
         return await answer(_preview(s, trigger, count, after))
 
-    @mcp.tool(annotations=READ)
+    @mcp.tool(annotations=READ, output_schema=schema_of(StepToolList))
     async def list_step_tools(
         include_upstream: Annotated[
             bool, Field(description="include tools of the upstream MCP servers")
         ] = True,
-    ) -> StepToolList:
-        """List the step tools a task's steps can call, with their input schemas. Built-in tools
-        have plain names; tools of upstream MCP servers are named '<server>/<tool>'."""
+    ) -> ToolResult:
+        """The step tools a task's steps can call, with their input schemas. Upstream MCP
+        servers' tools are named '<server>/<tool>'."""
         tools = await answer(s.catalog.list(include_upstream=include_upstream))
-        return StepToolList(tools=tools, count=len(tools))
+        return reply_lists(s, StepToolList(tools=tools, count=len(tools)).model_dump(mode="json"))
 
 
 async def _preview(

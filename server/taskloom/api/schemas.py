@@ -1,0 +1,118 @@
+"""Tool schemas as small as they can be while they say the same thing.
+
+Every chat pays for `tools/list` before it says a word. Pydantic writes an optional field as
+`{"anyOf": [{...}, {"type": "null"}], "default": null}`; `{..., "type": [..., "null"]}` accepts
+exactly the same values. Input validation never reads these schemas (FastMCP validates against
+the function's signature), so rewriting them changes what the client reads, not what we accept.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import mcp_types as mt
+from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
+from fastmcp.tools import Tool
+
+# Keywords that only constrain a value of one JSON type, so they let null through unchanged.
+_TYPED = frozenset(
+    {
+        "type", "format", "pattern", "minLength", "maxLength", "minimum", "maximum",
+        "exclusiveMinimum", "exclusiveMaximum", "properties", "required", "items",
+        "additionalProperties", "minItems", "maxItems", "enum", "description", "examples",
+        "default", "title",
+    }
+)  # fmt: skip
+
+
+def compact(schema: Any, *, docs: bool = True) -> Any:
+    """The same schema, shorter: nullable unions folded into type lists, titles, null defaults
+    and `additionalProperties: true` dropped, wrapped docstrings joined into one line. (Only
+    values of the right type are touched, so a property named e.g. "title" is kept.)"""
+    if isinstance(schema, list):
+        return [compact(item, docs=docs) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: compact(value, docs=docs) for key, value in schema.items()}
+    if not docs:  # examples too: create_task's description shows them
+        if isinstance(out.get("examples"), list):
+            del out["examples"]
+        if isinstance(out.get("description"), str):
+            del out["description"]
+    if out.get("default", ...) is None:
+        del out["default"]
+    if isinstance(out.get("title"), str):  # the property's name says it already
+        del out["title"]
+    if out.get("additionalProperties") is True:
+        del out["additionalProperties"]
+    if isinstance(out.get("description"), str):
+        out["description"] = " ".join(out["description"].split())
+    return _fold_nullable(out)
+
+
+def _fold_nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    variants = schema.get("anyOf")
+    if not isinstance(variants, list) or {"type": "null"} not in variants or len(variants) != 2:
+        return schema
+    other = next(v for v in variants if v != {"type": "null"})
+    kind = other.get("type")
+    rest = {key: value for key, value in schema.items() if key != "anyOf"}
+    if set(other) == {"oneOf"}:  # a union or null: null becomes one more alternative
+        return {**rest, "oneOf": [*other["oneOf"], {"type": "null"}]}
+    if not isinstance(kind, str) or not set(other) <= _TYPED or set(rest) & set(other):
+        return schema
+    folded = {**other, **rest, "type": [kind, "null"]}
+    if "enum" in other:  # the enum must admit null too
+        folded["enum"] = [*other["enum"], None]
+    return folded
+
+
+def _once(schema: Any, seen: set[str]) -> None:
+    """Drops a description already given earlier in the same schema (e.g. a model used twice)."""
+    if isinstance(schema, list):
+        for item in schema:
+            _once(item, seen)
+    if not isinstance(schema, dict):
+        return
+    text = schema.get("description")
+    if isinstance(text, str) and len(text) > 40:
+        if text in seen:
+            del schema["description"]
+        seen.add(text)
+    for value in schema.values():
+        _once(value, seen)
+
+
+def compact_tool(tool: Tool, *, brief: frozenset[str] = frozenset()) -> Tool:
+    """`brief` tools leave the nested models' docs to create_task (they take the same ones)."""
+    parameters = compact(tool.parameters)
+    if tool.name in brief:
+        parameters["properties"] = {
+            name: {**compact(prop, docs=False), **_own_doc(prop)}
+            for name, prop in parameters["properties"].items()
+        }
+    _once(parameters, set())
+    update: dict[str, Any] = {"parameters": parameters}
+    if tool.output_schema is not None:
+        update["output_schema"] = compact(tool.output_schema)
+    if tool.description:
+        update["description"] = tool.description.strip()
+    return tool.model_copy(update=update)
+
+
+def _own_doc(prop: dict[str, Any]) -> dict[str, Any]:
+    return {"description": prop["description"]} if "description" in prop else {}
+
+
+class CompactSchemas(Middleware):
+    """Sends every tool's schemas compacted; `brief` names the tools whose nested models are
+    documented in create_task's schema, not again in theirs."""
+
+    def __init__(self, brief: frozenset[str] = frozenset()) -> None:
+        self.brief = brief
+
+    async def on_list_tools(
+        self,
+        context: MiddlewareContext[mt.ListToolsRequest],
+        call_next: CallNext[mt.ListToolsRequest, Sequence[Tool]],
+    ) -> Sequence[Tool]:
+        return [compact_tool(tool, brief=self.brief) for tool in await call_next(context)]
