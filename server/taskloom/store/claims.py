@@ -162,9 +162,10 @@ class Claims:
                 if task_row is None or task_row.status == TaskStatus.PAUSED.value:
                     _cancel_unstartable(row, task_row, now)
                     continue
-                if row.task_id in busy:
+                one_at_a_time = task_row.spec.get("overlap") != "allow"
+                if one_at_a_time and row.task_id in busy:
                     continue
-                if task_row.spec.get("overlap") != "allow":
+                if one_at_a_time:
                     busy.add(row.task_id)
                 row.status, row.lease_owner = RunStatus.RUNNING.value, holder
                 row.lease_expires_at, row.started_at = lease_until, now
