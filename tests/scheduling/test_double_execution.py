@@ -2,87 +2,24 @@
 a frozen clock: the interleavings that executed a fire twice on 0.1, reproduced exactly. Each
 step calls a loopback endpoint that counts executions."""
 
-import asyncio
-import uuid
-from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
-import pytest
-
-from taskloom.app import build_services
 from taskloom.clock import FrozenClock
 from taskloom.runs.model import Run, RunStatus, RunTrigger
 from taskloom.runs.templating import Secrets
 from taskloom.scheduling.scheduler import Scheduler, Timing
 from taskloom.services import Services
 from taskloom.store.claims import Claimed
-from taskloom.tasks.model import Task, TaskSpec
-from tests.conftest import make_settings
-from tests.fixtures.api_server import ApiServer
-
-T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
-LEASE_S = 3
-
-
-@pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock(T0)
-
-
-@pytest.fixture
-async def pair(
-    db_url: str, tmp_path: Path, clock: FrozenClock
-) -> AsyncIterator[tuple[Services, Services]]:
-    """Processes A and B on one database (SQLite file or PostgreSQL), store open, no loops."""
-    settings = make_settings(
-        tmp_path, database_url=db_url, lease_s=LEASE_S, http_allow_hosts="127.0.0.1"
-    )
-    both = [build_services(settings, clock, role=name) for name in ("a", "b")]
-    for services in both:
-        await services.start(schedule=False)
-    yield both[0], both[1]
-    for services in both:
-        await services.stop(grace_s=0)
-
-
-@pytest.fixture
-def counted(api: ApiServer) -> tuple[str, Callable[[], int]]:
-    """A step that counts its executions on the loopback API, and the count."""
-    key = uuid.uuid4().hex
-    return api.url(f"/count/{key}"), lambda: api.calls[key]
-
-
-async def hourly(services: Services, url: str, **fields: object) -> Task:
-    spec = TaskSpec.model_validate(
-        {
-            "name": "counted",
-            "trigger": {"every": "1h", "start_at": (T0 + timedelta(hours=1)).isoformat()},
-            "steps": [{"id": "hit", "tool": "http_request", "args": {"url": url}}],
-            **fields,
-        }
-    )
-    return (await services.tasks.create(spec, owner="local")).task
-
-
-def scheduler(services: Services) -> Scheduler:
-    assert services.scheduler is not None
-    return services.scheduler
-
-
-async def claim_due(services: Services, task: Task) -> Claimed:
-    assert task.next_fire_at is not None
-    (claimed,) = await scheduler(services)._claim_batch({task.id: task.next_fire_at})
-    return claimed
-
-
-async def drain(services: Services) -> None:
-    await asyncio.gather(*services.runs.inflight.values())
-
-
-async def runs_of(services: Services, task: Task) -> list[Run]:
-    page = await services.store.list_runs(owner=None, task_id=task.id, limit=10)
-    return sorted(page.items, key=lambda r: (r.attempt, r.id))
+from tests.scheduling.conftest import (
+    LEASE_S,
+    T0,
+    claim_due,
+    drain,
+    hourly,
+    runs_of,
+    scheduler,
+)
 
 
 async def test_a_run_swept_before_its_launch_never_executes(
