@@ -117,9 +117,15 @@ class RunService:
 
     async def execute(self, task: Task, run: Run, *, progress: Progress | None = None) -> Run:
         try:
-            if not await self._still_held(run):
-                self.holdings.release(run.id)
-                return run
+            held = await self._still_held(run)
+        except asyncio.CancelledError:  # cancelled before its first step: still recorded
+            stopped = self._refused(task, run, "The run was cancelled.", RunStatus.CANCELLED)
+            await asyncio.shield(self._final(task, stopped))
+            raise
+        if not held:
+            self.holdings.release(run.id)
+            return run
+        try:
             secrets = load_secrets(secret_names(task), self.settings.secrets_file)
         except TaskloomError as exc:  # e.g. a secrets file others can read: record, never hang
             return await self._final(task, self._refused(task, run, exc.message))
@@ -163,8 +169,10 @@ class RunService:
         job.add_done_callback(lambda _: self.holdings.release(run.id))
         return await job
 
-    def _refused(self, task: Task, run: Run, error: str) -> Run:
-        """The record of a run that could not start: failed, every step skipped."""
+    def _refused(
+        self, task: Task, run: Run, error: str, status: RunStatus = RunStatus.FAILED
+    ) -> Run:
+        """The record of a run that could not start: failed (or cancelled), no step run."""
         now = self.clock.now()
         steps = [
             StepResult(id=s.id, index=i, tool=s.tool, status=StepStatus.SKIPPED)
@@ -173,7 +181,7 @@ class RunService:
         started = run.started_at or now
         return run.model_copy(
             update={
-                "status": RunStatus.FAILED,
+                "status": status,
                 "started_at": started,
                 "finished_at": now,
                 "duration_ms": int((now - started).total_seconds() * 1000),
