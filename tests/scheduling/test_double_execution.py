@@ -61,7 +61,7 @@ async def test_a_run_whose_lease_lapsed_stops_before_its_next_step(
     holdings.renewing = True  # as under a running heartbeat
     holdings.hold(run.id, clock.now())  # the lease confirmed until now, and no further
 
-    def lease() -> str | None:
+    async def lease() -> str | None:
         return None if holdings.valid(run.id, clock.now()) else "lost"
 
     final = await a.runs.runner.execute(

@@ -58,18 +58,25 @@ async def test_a_queued_retry_of_an_allow_task_starts_beside_its_running_run(
 
 
 @pytest.mark.parametrize(
-    ("holder", "lease_s", "starts"),
-    [(ME, 60, True), (ME, -1, False), (OTHER, 60, False)],
-    ids=["held", "expired", "someone-else's"],
+    ("holder", "lease_s", "swept", "starts"),
+    [
+        (ME, 60, False, True),
+        (ME, -1, False, True),
+        (ME, -1, True, False),
+        (OTHER, 60, False, False),
+    ],
+    ids=["held", "expired-but-not-swept", "swept", "someone-else's"],
 )
-async def test_a_run_starts_only_under_its_own_unexpired_lease(
-    store: Store, holder: str, lease_s: float, starts: bool
+async def test_a_run_starts_only_while_its_process_holds_it(
+    store: Store, holder: str, lease_s: float, swept: bool, starts: bool
 ) -> None:
-    """The check before a run's first step passes only for a lease that is ours and unexpired
-    in the database, and then renews it."""
+    """The check before a run's step passes only while the run is still running under this
+    process's lease (an expired one nobody swept is taken again), and renews the lease."""
     task = make_task()
     await store.add_task(task, max_per_owner=10)
     run = await running(store, task, 0, holder=holder, lease_s=lease_s)
+    if swept:
+        await Claims(store).sweep_expired(T0 + timedelta(minutes=1), _no_retry)
     until = T0 + timedelta(minutes=5)
     assert await RunRecorder(store).begin(run, holder=ME, now=T0, until=until) is starts
     stored = await store.get_run(run.id)

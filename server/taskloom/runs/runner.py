@@ -29,7 +29,7 @@ Progress = Callable[[int, int, str], Awaitable[None]]
 Persist = Callable[[Run], Awaitable[None]]
 Finish = Callable[[Run], Awaitable[Run]]
 # Why the run may not go on (its lease could not be renewed), or None while it may.
-LeaseCheck = Callable[[], str | None]
+LeaseCheck = Callable[[], Awaitable[str | None]]
 
 # A step still running after this long is shown as running in the stored run (get_run).
 PERSIST_RUNNING_AFTER_S = 0.25
@@ -134,7 +134,7 @@ class Runner:
     ) -> None:
         total = len(state.task.steps)
         for index, step in enumerate(state.task.steps):
-            lost = lease() if lease is not None else None
+            lost = await lease() if lease is not None else None
             if lost is not None:
                 state.interrupt(lost)
             if state.stopped:

@@ -117,12 +117,13 @@ class RunService:
 
     async def execute(self, task: Task, run: Run, *, progress: Progress | None = None) -> Run:
         try:
-            held = await self._still_held(run)
+            why = await self._take(run)
         except asyncio.CancelledError:  # cancelled before its first step: still recorded
             stopped = self._refused(task, run, "The run was cancelled.", RunStatus.CANCELLED)
             await asyncio.shield(self._final(task, stopped))
             raise
-        if not held:
+        if why is not None:
+            log.warning("run_not_started", run_id=run.id, reason=why)
             self.holdings.release(run.id)
             return run
         try:
@@ -136,28 +137,36 @@ class RunService:
         async def finish(final: Run) -> Run:
             return await self._final(task, final)
 
-        def lease() -> str | None:
-            return None if self.holdings.valid(run.id, self.clock.now()) else LEASE_LOST
+        async def lease() -> str | None:
+            if self.holdings.valid(run.id, self.clock.now()):
+                return None
+            why = await self._take(run)  # lapsed here: ask the database before the next step
+            if why is None:
+                return None
+            log.warning("run_lease_lost", run_id=run.id, reason=why)
+            return LEASE_LOST
 
         return await self.runner.execute(
             task, run, secrets=secrets, persist=persist, finish=finish, progress=progress,
             lease=lease,
         )  # fmt: skip
 
-    async def _still_held(self, run: Run) -> bool:
-        """Checked in the database before the first step: a run claimed earlier may have been
-        swept (and retried) by another process since; then this copy never starts."""
+    async def _take(self, run: Run) -> str | None:
+        """Confirm in the database that this process still holds the run, renewing its lease;
+        None if so, else why not. Asked before the first step (a run claimed earlier may have
+        been swept and retried by another process since: then this copy never starts), and
+        before a later step once the heartbeat has not renewed the lease in time. A lease that
+        merely expired is taken again while nobody swept the run: the check and the renewal
+        happen under the row's lock, which a sweep takes too."""
         now, until = self.clock.now(), self._lease_until()
         try:
             held = await self.recorder.begin(run, holder=self.process_id, now=now, until=until)
         except Exception as exc:
-            log.warning("run_not_started", run_id=run.id, reason=f"{type(exc).__name__}"[:100])
-            return False
+            return f"the database could not be asked ({type(exc).__name__})"
         if not held:
-            log.warning("run_not_started", run_id=run.id, reason="its lease is no longer ours")
-            return False
+            return "another process swept or cancelled it"
         self.holdings.hold(run.id, until)  # also when executed without launch (the CLI)
-        return True
+        return None
 
     async def _final(self, task: Task, run: Run) -> Run:
         """The final record, in a task of its own that shutdown can wait for (the runner shields

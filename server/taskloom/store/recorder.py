@@ -66,8 +66,9 @@ class RunRecorder:
         self._writer: asyncio.Task[None] | None = None
 
     async def begin(self, run: Run, *, holder: str, now: datetime, until: datetime) -> bool:
-        """Before a run executes: True (and its lease renewed to `until`) only if `holder`
-        still holds it, unexpired at `now`; a run swept or cancelled meanwhile never starts."""
+        """Before a run executes a step: True (and its lease renewed to `until`) only if
+        `holder` still holds it (`now` is kept for the record of when it asked); a run swept or
+        cancelled meanwhile never starts."""
         return await self._submit(_Request(run, holder, _future(), "begin", now=now, until=until))
 
     async def save_progress(self, run: Run, *, holder: str) -> bool:
@@ -269,10 +270,9 @@ def _holder(holders: dict[str, _Holder], run_id: str) -> str:
 
 
 def _valid(holder: _Holder | None, request: _Request) -> bool:
-    """Ours and unexpired: a lease that ran out may already be swept by another process."""
-    if holder is None or holder.lease_owner != request.holder or request.now is None:
-        return False
-    return holder.expires_at is not None and holder.expires_at > request.now
+    """Still running under our lease. An expired lease is taken again: no process swept the run
+    (a sweep ends it), and the sweep locks the same row, so it sees the renewed lease."""
+    return holder is not None and holder.lease_owner == request.holder
 
 
 def _aware(value: datetime | None) -> datetime | None:
