@@ -101,7 +101,7 @@ async def _stdio_until_stopped(mcp: "FastMCP", services: "Services") -> int:
     services) or SIGINT/SIGTERM comes: then the services stop here, in-flight runs get the
     grace, and the exit code is returned. Waiting for the MCP session to end instead would
     wait for the thread that blocks reading stdin, which only the client can release."""
-    signals = StopSignals(services.runs.hurry)
+    signals = StopSignals(services.runs.hurry, lambda: services.stopping)
     signals.install()
     serving = asyncio.create_task(mcp.run_stdio_async(show_banner=False))
     stop = asyncio.create_task(signals.requested.wait())

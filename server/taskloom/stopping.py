@@ -1,7 +1,8 @@
 """SIGINT and SIGTERM as a graceful stop, for `taskloom worker` and `taskloom serve` over stdio.
 
 The first signal starts the stop: no new fires, in-flight runs get TASKLOOM_SHUTDOWN_GRACE_S to
-finish, then the rest are recorded `interrupted`. A second signal hurries it: the runs still
+finish, then the rest are recorded `interrupted`. A signal that comes while a stop is already
+under way (a second one, or a client's SIGTERM after it closed stdin) hurries it: the runs still
 going are cut short at once (and recorded). Either way the process ends without a traceback.
 """
 
@@ -17,10 +18,11 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class StopSignals:
-    def __init__(self, hurry: Callable[[], None]) -> None:
+    def __init__(self, hurry: Callable[[], None], stopping: Callable[[], bool]) -> None:
         self.requested = asyncio.Event()
         self.signum = 0
         self._hurry = hurry
+        self._stopping = stopping
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def install(self) -> None:
@@ -41,10 +43,11 @@ class StopSignals:
 
     def _received(self, signum: int) -> None:
         name = signal.Signals(signum).name
-        if self.requested.is_set():
+        if self.requested.is_set() or self._stopping():
             log.warning("stop_hurried", signal=name)
             self._hurry()
-            return
-        self.signum = signum
-        log.info("stop_requested", signal=name)
-        self.requested.set()
+        else:
+            log.info("stop_requested", signal=name)
+        if not self.requested.is_set():
+            self.signum = signum
+            self.requested.set()

@@ -15,7 +15,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     """Schedule and execute tasks until SIGTERM/SIGINT (or `stop`), then drain gracefully: the
     stop ends within TASKLOOM_SHUTDOWN_GRACE_S plus a few seconds; a second signal hurries it."""
     services = build_services(settings, role="worker")
-    signals = StopSignals(services.runs.hurry)
+    signals = StopSignals(services.runs.hurry, lambda: services.stopping)
     signals.install()
     try:
         await services.start(schedule=True)
