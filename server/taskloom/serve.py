@@ -1,15 +1,24 @@
 """Running the server on a transport, with the operator's safety rules applied."""
 
+import asyncio
+import contextlib
 import ipaddress
 import os
 import signal
+import sys
 from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import structlog
 
 from taskloom.errors import TaskloomError
 from taskloom.settings import Settings
+from taskloom.stopping import StopSignals
+
+if TYPE_CHECKING:
+    from fastmcp import FastMCP
+
+    from taskloom.services import Services
 
 log = structlog.get_logger(__name__)
 
@@ -42,16 +51,22 @@ def _http_options(transport: str, host: str, port: int) -> dict[str, Any]:
     }
 
 
-def _exit(signum: int, _: FrameType | None) -> NoReturn:
-    raise SystemExit(128 + signum)
+def _stop_on_signals(services: "Services") -> None:
+    """SIGINT and SIGTERM unwind through FastMCP's lifespan, which stops our services
+    (scheduler, runs, store) within the grace. uvicorn catches the first signal itself, stops
+    serving (open connections get FastMCP's 2 s), then raises it again: it lands here, in the
+    server's own task, as SystemExit(128 + signal), which the default handlers would have turned
+    into a kill (SIGTERM) or a cancellation of every task (SIGINT). A signal during the drain
+    hurries it instead: the runs still going are cut short and recorded."""
 
+    def received(signum: int, _: FrameType | None) -> None:
+        if services.stopping:
+            services.runs.hurry()
+            return
+        raise SystemExit(128 + signum)
 
-def _exit_cleanly_on_sigterm() -> None:
-    """SIGTERM unwinds through FastMCP's lifespan, which closes our services (scheduler, runs,
-    store). Over HTTP uvicorn first stops serving, then raises the signal again, which under the
-    default handler would kill the process before that lifespan ran. Over stdio a client sends it
-    when its grace after closing stdin runs out: runs still going are cut short but recorded."""
-    signal.signal(signal.SIGTERM, _exit)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, received)
 
 
 def serve(settings: Settings, *, transport: str, host: str, port: int) -> None:
@@ -69,11 +84,41 @@ def serve(settings: Settings, *, transport: str, host: str, port: int) -> None:
         )
     services = build_services(settings)
     mcp = build_server(services, auth=auth if transport != "stdio" else None)
-    _exit_cleanly_on_sigterm()
     if transport == "stdio":
-        mcp.run(transport="stdio", show_banner=False)
+        code = asyncio.run(_stdio_until_stopped(mcp, services))
+        if code:
+            _leave(code)
         return
+    _stop_on_signals(services)
     register_http_routes(mcp, services, auth)
     options = _http_options(transport, host, port)
     log.info("serving", transport=transport, url=f"http://{host}:{port}{options['path']}")
     mcp.run(transport=transport, show_banner=False, **options)  # type: ignore[arg-type]
+
+
+async def _stdio_until_stopped(mcp: "FastMCP", services: "Services") -> int:
+    """Serve over stdio until the client closes stdin (FastMCP's lifespan then stops the
+    services) or SIGINT/SIGTERM comes: then the services stop here, in-flight runs get the
+    grace, and the exit code is returned. Waiting for the MCP session to end instead would
+    wait for the thread that blocks reading stdin, which only the client can release."""
+    signals = StopSignals(services.runs.hurry, lambda: services.stopping)
+    signals.install()
+    serving = asyncio.create_task(mcp.run_stdio_async(show_banner=False))
+    stop = asyncio.create_task(signals.requested.wait())
+    await asyncio.wait([serving, stop], return_when=asyncio.FIRST_COMPLETED)
+    if serving.done():
+        stop.cancel()
+        signals.remove()
+        serving.result()
+        return 0
+    await services.stop()
+    return signals.exit_code
+
+
+def _leave(code: int) -> NoReturn:
+    """Exit now that the services are stopped and the logs written, without joining the thread
+    still blocked reading stdin (an ordinary exit would wait for the client to write)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)

@@ -3,7 +3,7 @@
 import asyncio
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -100,6 +100,7 @@ class Services:
     tool_contexts: ToolContexts
     process_id: str
     scheduler: Scheduler | None = None
+    _stopped: "asyncio.Task[None] | None" = field(default=None, init=False, repr=False)
 
     async def start(self, *, schedule: bool = True) -> None:
         """Open the store; with `schedule` (and TASKLOOM_SCHEDULER on), fire tasks here too."""
@@ -108,8 +109,18 @@ class Services:
         if schedule and self.scheduler is not None:
             await self.scheduler.start()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopped is not None
+
     async def stop(self, grace_s: float | None = None) -> None:
-        """Stop firing, let in-flight runs finish within the grace period, record the rest."""
+        """Stop firing, let in-flight runs finish within the grace period, record the rest.
+        Called again (a signal's stop, then the MCP lifespan's), it waits for the first."""
+        if self._stopped is None:
+            self._stopped = asyncio.create_task(self._stop(grace_s), name="taskloom-stop")
+        await asyncio.shield(self._stopped)
+
+    async def _stop(self, grace_s: float | None) -> None:
         grace = self.settings.shutdown_grace_s if grace_s is None else grace_s
         if self.scheduler is not None:
             await self.scheduler.stop(grace)  # drains runs while their leases are renewed

@@ -1,29 +1,38 @@
 """`taskloom worker`: the scheduler without an MCP transport, for a user service or a server."""
 
 import asyncio
-import signal
 
 import structlog
 
 from taskloom.app import build_services
 from taskloom.settings import Settings
+from taskloom.stopping import StopSignals
 
 log = structlog.get_logger(__name__)
 
 
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
-    """Schedule and execute tasks until SIGTERM/SIGINT (or `stop`), then drain gracefully."""
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    """Schedule and execute tasks until SIGTERM/SIGINT (or `stop`), then drain gracefully: the
+    stop ends within TASKLOOM_SHUTDOWN_GRACE_S plus a few seconds; a second signal hurries it."""
     services = build_services(settings, role="worker")
-    await services.start(schedule=True)
-    log.info("worker_ready", process_id=services.process_id, database=services.store.dialect)
+    signals = StopSignals(services.runs.hurry, lambda: services.stopping)
+    signals.install()
     try:
-        await stop.wait()
+        await services.start(schedule=True)
+        log.info("worker_ready", process_id=services.process_id, database=services.store.dialect)
+        await _first(signals.requested, stop)
     finally:
         log.info("worker_stopping", grace_s=settings.shutdown_grace_s)
-        await services.stop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+        try:
+            await services.stop()
+        finally:
+            signals.remove()
+
+
+async def _first(*events: asyncio.Event | None) -> None:
+    waiters = [asyncio.ensure_future(e.wait()) for e in events if e is not None]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -1,6 +1,9 @@
 """Real `taskloom worker` processes on one database, a writer that creates tasks in-process (with
 no scheduler of its own), and `wait_until`, which polls the database instead of sleeping.
 
+For tests that must not depend on timing, `pair` gives two processes' services on one database
+with a frozen clock and no loops: a test drives their claim, launch and sweep steps itself.
+
 Downtime is simulated without waiting for it: a task is created while no worker runs, then its
 `next_fire_at` is moved into the past directly in the store (`Db.move_next_fire`), exactly as if
 the processes had been down since then.
@@ -11,9 +14,10 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,12 +26,15 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from taskloom.app import build_services
-from taskloom.clock import SystemClock
+from taskloom.clock import FrozenClock, SystemClock
 from taskloom.runs.model import Run
+from taskloom.scheduling.scheduler import Scheduler
 from taskloom.services import Services
+from taskloom.store.claims import Claimed
 from taskloom.store.tables import ProcessRow, RunRow, TaskRow
 from taskloom.tasks.model import Task, TaskSpec
 from tests.conftest import make_settings
+from tests.fixtures.api_server import ApiServer
 
 T = TypeVar("T")
 LEASE_S = 3
@@ -175,3 +182,69 @@ async def db(db_url: str, tmp_path: Path) -> AsyncIterator[Db]:
     await services.start(schedule=False)
     yield Db(services)
     await services.stop(grace_s=0)
+
+
+# -- two processes driven step by step, on a frozen clock ----------------------------------
+
+T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(T0)
+
+
+@pytest.fixture
+async def pair(
+    db_url: str, tmp_path: Path, clock: FrozenClock
+) -> AsyncIterator[tuple[Services, Services]]:
+    """Processes A and B on one database (SQLite file or PostgreSQL), store open, no loops."""
+    settings = make_settings(
+        tmp_path, database_url=db_url, lease_s=LEASE_S, http_allow_hosts="127.0.0.1"
+    )
+    both = [build_services(settings, clock, role=name) for name in ("a", "b")]
+    for services in both:
+        await services.start(schedule=False)
+    yield both[0], both[1]
+    for services in both:
+        await services.stop(grace_s=0)
+
+
+@pytest.fixture
+def counted(api: ApiServer) -> tuple[str, Callable[[], int]]:
+    """A step that counts its executions on the loopback API, and the count."""
+    key = uuid.uuid4().hex
+    return api.url(f"/count/{key}"), lambda: api.calls[key]
+
+
+async def hourly(services: Services, url: str, **fields: object) -> Task:
+    """An hourly task that hits `url`; each is named apart (names are unique per owner)."""
+    spec = TaskSpec.model_validate(
+        {
+            "name": f"counted {uuid.uuid4().hex[:8]}",
+            "trigger": {"every": "1h", "start_at": (T0 + timedelta(hours=1)).isoformat()},
+            "steps": [{"id": "hit", "tool": "http_request", "args": {"url": url}}],
+            **fields,
+        }
+    )
+    return (await services.tasks.create(spec, owner="local")).task
+
+
+def scheduler(services: Services) -> Scheduler:
+    assert services.scheduler is not None
+    return services.scheduler
+
+
+async def claim_due(services: Services, task: Task) -> Claimed:
+    assert task.next_fire_at is not None
+    (claimed,) = await scheduler(services)._claim_batch({task.id: task.next_fire_at})
+    return claimed
+
+
+async def drain(services: Services) -> None:
+    await asyncio.gather(*services.runs.inflight.values())
+
+
+async def runs_of(services: Services, task: Task) -> list[Run]:
+    page = await services.store.list_runs(owner=None, task_id=task.id, limit=10)
+    return sorted(page.items, key=lambda r: (r.attempt, r.id))

@@ -13,7 +13,7 @@ import pytest
 from taskloom.runs.model import Run, RunStatus, RunTrigger
 from tests.scheduling.conftest import Db, Workers, ago, wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 DOWNTIME_FIRES = 6
 ENDED = {RunStatus.SUCCEEDED, RunStatus.MISSED}
@@ -31,7 +31,7 @@ async def after_downtime(db: Db, workers: Workers, **policy: Any) -> tuple[list[
         done = len(runs) == DOWNTIME_FIRES and all(r.status in ENDED for r in runs)
         return runs if done else None
 
-    runs = await wait_until(settled, 40, what="the downtime's fires to be handled")
+    runs = await wait_until(settled, 150, what="the downtime's fires to be handled")
     return sorted(runs, key=lambda r: r.fire_time or start), await db.task(task.id)
 
 

@@ -8,7 +8,7 @@ import pytest
 from taskloom.runs.model import Run, RunStatus
 from tests.scheduling.conftest import LEASE_S, Db, Workers, step, wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 LONG_FIRST_ATTEMPT = step("{{ 30 if run.attempt == 1 else 0 }}")
 
@@ -16,7 +16,7 @@ LONG_FIRST_ATTEMPT = step("{{ 30 if run.attempt == 1 else 0 }}")
 async def first_run_held(db: Db, workers: Workers, count: int, **fields: object) -> tuple[Run, int]:
     """`count` workers, a one-shot task due in 2 s, and its first run once a worker holds it."""
     workers.start(count)
-    await wait_until(lambda: _alive(db, count), 30, what=f"{count} workers")
+    await wait_until(lambda: _alive(db, count), 120, what=f"{count} workers")
     at = (db.now() + timedelta(seconds=2)).isoformat()
     task = await db.create(trigger={"at": at}, **fields)
 
@@ -25,7 +25,7 @@ async def first_run_held(db: Db, workers: Workers, count: int, **fields: object)
         pid = await db.pid_holding(runs[0].id) if runs else None
         return (runs[0], pid) if pid and runs[0].status == RunStatus.RUNNING else None
 
-    return await wait_until(held, 20, what="a worker to hold the run")
+    return await wait_until(held, 60, what="a worker to hold the run")
 
 
 async def _alive(db: Db, count: int) -> bool:

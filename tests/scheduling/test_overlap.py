@@ -1,67 +1,87 @@
-"""A task firing every second whose step takes 1.5 s: the overlap policy decides what a fire does
-while the previous run is still going. Every check reads the run records afterwards."""
+"""What a fire does while the previous run of its task is still going, per overlap policy. The
+fires are claimed one after another on a frozen clock while the first run stays running, so
+nothing depends on how fast the machine is (the real-timer version of these tests failed on a
+busy machine); each step counts its executions on a loopback endpoint."""
 
-from datetime import datetime
-from itertools import combinations
+from collections.abc import Callable
+from datetime import timedelta
 
-import pytest
+from taskloom.clock import FrozenClock
+from taskloom.runs.model import RunStatus
+from taskloom.services import Services
+from taskloom.store.claims import Claimed
+from taskloom.tasks.model import Task
+from tests.scheduling.conftest import T0, drain, hourly, runs_of, scheduler
 
-from taskloom.runs.model import Run, RunStatus
-from tests.scheduling.conftest import Db, Workers, step, wait_until
-
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
-
-FIRES = 6
-
-
-async def slow_fires(db: Db, workers: Workers, overlap: str) -> list[Run]:
-    """The runs one worker records for six fires of the slow task, the worker then stopped."""
-    workers.start(1)
-    task = await db.create(trigger={"every": "1s"}, steps=[step(1.5)], overlap=overlap)
-
-    async def fired() -> bool:
-        return len(await db.runs(task.id)) >= FIRES
-
-    await wait_until(fired, 40, what=f"{FIRES} fires")
-    assert workers.stop() == [0]
-    return await db.runs(task.id)
+FIRES = 3
 
 
-def overlapping(runs: list[Run]) -> list[tuple[str, str]]:
-    """Pairs of runs that were executing at the same time."""
-    spans = [(r.id, r.started_at, r.finished_at) for r in runs if r.started_at and r.finished_at]
-    return [(a, b) for (a, s1, e1), (b, s2, e2) in combinations(spans, 2) if s1 < e2 and s2 < e1]
+async def three_fires(a: Services, clock: FrozenClock, url: str, overlap: str) -> list[Claimed]:
+    """Claims three successive fires, a second apart (within the first run's lease), of a task;
+    none of their runs is launched yet."""
+    every_second = {"every": "1s", "start_at": (T0 + timedelta(hours=1)).isoformat()}
+    task: Task = await hourly(a, url, overlap=overlap, trigger=every_second)
+    claimed: list[Claimed] = []
+    for _ in range(FIRES):
+        task = await a.tasks.get(task.id, owner=None)
+        assert task.next_fire_at is not None
+        clock.set(task.next_fire_at)
+        claimed += await scheduler(a)._claim_batch({task.id: task.next_fire_at})
+    return claimed
 
 
-def waiting(runs: list[Run]) -> list[tuple[datetime, datetime]]:
-    """From when to when each run that had to wait was queued (until the end, if never taken)."""
-    end = max(r.finished_at or r.created_at for r in runs)
-    return [
-        (r.created_at, r.started_at or end)
-        for r in runs
-        if r.status != RunStatus.SKIPPED and (r.started_at is None or r.started_at > r.created_at)
-    ]
+async def statuses(a: Services, claimed: list[Claimed]) -> list[RunStatus]:
+    return [r.status for r in await runs_of(a, claimed[0].task)]
 
 
-async def test_skip_records_a_skipped_run_and_runs_one_at_a_time(db: Db, workers: Workers) -> None:
-    """Overlap 'skip' records a skipped run for a fire that comes while a run is going."""
-    runs = await slow_fires(db, workers, "skip")
-    skipped = [r for r in runs if r.status == RunStatus.SKIPPED]
-    assert (len(skipped) >= 2, overlapping(runs)) == (True, [])
-    assert "still in progress" in (skipped[0].error or "")
+async def test_skip_records_the_fires_that_come_while_a_run_goes(
+    pair: tuple[Services, Services], clock: FrozenClock, counted: tuple[str, Callable[[], int]]
+) -> None:
+    """Overlap 'skip' records a skipped run, with the policy named, for each fire that comes
+    while a run is going."""
+    a, _ = pair
+    url, _ = counted
+    claimed = await three_fires(a, clock, url, "skip")
+    runs = await runs_of(a, claimed[0].task)
+    assert [r.status for r in runs] == [RunStatus.RUNNING, RunStatus.SKIPPED, RunStatus.SKIPPED]
+    assert "overlap policy 'skip'" in (runs[1].error or "")
 
 
-async def test_queue_keeps_at_most_one_run_waiting(db: Db, workers: Workers) -> None:
-    """Overlap 'queue' keeps one fire waiting, runs it after the previous, and skips the rest."""
-    runs = await slow_fires(db, workers, "queue")
-    spans = waiting(runs)
-    both = [(a, b) for a, b in combinations(spans, 2) if a[0] < b[1] and b[0] < a[1]]
-    assert (len(spans) >= 2, both, overlapping(runs)) == (True, [], [])
-    assert any("already waiting" in (r.error or "") for r in runs)
+async def test_queue_keeps_one_run_waiting_and_runs_it_after_the_previous(
+    pair: tuple[Services, Services], clock: FrozenClock, counted: tuple[str, Callable[[], int]]
+) -> None:
+    """Overlap 'queue' keeps one fire waiting, skips the rest, and starts the waiting one only
+    once the previous run has ended."""
+    a, _ = pair
+    url, executions = counted
+    claimed = await three_fires(a, clock, url, "queue")
+    assert await statuses(a, claimed) == [RunStatus.RUNNING, RunStatus.QUEUED, RunStatus.SKIPPED]
+    await scheduler(a)._take_queued()  # the first run is still going: the queued one waits
+    assert (await statuses(a, claimed))[1] == RunStatus.QUEUED
+    scheduler(a)._start(claimed[0])
+    await drain(a)
+    clock.set(clock.now() + timedelta(milliseconds=500))
+    await scheduler(a)._take_queued()
+    await drain(a)
+    first, second, third = await runs_of(a, claimed[0].task)
+    assert (first.status, second.status, third.status, executions()) == (
+        RunStatus.SUCCEEDED, RunStatus.SUCCEEDED, RunStatus.SKIPPED, 2,
+    )  # fmt: skip
+    assert "already waiting" in (third.error or "")
+    assert first.finished_at is not None
+    assert second.started_at is not None
+    assert second.started_at >= first.finished_at
 
 
-async def test_allow_runs_fires_concurrently(db: Db, workers: Workers) -> None:
-    """Overlap 'allow' executes each fire at once, overlapping the previous runs."""
-    runs = await slow_fires(db, workers, "allow")
-    assert {r.status for r in runs} == {RunStatus.SUCCEEDED}
-    assert len(overlapping(runs)) >= 2
+async def test_allow_runs_every_fire_at_once(
+    pair: tuple[Services, Services], clock: FrozenClock, counted: tuple[str, Callable[[], int]]
+) -> None:
+    """Overlap 'allow' starts each fire while the previous runs are still going."""
+    a, _ = pair
+    url, executions = counted
+    claimed = await three_fires(a, clock, url, "allow")
+    assert await statuses(a, claimed) == [RunStatus.RUNNING] * FIRES
+    for each in claimed:
+        scheduler(a)._start(each)
+    await drain(a)
+    assert (await statuses(a, claimed), executions()) == ([RunStatus.SUCCEEDED] * FIRES, FIRES)

@@ -29,6 +29,8 @@ log = structlog.get_logger(__name__)
 Progress = Callable[[int, int, str], Awaitable[None]]
 Persist = Callable[[Run], Awaitable[None]]
 Finish = Callable[[Run], Awaitable[Run]]
+# Why the run may not go on (its lease could not be renewed), or None while it may.
+LeaseCheck = Callable[[], Awaitable[str | None]]
 
 # A step still running after this long is shown as running in the stored run (get_run).
 PERSIST_RUNNING_AFTER_S = 0.25
@@ -102,16 +104,18 @@ class Runner:
         finish: Finish,
         progress: Progress | None = None,
         prev: Run | None = None,
+        lease: LeaseCheck | None = None,
     ) -> Run:
         """Run every step, handing progress to `persist` and the final run to `finish`; `prev`
-        is the task's previous finished run, which templates see as `prev`."""
+        is the task's previous finished run, which templates see as `prev`; before each step
+        `lease` says whether this process may still execute the run."""
         state = _RunState(task, run, self.clock.now(), secrets, prev)
         bound = structlog.contextvars.bound_contextvars(task_id=task.id, run_id=run.id)
         with bound:
             log.info("run_started", trigger=run.trigger.value, attempt=run.attempt)
             try:
                 async with asyncio.timeout(task.timeout_s):
-                    await self._steps(state, persist, progress)
+                    await self._steps(state, persist, progress, lease)
             except TimeoutError:
                 state.fail(f"The run timed out after {task.timeout_s:g} s (the task's timeout_s).")
                 state.stop_current(StepStatus.FAILED, "Stopped: the run timed out.")
@@ -124,9 +128,18 @@ class Runner:
                 log.info("run_finished", status=final.status.value, duration_ms=final.duration_ms)
         return final
 
-    async def _steps(self, state: "_RunState", persist: Persist, progress: Progress | None) -> None:
+    async def _steps(
+        self,
+        state: "_RunState",
+        persist: Persist,
+        progress: Progress | None,
+        lease: LeaseCheck | None,
+    ) -> None:
         total = len(state.task.steps)
         for index, step in enumerate(state.task.steps):
+            lost = await lease() if lease is not None else None
+            if lost is not None:
+                state.interrupt(lost)
             if state.stopped:
                 break
             if progress is not None:
@@ -322,6 +335,9 @@ class _RunState:
 
     def cancel(self, error: str) -> None:
         self.status, self.error, self.stopped = RunStatus.CANCELLED, error, True
+
+    def interrupt(self, error: str) -> None:
+        self.status, self.error, self.stopped = RunStatus.INTERRUPTED, error, True
 
     def outcome(self) -> RunStatus:
         return RunStatus.SUCCEEDED if self.status == RunStatus.RUNNING else self.status

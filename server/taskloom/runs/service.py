@@ -14,6 +14,7 @@ from taskloom.answers import RunAnswer
 from taskloom.clock import Clock
 from taskloom.errors import Conflict, InvalidInput, NotFound, TaskloomError
 from taskloom.ids import new_id
+from taskloom.runs.holdings import Holdings
 from taskloom.runs.model import Run, RunStatus, RunTrigger, StepResult, StepStatus
 from taskloom.runs.runner import Progress, Runner, StepCaller, secret_names
 from taskloom.scheduling.claims import event_run, retry_run
@@ -21,7 +22,7 @@ from taskloom.secrets import load_secrets
 from taskloom.settings import Settings
 from taskloom.store.claims import Claims
 from taskloom.store.outcome import Outcome
-from taskloom.store.recorder import RunRecorder
+from taskloom.store.recorder import RunRecorder, is_outage
 from taskloom.store.sql import Page, Store
 from taskloom.tasks.model import Step, Task, TaskSpec, TaskStatus
 from taskloom.tasks.validate import Surroundings, validate_task
@@ -30,6 +31,15 @@ log = structlog.get_logger(__name__)
 
 DRY_RUN_ID = "tsk_dry_run"
 RUN_HINT = "Call task_history to see the ids of recent runs."
+# A final record that cannot be written because the database is unreachable is retried with
+# this backoff (seconds, doubling) until it lands: the run is not executed again.
+FINAL_RETRY_FIRST_S, FINAL_RETRY_MAX_S = 0.2, 5.0
+# At shutdown, final records still being retried after the grace get this much longer.
+FINAL_WAIT_S = 5.0
+LEASE_LOST = (
+    "Interrupted: this process could not renew the run's lease in time (was the database "
+    "unreachable?), so it stopped before the next step rather than risk running it twice."
+)
 SUMMARY_PROMPT = (
     "Below is the output of a scheduled task named {name!r}. In at most two short sentences, "
     "state the key insight or change a busy person needs. No preamble.\n\n{output}"
@@ -72,6 +82,8 @@ class RunService:
         self.process_id = process_id
         self.recorder = RunRecorder(store)
         self.inflight: dict[str, asyncio.Task[Run]] = {}
+        self.holdings = Holdings()
+        self._finals: set[asyncio.Task[Run]] = set()
         self.stopping = False
 
     # -- starting runs -----------------------------------------------------------------------
@@ -114,30 +126,83 @@ class RunService:
 
     def launch(self, task: Task, run: Run, progress: Progress | None = None) -> "asyncio.Task[Run]":
         """Execute a run this process holds; it keeps going if the requesting client leaves."""
+        self.holdings.hold(run.id, run.lease_expires_at or self._lease_until())
         job = asyncio.create_task(self.execute(task, run, progress=progress), name=run.id)
         self.inflight[run.id] = job
         job.add_done_callback(lambda _: self.inflight.pop(run.id, None))
         return job
 
+    def _lease_until(self) -> datetime:
+        return self.clock.now() + timedelta(seconds=self.settings.lease_s)
+
     async def execute(self, task: Task, run: Run, *, progress: Progress | None = None) -> Run:
+        try:
+            why = await self._take(run)
+        except asyncio.CancelledError:  # cancelled before its first step: still recorded
+            stopped = self._refused(task, run, "The run was cancelled.", RunStatus.CANCELLED)
+            await asyncio.shield(self._final(task, stopped))
+            raise
+        if why is not None:
+            log.warning("run_not_started", run_id=run.id, reason=why)
+            self.holdings.release(run.id)
+            return run
         try:
             secrets = load_secrets(secret_names(task), self.settings.secrets_file)
             prev = await self.store.last_finished_run(task.id, before=run.id)
         except TaskloomError as exc:  # e.g. a secrets file others can read: record, never hang
-            return await self._finish(task, self._refused(task, run, exc.message))
+            return await self._final(task, self._refused(task, run, exc.message))
 
         async def persist(snapshot: Run) -> None:
             await self.recorder.save_progress(snapshot, holder=self.process_id)
 
         async def finish(final: Run) -> Run:
-            return await self._finish(task, final)
+            return await self._final(task, final)
+
+        async def lease() -> str | None:
+            if self.holdings.valid(run.id, self.clock.now()):
+                return None
+            why = await self._take(run)  # lapsed here: ask the database before the next step
+            if why is None:
+                return None
+            log.warning("run_lease_lost", run_id=run.id, reason=why)
+            return LEASE_LOST
 
         return await self.runner.execute(
-            task, run, secrets=secrets, persist=persist, finish=finish, progress=progress, prev=prev
-        )
+            task, run, secrets=secrets, persist=persist, finish=finish, progress=progress,
+            prev=prev, lease=lease,
+        )  # fmt: skip
 
-    def _refused(self, task: Task, run: Run, error: str) -> Run:
-        """The record of a run that could not start: failed, every step skipped."""
+    async def _take(self, run: Run) -> str | None:
+        """Confirm in the database that this process still holds the run, renewing its lease;
+        None if so, else why not. Asked before the first step (a run claimed earlier may have
+        been swept and retried by another process since: then this copy never starts), and
+        before a later step once the heartbeat has not renewed the lease in time. A lease that
+        merely expired is taken again while nobody swept the run: the check and the renewal
+        happen under the row's lock, which a sweep takes too."""
+        now, until = self.clock.now(), self._lease_until()
+        try:
+            held = await self.recorder.begin(run, holder=self.process_id, now=now, until=until)
+        except Exception as exc:
+            return f"the database could not be asked ({type(exc).__name__})"
+        if not held:
+            return "another process swept or cancelled it"
+        self.holdings.hold(run.id, until)  # also when executed without launch (the CLI)
+        return None
+
+    async def _final(self, task: Task, run: Run) -> Run:
+        """The final record, in a task of its own that shutdown can wait for (the runner shields
+        it from the run's cancellation)."""
+        self.holdings.finishing(run.id)
+        job = asyncio.create_task(self._finish(task, run), name=f"{run.id}-final")
+        self._finals.add(job)
+        job.add_done_callback(self._finals.discard)
+        job.add_done_callback(lambda _: self.holdings.release(run.id))
+        return await job
+
+    def _refused(
+        self, task: Task, run: Run, error: str, status: RunStatus = RunStatus.FAILED
+    ) -> Run:
+        """The record of a run that could not start: failed (or cancelled), no step run."""
         now = self.clock.now()
         steps = [
             StepResult(id=s.id, index=i, tool=s.tool, status=StepStatus.SKIPPED)
@@ -146,7 +211,7 @@ class RunService:
         started = run.started_at or now
         return run.model_copy(
             update={
-                "status": RunStatus.FAILED,
+                "status": status,
                 "started_at": started,
                 "finished_at": now,
                 "duration_ms": int((now - started).total_seconds() * 1000),
@@ -168,9 +233,7 @@ class RunService:
             run = run.model_copy(update={"summary": await self._summarise(task, run)})
         outcome = Outcome(pause_on_failure=task.pause_on_failure, max_runs=task.max_runs)
         again = retry_run(task, run, self.clock.now()) if task.id != DRY_RUN_ID else None
-        recorded = await self.recorder.finish(
-            run, holder=self.process_id, outcome=outcome, follow_up=again
-        )
+        recorded = await self._record_final(run, outcome, again)
         if again is not None and recorded:
             log.info("run_retry_queued", run_id=again.id, attempt=again.attempt)
         if not recorded:
@@ -178,6 +241,26 @@ class RunService:
             return run
         await self._notify(task, run)
         return run
+
+    async def _record_final(self, run: Run, outcome: Outcome, again: Run | None) -> bool:
+        """Write the final record, retried with backoff while the database is unreachable, for
+        as long as this process still holds the run (the heartbeat keeps renewing it meanwhile),
+        so a finished run is recorded once and never executed again because a write failed."""
+        delay, failures = FINAL_RETRY_FIRST_S, 0
+        while True:
+            try:
+                return await self.recorder.finish(
+                    run, holder=self.process_id, outcome=outcome, follow_up=again
+                )
+            except Exception as exc:
+                if not is_outage(exc):
+                    log.error("run_final_write_failed", run_id=run.id, error=str(exc)[:300])
+                    return False
+                failures += 1
+                if failures == 1:
+                    log.warning("run_final_write_retrying", run_id=run.id, error=str(exc)[:200])
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, FINAL_RETRY_MAX_S)
 
     # -- events ------------------------------------------------------------------------------
 
@@ -280,8 +363,17 @@ class RunService:
     def abandon(self, run_id: str) -> None:
         """Another process took this run (cancelled it, or swept it after our lease lapsed):
         stop working on it; its record stays as they left it."""
+        if not self.holdings.executing(run_id):
+            return  # its final record is being written: that write finds out for itself
+        log.info("run_lost_lease", run_id=run_id)
         job = self.inflight.get(run_id)
         if job is not None:
+            job.cancel()
+
+    def hurry(self) -> None:
+        """Cut the runs still going short now (a second stop signal): recorded interrupted."""
+        self.stopping = True
+        for job in list(self.inflight.values()):
             job.cancel()
 
     async def shutdown(self, grace_s: float) -> None:
@@ -290,15 +382,28 @@ class RunService:
         # timeout below, or a signal that cuts the drain short).
         self.stopping = True
         jobs = list(self.inflight.values())
-        if not jobs:
+        if jobs:
+            log.info("runs_draining", in_flight=len(jobs), grace_s=grace_s)
+            _, pending = await asyncio.wait(jobs, timeout=grace_s)
+            for job in pending:
+                job.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=FINAL_WAIT_S)
+            log.info("runs_drained", finished=len(jobs) - len(pending), cancelled=len(pending))
+        await self._settle_finals()
+
+    async def _settle_finals(self) -> None:
+        """Final records still retried (the database unreachable) get FINAL_WAIT_S more; then
+        they are given up: the runs stay `running` until another process sweeps them."""
+        finals = list(self._finals)
+        if not finals:
             return
-        log.info("runs_draining", in_flight=len(jobs), grace_s=grace_s)
-        _, pending = await asyncio.wait(jobs, timeout=grace_s)
+        _, pending = await asyncio.wait(finals, timeout=FINAL_WAIT_S)
         for job in pending:
             job.cancel()
+            log.warning("run_final_write_abandoned", run=job.get_name())
         if pending:
-            await asyncio.wait(pending, timeout=10)
-        log.info("runs_drained", finished=len(jobs) - len(pending), cancelled=len(pending))
+            await asyncio.wait(pending, timeout=1)
 
     # -- after a run -------------------------------------------------------------------------
 

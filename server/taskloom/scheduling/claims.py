@@ -15,11 +15,25 @@ from taskloom.runs.runner import backoff_delay
 from taskloom.scheduling import triggers
 from taskloom.tasks.model import CronTrigger, IntervalTrigger, OnceTrigger, Task
 
-ON_TIME_GRACE = timedelta(seconds=60)
+# A fire claimed at most this late is on time (the timer and the claim take a moment); an older
+# one was missed, and the catch-up policy decides about it. A catch-up window shorter than this
+# shortens it too.
+ON_TIME_GRACE = timedelta(seconds=5)
 EARLY_TOLERANCE = timedelta(milliseconds=100)
 CATCHUP_BOUND = 100
+# Fires beyond the catch-up bound are counted for their summary row up to this many (a cron is
+# counted by walking it; an interval by arithmetic, whatever the number).
+COUNT_CAP = 10_000
+NO_PROCESS = "no Taskloom process was running at this time"
 
 NewRun = Callable[[RunTrigger, datetime, RunStatus], Run]
+# Why a fire was not claimed at its time when something is known (e.g. the database was
+# unreachable then); None: no process was running.
+LateReason = Callable[[datetime], str | None]
+
+
+def _no_known_cause(_: datetime) -> str | None:
+    return None
 
 
 @dataclass
@@ -27,7 +41,9 @@ class FirePlan:
     runs: list[Run] = field(default_factory=list)
     next_fire_at: datetime | None = None
     finished: bool = False
-    truncated: bool = False  # more fires were due than the catch-up bound; the oldest are left out
+    # more fires were due than the catch-up bound: the oldest are accounted for by one summary
+    # row (status missed, output.missed_fires = {count, first, last}) instead of a row each
+    truncated: bool = False
 
     @property
     def to_start(self) -> list[Run]:
@@ -42,6 +58,15 @@ class _Slots:
     queued: int
 
 
+@dataclass(frozen=True)
+class _Due:
+    """The due fires a plan decides about, and the older ones beyond the catch-up bound."""
+
+    fires: list[datetime]
+    omitted_first: datetime | None = None
+    omitted_last: datetime | None = None
+
+
 def plan_fire(
     task: Task,
     now: datetime,
@@ -51,26 +76,40 @@ def plan_fire(
     new_run: NewRun,
     grace: timedelta = ON_TIME_GRACE,
     bound: int = CATCHUP_BOUND,
+    why_late: LateReason = _no_known_cause,
 ) -> FirePlan:
-    """Runs to record for the fires due by `now`, and the task's next fire time.
+    """Runs to record for the fires due by `now`, and the task's next fire time. Every due fire
+    gets a row (run, queued, skipped or missed with the reason), or, beyond the catch-up bound,
+    is counted in one summary row.
 
     Fires at most `grace` old are on time, each under the overlap policy (a claim that runs late
-    finds several). When an older one is due, no process was running then: the catch-up policy
-    decides over the most recent `bound` due fires."""
-    due, truncated = _due_fires(task, now, bound)
-    plan = FirePlan(truncated=truncated)
+    finds several). When an older one is due, it was missed (no process was running, or
+    `why_late` knows why): the catch-up policy decides over the most recent `bound` due fires."""
+    due = _due_fires(task, now, bound)
+    grace = _grace(task, grace)
+    plan = FirePlan(truncated=due.omitted_first is not None)
+    if due.omitted_first is not None and due.omitted_last is not None:
+        plan.runs.append(_beyond_bound(task, due, new_run, bound, why_late))
     slots = _Slots(busy, queued)
-    if any(now - fire > grace for fire in due):
-        plan.runs = _catch_up(task, due, now, slots, new_run, grace)
+    if any(now - fire > grace for fire in due.fires):
+        plan.runs += _catch_up(task, due.fires, now, slots, new_run, grace, why_late)
     else:
-        plan.runs = [_start(task, f, RunTrigger.SCHEDULE, slots, new_run) for f in due]
-    plan.next_fire_at, plan.finished = _next(task, max([now, *due]))
+        plan.runs += [
+            _start(task, f, RunTrigger.SCHEDULE, slots, new_run, why_late(f)) for f in due.fires
+        ]
+    plan.next_fire_at, plan.finished = _next(task, max([now, *due.fires]))
     return plan
 
 
-def _due_fires(task: Task, now: datetime, bound: int) -> tuple[list[datetime], bool]:
+def _grace(task: Task, grace: timedelta) -> timedelta:
+    if task.catchup_window_s:
+        return min(grace, timedelta(seconds=task.catchup_window_s))
+    return grace
+
+
+def _due_fires(task: Task, now: datetime, bound: int) -> _Due:
     if task.trigger is None or task.next_fire_at is None:
-        return [], False
+        return _Due([])
     start = task.next_fire_at - timedelta(microseconds=1)
     end = now + EARLY_TOLERANCE
     if task.end_at is not None:
@@ -78,7 +117,43 @@ def _due_fires(task: Task, now: datetime, bound: int) -> tuple[list[datetime], b
     due = triggers.fires_between(
         task.trigger, start=start, end=end, tz=task.timezone, anchor=task.anchor, limit=bound + 1
     )
-    return due[-bound:], len(due) > bound
+    if len(due) <= bound:
+        return _Due(due)
+    first = triggers.next_fire_time(task.trigger, after=start, tz=task.timezone, anchor=task.anchor)
+    return _Due(due[1:], omitted_first=first, omitted_last=due[0])
+
+
+def _beyond_bound(task: Task, due: _Due, new_run: NewRun, bound: int, why_late: LateReason) -> Run:
+    """One missed row for every fire older than the bound: the count and the range, so each due
+    fire is either a row of its own or inside this row's [first, last]."""
+    first, last = due.omitted_first, due.omitted_last
+    assert first is not None
+    assert last is not None
+    count = triggers.count_fires(
+        task.trigger,
+        start=first - timedelta(microseconds=1),
+        end=last,
+        tz=task.timezone,
+        anchor=task.anchor,
+        cap=COUNT_CAP,
+    )
+    run = new_run(RunTrigger.CATCHUP, first, RunStatus.MISSED)
+    shown = f"{count} fires" if count is not None else f"more than {COUNT_CAP} fires"
+    return run.model_copy(
+        update={
+            "finished_at": run.created_at,
+            "output": {
+                "missed_fires": {
+                    "count": count,
+                    "first": first.isoformat(),
+                    "last": last.isoformat(),
+                }
+            },
+            "error": f"Missed: {shown} from {first.isoformat()} to {last.isoformat()} "
+            f"({why_late(last) or NO_PROCESS}); they are older than the {bound} most recent "
+            "due fires the catch-up policy considers, so this one row records them all.",
+        }
+    )
 
 
 def _catch_up(
@@ -88,64 +163,76 @@ def _catch_up(
     slots: _Slots,
     new_run: NewRun,
     grace: timedelta,
+    why_late: LateReason,
 ) -> list[Run]:
     """Missed runs for the fires the policy leaves out; the chosen ones as one chain, oldest
     first: the first under the overlap policy, the rest queued behind it."""
     window = timedelta(seconds=task.catchup_window_s or 0)
-    eligible = [f for f in due if not window or now - f <= max(window, grace)]
-    chosen = {
-        "skip": [f for f in due if now - f <= grace],
-        "latest": eligible[-1:],
-        "all": eligible,
-    }[task.catchup]
-    runs = [_missed(task, f, new_run, in_window=f in eligible) for f in due if f not in chosen]
+    on_time = [f for f in due if now - f <= grace]
+    eligible = [f for f in due if not window or now - f <= window or f in on_time]
+    chosen = {"skip": on_time, "latest": eligible[-1:], "all": eligible}[task.catchup]
+    runs = [
+        _missed(task, f, new_run, in_window=f in eligible, why=why_late(f))
+        for f in due
+        if f not in chosen
+    ]
     for i, fire in enumerate(chosen):
-        kind = RunTrigger.SCHEDULE if now - fire <= grace else RunTrigger.CATCHUP
+        kind = RunTrigger.SCHEDULE if fire in on_time else RunTrigger.CATCHUP
         if i > 0:
             runs.append(new_run(kind, fire, RunStatus.QUEUED))
         else:
-            runs.append(_start(task, fire, kind, slots, new_run))
+            runs.append(_start(task, fire, kind, slots, new_run, why_late(fire)))
     return runs
 
 
 def event_run(task: Task, now: datetime, *, busy: int, queued: int, new_run: NewRun) -> Run:
     """The run an event starts for a listening task, under its overlap policy."""
-    return _start(task, now, RunTrigger.EVENT, _Slots(busy, queued), new_run)
+    return _start(task, now, RunTrigger.EVENT, _Slots(busy, queued), new_run, None)
 
 
-def _start(task: Task, fire: datetime, kind: RunTrigger, slots: _Slots, new_run: NewRun) -> Run:
-    """A run for this fire under the overlap policy: started, queued, or recorded as skipped."""
+def _start(
+    task: Task,
+    fire: datetime,
+    kind: RunTrigger,
+    slots: _Slots,
+    new_run: NewRun,
+    late: str | None,
+) -> Run:
+    """A run for this fire under the overlap policy: started, queued, or recorded as skipped
+    (as missed, with the cause, when the fire could not be claimed at its time: the overlap is
+    then an effect of that cause, not the reason)."""
     if slots.busy == 0 or task.overlap == "allow":
         slots.busy += 1
         return new_run(kind, fire, RunStatus.RUNNING)
     if task.overlap == "queue" and slots.queued == 0:
         slots.queued += 1
         return new_run(kind, fire, RunStatus.QUEUED)
+    if late is not None:
+        return _finished(new_run(kind, fire, RunStatus.MISSED), f"Missed: {late}.")
     run = new_run(kind, fire, RunStatus.SKIPPED)
     reason = "a run is already waiting" if task.overlap == "queue" else "the previous run"
-    return run.model_copy(
-        update={
-            "finished_at": run.created_at,
-            "error": f"Skipped: {reason} was still in progress (overlap policy "
-            f"{task.overlap!r}; use 'queue' or 'allow' to run fires that overlap).",
-        }
+    return _finished(
+        run,
+        f"Skipped: {reason} was still in progress (overlap policy "
+        f"{task.overlap!r}; use 'queue' or 'allow' to run fires that overlap).",
     )
 
 
-def _missed(task: Task, fire: datetime, new_run: NewRun, *, in_window: bool) -> Run:
+def _missed(
+    task: Task, fire: datetime, new_run: NewRun, *, in_window: bool, why: str | None
+) -> Run:
     run = new_run(RunTrigger.CATCHUP, fire, RunStatus.MISSED)
     if not in_window:
-        why = f"it is older than the catch-up window ({task.catchup_window_s} s)"
+        policy = f"it is older than the catch-up window ({task.catchup_window_s} s)"
     elif task.catchup == "skip":
-        why = "the catch-up policy is 'skip'"
+        policy = "the catch-up policy is 'skip'"
     else:
-        why = "the catch-up policy 'latest' runs only the most recent missed fire"
-    return run.model_copy(
-        update={
-            "finished_at": run.created_at,
-            "error": f"Missed: no Taskloom process was running at this time, and {why}.",
-        }
-    )
+        policy = "the catch-up policy 'latest' runs only the most recent missed fire"
+    return _finished(run, f"Missed: {why or NO_PROCESS}, and {policy}.")
+
+
+def _finished(run: Run, error: str) -> Run:
+    return run.model_copy(update={"finished_at": run.created_at, "error": error})
 
 
 def _next(task: Task, after: datetime) -> tuple[datetime | None, bool]:

@@ -8,6 +8,12 @@ Around the timer: a revision poll that rebuilds it when another process changes 
 loop that takes queued runs (retries, catch-up, overlap 'queue'), and a heartbeat that renews this
 process's leases and sweeps runs whose process died. At stop the heartbeat outlives the others
 until in-flight runs have drained, so a graceful shutdown never looks like a dead process.
+
+A claimed run is launched as soon as its batch's claim commits (never after later batches), and
+checks in the database that its lease is still ours before its first step (`RunService`), so a
+run swept meanwhile by another process is never executed a second time. Every loop ends when
+`stop()` says so, whether or not a cancellation reaches it, and every wait in `stop()` is
+bounded: a stop ends within the shutdown grace plus a few seconds.
 """
 
 import asyncio
@@ -25,13 +31,21 @@ from taskloom.clock import Clock
 from taskloom.runs.model import Run, RunStatus, RunTrigger
 from taskloom.runs.service import RunService
 from taskloom.scheduling.claims import FirePlan, plan_fire, retry_run
+from taskloom.scheduling.outage import Outage
 from taskloom.store.claims import Claimed, Claims, ProcessInfo
+from taskloom.store.recorder import is_outage
 from taskloom.store.sql import Store
 from taskloom.tasks.model import Task
 
 log = structlog.get_logger(__name__)
 
+# Bounds of the waits in stop(): a claim in flight, a loop that ignores its cancellation (it
+# still ends at its next turn), the process row's removal.
 CLAIM_WAIT_S = 10.0
+LOOP_STOP_S = 5.0
+FORGET_WAIT_S = 5.0
+# A process row whose heartbeat is this many leases old belongs to a process that was killed.
+DEAD_AFTER_LEASES = 10
 
 
 @dataclass(frozen=True)
@@ -72,25 +86,30 @@ class Scheduler:
         self._wake_queue = asyncio.Event()
         self._revision = -1
         self._stopping = False
+        self._closing = False  # the heartbeat's own stop, after the drain
+        self.outage = Outage(clock.now())
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
         self.started_at = self.clock.now()
-        self._stopping = False
+        self._stopping = self._closing = False
         self._aps = AsyncIOScheduler(
             timezone=UTC,
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
         )
         self._aps.start()
         await self._heartbeat_once()
+        self.runs.holdings.renewing = True
         await self.rebuild()
         self._loops = {
             "revision_poll": self._loop("revision_poll", self.timing.poll_s, self._poll_revision),
             "queue": self._loop(
                 "queue", self.timing.poll_s, self._take_queued, wake=self._wake_queue
             ),
-            "heartbeat": self._loop("heartbeat", self.timing.heartbeat_s, self._heartbeat_once),
+            "heartbeat": self._loop(
+                "heartbeat", self.timing.heartbeat_s, self._heartbeat_once, last=True
+            ),
         }
         log.info("scheduler_started", process_id=self.process_id, role=self.role)
 
@@ -99,20 +118,40 @@ class Scheduler:
         (default TASKLOOM_SHUTDOWN_GRACE_S) while their leases are still renewed, so no other
         process sweeps them meanwhile; then leave the process registry."""
         self._stopping = True
-        if self._aps is not None:
-            self._aps.shutdown(wait=False)
-            self._aps = None
+        await self._stop_timer()
         heartbeat = self._loops.pop("heartbeat", None)
         await _cancel(list(self._loops.values()))
         self._loops = {}
-        if self._drain is not None:  # a claim in flight: let it commit and launch its runs
-            await asyncio.wait([self._drain], timeout=CLAIM_WAIT_S)
+        await self._finish_claim()
         grace = self.runs.settings.shutdown_grace_s if grace_s is None else grace_s
         await self.runs.shutdown(grace)
+        self._closing = True
         await _cancel([heartbeat] if heartbeat else [])
-        with contextlib.suppress(Exception):
-            await self.claims.forget_process(self.process_id)
+        try:
+            async with asyncio.timeout(FORGET_WAIT_S):
+                await self.claims.forget_process(self.process_id)
+        except Exception as exc:  # swept later as a dead process row
+            log.info("process_row_left", error=f"{type(exc).__name__}"[:100])
         log.info("scheduler_stopped", process_id=self.process_id)
+
+    async def _stop_timer(self) -> None:
+        """Timer jobs APScheduler already handed to its executor finish first (at once: they
+        only note the fire, and nothing once stopping); its shutdown would cancel them and log
+        each as a failed job, an error line at every graceful stop."""
+        if self._aps is None:
+            return
+        aps, self._aps = self._aps, None
+        aps.pause()
+        await asyncio.sleep(0)  # one turn of the loop: the handed-over jobs complete
+        aps.shutdown(wait=False)
+
+    async def _finish_claim(self) -> None:
+        """A claim in flight may commit and launch its runs (they then drain like the others);
+        one that hangs (the database unreachable) is cancelled, and its fires stay due."""
+        if self._drain is None or self._drain.done():
+            return
+        _, pending = await asyncio.wait([self._drain], timeout=CLAIM_WAIT_S)
+        await _cancel(list(pending))
 
     def _loop(
         self,
@@ -120,21 +159,32 @@ class Scheduler:
         every_s: float,
         body: Callable[[], Awaitable[None]],
         wake: asyncio.Event | None = None,
+        *,
+        last: bool = False,
     ) -> "asyncio.Task[None]":
+        """Run `body` every `every_s` (sooner when `wake` is set) until stop() says so: checked
+        at every turn, so the loop ends even when a cancellation is lost (asyncio.wait_for of
+        Python 3.11 swallows one that arrives as the awaited event is set)."""
+
+        def going() -> bool:
+            return not (self._closing if last else self._stopping)
+
         async def forever() -> None:
-            while True:
-                if wake is None:
-                    await asyncio.sleep(every_s)
-                else:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(wake.wait(), every_s)
-                    wake.clear()
-                try:
-                    await body()
-                except Exception as exc:
-                    log.warning("scheduler_loop_error", loop=name, error=str(exc)[:300])
+            while going():
+                await _pause(every_s, wake)
+                if going():
+                    await self._guarded(name, body)
 
         return asyncio.create_task(forever(), name=f"taskloom-{name}")
+
+    async def _guarded(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await body()
+        except Exception as exc:
+            if is_outage(exc):
+                self.outage.failed(name, exc)
+            else:
+                log.warning("scheduler_loop_error", loop=name, error=str(exc)[:300])
 
     # -- the timer ---------------------------------------------------------------------------
 
@@ -171,7 +221,9 @@ class Scheduler:
         self._set_timer(task_id, task.next_fire_at if task is not None else None)
 
     async def _poll_revision(self) -> None:
-        if await self.store.tasks_revision() != self._revision:
+        revision = await self.store.tasks_revision()
+        self.outage.succeeded(self.clock.now())
+        if revision != self._revision:
             await self.rebuild()
 
     async def _timer_went_off(self, task_id: str, at: datetime) -> None:
@@ -195,32 +247,31 @@ class Scheduler:
         return self.timing.max_concurrent_runs - len(self.runs.inflight)
 
     async def _claim_pending(self) -> None:
-        """Claim every pending batch that fits this process's free capacity, then launch the
-        runs: in a burst the claims do not queue behind the first batch's run records, and a
-        burst bigger than one process's capacity is left for other processes to share."""
+        """Claim pending fires in batches that fit this process's free capacity, and launch each
+        batch's runs as soon as its claim commits: a claimed run never waits for later claims
+        (unlaunched, it would wait with its lease unrenewed), and a burst bigger than one
+        process's capacity is left for other processes to share."""
         while self._pending and not self._stopping and self._room() > 0:
-            claimed: list[Claimed] = []
-            planned = 0
-            while self._pending and not self._stopping and self._room() > planned:
-                size = min(self.timing.batch, self._room() - planned)
-                batch = dict(list(self._pending.items())[:size])
-                for task_id in batch:
-                    del self._pending[task_id]
-                got = await self._claim_batch(batch)
-                claimed += got
-                planned += sum(len(c.plan.to_start) for c in got)
-            for each in claimed:
-                self._start(each)
+            size = min(self.timing.batch, self._room())
+            batch = dict(list(self._pending.items())[:size])
+            for task_id in batch:
+                del self._pending[task_id]
+            for claimed in await self._claim_batch(batch):
+                self._start(claimed)
 
     async def _claim_batch(self, batch: dict[str, datetime]) -> list[Claimed]:
         now = self.clock.now()
         try:
             claimed = await self.claims.claim_fires(batch, self._planner(now))
         except Exception as exc:
-            log.warning("claim_failed", error=str(exc)[:300], fires=len(batch))
+            if is_outage(exc):
+                self.outage.failed("claim", exc)
+            else:
+                log.warning("claim_failed", error=str(exc)[:300], fires=len(batch))
             for task_id, at in batch.items():
                 self._set_timer(task_id, max(at, now) + timedelta(seconds=self.timing.poll_s))
             return []
+        self.outage.succeeded(now)
         mine: list[Claimed] = []
         for task_id in batch:
             got = claimed.get(task_id)
@@ -233,7 +284,14 @@ class Scheduler:
 
     def _planner(self, now: datetime) -> Callable[[Task, int, int], FirePlan]:
         def plan(task: Task, busy: int, queued: int) -> FirePlan:
-            return plan_fire(task, now, busy=busy, queued=queued, new_run=self._run_factory(task))
+            return plan_fire(
+                task,
+                now,
+                busy=busy,
+                queued=queued,
+                new_run=self._run_factory(task),
+                why_late=self.outage.reason,
+            )
 
         return plan
 
@@ -246,7 +304,7 @@ class Scheduler:
     def _start(self, claimed: Claimed) -> None:
         task, plan = claimed.task, claimed.plan
         if plan.truncated:
-            log.warning("catchup_truncated", task_id=task.id, kept=len(plan.runs))
+            log.warning("catchup_truncated", task_id=task.id, recorded=len(plan.runs))
         for run in plan.runs:
             log.info("fire_claimed", task_id=task.id, run_id=run.id, status=run.status)
         for run in plan.to_start:
@@ -276,19 +334,26 @@ class Scheduler:
             self._launch(task, run)
 
     async def _heartbeat_once(self) -> None:
+        """Renew the leases of every run this process holds (executing, or writing its final
+        record), stop the ones it lost, sweep other processes' expired runs, and forget the
+        process rows of long-dead processes."""
         now = self.clock.now()
         await self.claims.heartbeat(self._process_info(now))
+        self.outage.succeeded(now)
         until = now + timedelta(seconds=self.timing.lease_s)
-        mine = list(self.runs.inflight)
-        held = await self.claims.renew_leases(self.process_id, mine, until)
-        for run_id in set(mine) - held:
-            log.info("run_lost_lease", run_id=run_id)
-            self.runs.abandon(run_id)
+        mine = self.runs.holdings.ids()
+        held = await self.claims.renew_leases(self.process_id, sorted(mine), until)
+        self.runs.holdings.renewed(held, until)
+        for run_id in mine - held:
+            self.runs.abandon(run_id)  # logs run_lost_lease only if it was still executing
         swept = await self.claims.sweep_expired(now, lambda t, r: retry_run(t, r, now))
         for run in swept:
             log.warning("run_interrupted", run_id=run.id, task_id=run.task_id)
         if swept:
             self._wake_queue.set()
+        dead = now - timedelta(seconds=DEAD_AFTER_LEASES * self.timing.lease_s)
+        for process_id in await self.claims.forget_dead(dead):
+            log.info("dead_process_forgotten", process=process_id)
 
     def _process_info(self, now: datetime) -> ProcessInfo:
         return ProcessInfo(
@@ -305,7 +370,26 @@ def _may_queue(task: Task) -> bool:
     return task.overlap == "queue" or task.catchup == "all" or task.retry.attempts > 1
 
 
+async def _pause(every_s: float, wake: asyncio.Event | None) -> None:
+    """Sleep `every_s`, or until `wake` is set."""
+    if wake is None:
+        await asyncio.sleep(every_s)
+        return
+    waiter = asyncio.ensure_future(wake.wait())
+    try:
+        await asyncio.wait([waiter], timeout=every_s)
+    finally:
+        waiter.cancel()
+    wake.clear()
+
+
 async def _cancel(tasks: "list[asyncio.Task[None]]") -> None:
+    """Cancel and wait, bounded: a loop that lost its cancellation ends at its next turn."""
     for task in tasks:
         task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    if not tasks:
+        return
+    done, _ = await asyncio.wait(tasks, timeout=LOOP_STOP_S)
+    for task in done:
+        if not task.cancelled():
+            task.exception()  # retrieved: never "Task exception was never retrieved"

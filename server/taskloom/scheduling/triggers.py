@@ -176,6 +176,29 @@ def fires_between(
     return []
 
 
+def count_fires(
+    trigger: Trigger | None, *, start: datetime, end: datetime, tz: str, anchor: datetime, cap: int
+) -> int | None:
+    """How many fires fall in (start, end]; None when a cron has more than `cap` of them (a cron
+    is counted by walking its fires, an interval by arithmetic)."""
+    _require_aware(start=start, end=end, anchor=anchor)
+    if end <= start:
+        return 0
+    if isinstance(trigger, IntervalTrigger):
+        every, origin = _interval(trigger), trigger.start_at or anchor
+        if end < origin:
+            return 0
+        first = 0 if start < origin else (start - origin) // every + 1
+        return max(0, (end - origin) // every - first + 1)
+    count, fire = 0, start
+    while count <= cap:
+        nxt = next_fire_time(trigger, after=fire, tz=tz, anchor=anchor)
+        if nxt is None or nxt > end:
+            return count
+        count, fire = count + 1, nxt
+    return None
+
+
 def _require_aware(**instants: datetime) -> None:
     for name, value in instants.items():
         if value.tzinfo is None or value.utcoffset() is None:

@@ -2,7 +2,9 @@
 renew and sweep leases, and the process registry.
 
 Each runs in one write transaction (`BEGIN IMMEDIATE` on SQLite; row locks on PostgreSQL), so two
-processes that race for the same fire or the same queued run cannot both win.
+processes that race for the same fire or the same queued run cannot both win. On PostgreSQL every
+transaction that locks rows takes them in one order: tasks by id, then runs by id (the recorder
+too), so claims, sweeps and final records never deadlock.
 """
 
 from collections.abc import Callable, Sequence
@@ -10,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import delete, func, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -142,15 +144,17 @@ class Claims:
     async def claim_queued(
         self, holder: str, now: datetime, lease_until: datetime, limit: int
     ) -> list[tuple[Task, Run]]:
-        """Take up to `limit` queued runs that are due, oldest first, for tasks with no run
-        going: at most one per task. Their tasks are locked (in id order, as in claim_fires)
-        while that is checked, so a fire or another process cannot start one meanwhile."""
+        """Take up to `limit` queued runs that are due, oldest first: at most one per task with
+        no run going, as many as due for an `overlap: allow` task (its retries must not wait for
+        its other runs). Their tasks are locked first (in id order, as in claim_fires), then the
+        runs, so a fire or another process cannot start one meanwhile."""
         if not await self._any_queued(now):  # the idle poll stays a read: no write lock
             return []
         claimed: list[tuple[Task, Run]] = []
         async with self.store.write() as s:
-            candidates = (await s.exec(self._queued(now, limit))).all()
-            tasks = await self._lock_tasks(s, {row.task_id for row in candidates})
+            found = (await s.exec(self._queued(now, limit))).all()
+            tasks = await self._lock_tasks(s, {task_id for _, task_id in found})
+            candidates = await self._lock_queued(s, [run_id for run_id, _ in found])
             busy = await self._running_tasks(s, list(tasks))
             for row in candidates:
                 task_row = tasks.get(row.task_id)
@@ -158,9 +162,11 @@ class Claims:
                 if task_row is None or task_row.status == TaskStatus.PAUSED.value:
                     _cancel_unstartable(row, task_row, now)
                     continue
-                if row.task_id in busy:
+                one_at_a_time = task_row.spec.get("overlap") != "allow"
+                if one_at_a_time and row.task_id in busy:
                     continue
-                busy.add(row.task_id)
+                if one_at_a_time:
+                    busy.add(row.task_id)
                 row.status, row.lease_owner = RunStatus.RUNNING.value, holder
                 row.lease_expires_at, row.started_at = lease_until, now
                 task_row.last_attempt_at = now
@@ -168,18 +174,33 @@ class Claims:
         return claimed
 
     def _queued(self, now: datetime, limit: int) -> Any:
+        """(run id, task id) of the due queued runs a process may start, oldest first."""
         busy_tasks = select(RunRow.task_id).where(RunRow.status == RunStatus.RUNNING.value)
-        query = (
-            select(RunRow)
+        allow = select(TaskRow.id).where(TaskRow.spec["overlap"].as_string() == "allow")
+        return (
+            select(RunRow.id, RunRow.task_id)
             .where(RunRow.status == RunStatus.QUEUED.value)
             .where((col(RunRow.not_before).is_(None)) | (col(RunRow.not_before) <= now))
-            .where(col(RunRow.task_id).not_in(busy_tasks))
+            .where(or_(col(RunRow.task_id).not_in(busy_tasks), col(RunRow.task_id).in_(allow)))
             .order_by(col(RunRow.created_at), col(RunRow.fire_time), col(RunRow.id))
             .limit(limit)
         )
+
+    async def _lock_queued(self, s: AsyncSession, run_ids: list[str]) -> list[RunRow]:
+        """The runs still queued, locked in id order (skipping those another process is taking),
+        returned oldest first."""
+        if not run_ids:
+            return []
+        query = (
+            select(RunRow)
+            .where(col(RunRow.id).in_(run_ids))
+            .where(RunRow.status == RunStatus.QUEUED.value)
+            .order_by(col(RunRow.id))
+        )
         if self.store.dialect == "postgresql":
-            query = query.with_for_update(skip_locked=True, of=RunRow)
-        return query
+            query = query.with_for_update(skip_locked=True)
+        rows = {row.id: row for row in (await s.exec(query)).all()}
+        return [rows[run_id] for run_id in run_ids if run_id in rows]
 
     async def _any_queued(self, now: datetime) -> bool:
         async with self.store.read() as s:
@@ -209,46 +230,68 @@ class Claims:
 
     async def renew_leases(self, holder: str, run_ids: Sequence[str], until: datetime) -> set[str]:
         """Extend this process's leases; returns the ids it still holds (the rest were
-        cancelled or swept by someone else)."""
+        cancelled or swept by someone else). The rows are locked in id order first."""
         if not run_ids:
             return set()
         async with self.store.write() as s:
-            held = col(RunRow.id).in_(list(run_ids))
-            await s.exec(
-                update(RunRow)
-                .where(held)
-                .where(col(RunRow.lease_owner) == holder)
-                .where(col(RunRow.status) == RunStatus.RUNNING.value)
-                .values(lease_expires_at=until)
-            )
-            rows = await s.exec(
+            query = (
                 select(RunRow.id)
-                .where(held)
+                .where(col(RunRow.id).in_(sorted(run_ids)))
                 .where(RunRow.lease_owner == holder)
                 .where(RunRow.status == RunStatus.RUNNING.value)
+                .order_by(col(RunRow.id))
             )
-            return set(rows.all())
+            held = list((await s.exec(self._locked(query))).all())
+            if held:
+                await s.exec(
+                    update(RunRow).where(col(RunRow.id).in_(held)).values(lease_expires_at=until)
+                )
+            return set(held)
 
     async def sweep_expired(self, now: datetime, retry: RetryPlanner) -> list[Run]:
-        """Runs whose holder stopped renewing: recorded `interrupted`, retried per policy."""
-        query = (
-            select(RunRow)
-            .where(RunRow.status == RunStatus.RUNNING.value)
-            .where(col(RunRow.lease_expires_at) < now)
-        )
+        """Runs whose holder stopped renewing: recorded `interrupted`, retried per policy.
+        Found without locks, then their tasks are locked and the runs (checked again), each in
+        id order, as every other transaction locks them."""
+        async with self.store.read() as s:
+            found = (
+                await s.exec(
+                    select(RunRow.task_id)
+                    .where(RunRow.status == RunStatus.RUNNING.value)
+                    .where(col(RunRow.lease_expires_at) < now)
+                )
+            ).all()
+        if not found:
+            return []
         swept: list[Run] = []
         async with self.store.write() as s:
+            tasks = await self._lock_tasks(s, set(found))
+            query = (
+                select(RunRow)
+                .where(col(RunRow.task_id).in_(sorted(set(found))))
+                .where(RunRow.status == RunStatus.RUNNING.value)
+                .where(col(RunRow.lease_expires_at) < now)
+                .order_by(col(RunRow.id))
+            )
             for row in (await s.exec(self._locked(query))).all():
-                run = await self._interrupt(s, row, now)
-                task_row = await s.get(TaskRow, row.task_id)
-                if task_row is not None:
-                    task = task_row.to_domain()
-                    await self.store.apply_outcome(s, run, _outcome(task))
-                    again = retry(task, run)
-                    if again is not None:
-                        s.add(RunRow.from_domain(again, row.owner))
-                swept.append(run)
+                swept.append(await self._sweep_one(s, row, tasks.get(row.task_id), now, retry))
         return swept
+
+    async def _sweep_one(
+        self,
+        s: AsyncSession,
+        row: RunRow,
+        task_row: TaskRow | None,
+        now: datetime,
+        retry: RetryPlanner,
+    ) -> Run:
+        run = await self._interrupt(s, row, now)
+        if task_row is not None:
+            task = task_row.to_domain()
+            await self.store.apply_outcome(s, run, _outcome(task))
+            again = retry(task, run)
+            if again is not None:
+                s.add(RunRow.from_domain(again, row.owner))
+        return run
 
     async def _interrupt(self, s: AsyncSession, row: RunRow, now: datetime) -> Run:
         row.status = RunStatus.INTERRUPTED.value
@@ -278,6 +321,18 @@ class Claims:
     async def forget_process(self, process_id: str) -> None:
         async with self.store.write() as s:
             await s.exec(delete(ProcessRow).where(col(ProcessRow.id) == process_id))
+
+    async def forget_dead(self, before: datetime) -> list[str]:
+        """Remove the rows of processes whose last heartbeat is older than `before` (killed:
+        a process that stops gracefully removes its own); returns their ids."""
+        stale = select(ProcessRow.id).where(col(ProcessRow.heartbeat_at) < before)
+        async with self.store.read() as s:
+            if not (await s.exec(stale.limit(1))).first():  # the usual case stays a read
+                return []
+        async with self.store.write() as s:
+            gone = list((await s.exec(stale)).all())
+            await s.exec(delete(ProcessRow).where(col(ProcessRow.id).in_(gone)))
+        return gone
 
     async def processes(self, alive_since: datetime) -> list[ProcessInfo]:
         async with self.store.read() as s:

@@ -3,23 +3,30 @@ process that asks in the same turn of the event loop are written in ONE write tr
 
 Per run nothing changes: a record is written only while this process holds the run (status
 `running` and `lease_owner` = us, checked under the write lock: BEGIN IMMEDIATE on SQLite, row
-locks on PostgreSQL), the task's outcome fields move with it in the same transaction, and each
-caller gets its own answer (recorded or not). What changes is the cost: a burst of one-step runs
-paid two transactions and ~8 statements each; a batch pays ~6 statements in all (Core,
-executemany), which is what lets one SQLite writer record > 1,000 runs/s.
+locks on PostgreSQL, taken tasks first, then runs, each in id order, as every transaction that
+locks both does), the task's outcome fields move with it in the same transaction, and each
+caller gets its own answer (recorded or not). A run about to execute asks first (`begin`):
+only a run whose lease is ours and unexpired in the database starts, and its lease is renewed.
+What changes is the cost: a burst of one-step runs paid two transactions and ~8 statements
+each; a batch pays ~6 statements in all (Core, executemany), which is what lets one SQLite
+writer record > 1,000 runs/s.
 """
 
 import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 import structlog
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from taskloom.errors import StoreUnavailable
 from taskloom.runs.model import Run, RunStatus
 from taskloom.store.outcome import OUTCOME_FIELDS, Outcome, apply_run
 from taskloom.store.sql import TASKS_REVISION, Store
@@ -36,8 +43,18 @@ class _Request:
     run: Run
     holder: str
     future: "asyncio.Future[bool]"
-    outcome: Outcome | None = None  # None: a progress snapshot of a running run
+    kind: Literal["begin", "progress", "final"]
+    outcome: Outcome | None = None
     follow_up: Run | None = None
+    now: datetime | None = None  # begin: the lease must still be valid then
+    until: datetime | None = None  # begin: the renewed lease
+
+
+@dataclass(frozen=True)
+class _Holder:
+    lease_owner: str
+    owner: str
+    expires_at: datetime | None
 
 
 class RunRecorder:
@@ -48,16 +65,23 @@ class RunRecorder:
         self._pending: list[_Request] = []
         self._writer: asyncio.Task[None] | None = None
 
+    async def begin(self, run: Run, *, holder: str, now: datetime, until: datetime) -> bool:
+        """Before a run executes a step: True (and its lease renewed to `until`) only if
+        `holder` still holds it (`now` is kept for the record of when it asked); a run swept or
+        cancelled meanwhile never starts."""
+        return await self._submit(_Request(run, holder, _future(), "begin", now=now, until=until))
+
     async def save_progress(self, run: Run, *, holder: str) -> bool:
         """Write a running run's progress; False when `holder` no longer holds it."""
-        return await self._submit(_Request(run, holder, _future()))
+        return await self._submit(_Request(run, holder, _future(), "progress"))
 
     async def finish(
         self, run: Run, *, holder: str, outcome: Outcome, follow_up: Run | None = None
     ) -> bool:
         """Record a finished run, its effect on the task and its retry (`follow_up`), but only
         while `holder` still holds the run (a swept or cancelled run stays as others left it)."""
-        return await self._submit(_Request(run, holder, _future(), outcome, follow_up))
+        request = _Request(run, holder, _future(), "final", outcome, follow_up)
+        return await self._submit(request)
 
     async def _submit(self, request: _Request) -> bool:
         self._pending.append(request)
@@ -75,57 +99,73 @@ class RunRecorder:
         try:
             written = await self._write(batch)
         except Exception as exc:
-            if len(batch) > 1:  # one bad record (e.g. a conflicting retry) must not sink others
+            if len(batch) > 1 and not is_outage(exc):  # one bad record must not sink others
                 for request in batch:
                     await self._record([request])
                 return
-            _settle(batch[0].future, exc)
+            for request in batch:
+                _settle(request.future, exc)
             return
         for request in batch:
             _settle(request.future, id(request) in written)
 
     async def _write(self, batch: list[_Request]) -> set[int]:
         """One transaction; returns the ids of the requests whose run was still held."""
-        progress = [r for r in batch if r.outcome is None]
-        finals = [r for r in batch if r.outcome is not None]
+        finals = [r for r in batch if r.kind == "final"]
         async with self.store.transaction() as conn:
-            written = await self._write_progress(conn, progress)
-            written |= await self._write_finals(conn, finals)
+            states = await self._lock_tasks(conn, finals)  # tasks first, then runs
+            holders = await self._holders(conn, batch)
+            written = await self._write_begins(conn, holders, _of(batch, "begin"))
+            written |= await self._write_progress(conn, holders, _of(batch, "progress"))
+            written |= await self._write_finals(conn, holders, states, finals)
         return written
 
-    async def _write_progress(self, conn: AsyncConnection, requests: list[_Request]) -> set[int]:
-        if not requests:
-            return set()
-        holders = await self._holders(conn, requests)
-        held = [r for r in requests if holders.get(r.run.id, ("", ""))[0] == r.holder]
+    async def _write_begins(
+        self, conn: AsyncConnection, holders: dict[str, _Holder], requests: list[_Request]
+    ) -> set[int]:
+        held = [r for r in requests if _valid(holders.get(r.run.id), r)]
+        if held:
+            await conn.execute(
+                _RENEW_HELD, [_held_key(r) | {"lease_expires_at": r.until} for r in held]
+            )
+        return {id(r) for r in held}
+
+    async def _write_progress(
+        self, conn: AsyncConnection, holders: dict[str, _Holder], requests: list[_Request]
+    ) -> set[int]:
+        held = [r for r in requests if _holder(holders, r.run.id) == r.holder]
         await _update_held(conn, [_held_key(r) | {"started_at": r.run.started_at} for r in held])
         await self._save_steps(conn, held)
         return {id(r) for r in held}
 
-    async def _write_finals(self, conn: AsyncConnection, requests: list[_Request]) -> set[int]:
+    async def _write_finals(
+        self,
+        conn: AsyncConnection,
+        holders: dict[str, _Holder],
+        states: dict[str, dict[str, Any]],
+        requests: list[_Request],
+    ) -> set[int]:
         if not requests:
             return set()
-        holders = await self._holders(conn, requests)
+        unfinished = dict(holders)
         held: list[tuple[_Request, str]] = []
         for request in requests:
-            holder, owner = holders.pop(request.run.id, ("", ""))  # a run finishes once
-            if holder == request.holder:
-                held.append((request, owner))
+            holder = unfinished.pop(request.run.id, None)  # a run finishes once
+            if holder is not None and holder.lease_owner == request.holder:
+                held.append((request, holder.owner))
         await _update_held(conn, [_held_key(r) | _final_values(r.run) for r, _ in held])
         # As before batching: step results are written even for a run no longer held.
         await self._save_steps(conn, requests)
-        await self._apply_outcomes(conn, [r for r, _ in held])
+        await self._apply_outcomes(conn, states, [r for r, _ in held])
         await _insert_runs(conn, [(r.follow_up, owner) for r, owner in held if r.follow_up])
         return {id(r) for r, _ in held}
 
-    async def _holders(
-        self, conn: AsyncConnection, requests: list[_Request]
-    ) -> dict[str, tuple[str, str]]:
-        """run id -> (lease owner, task owner) of the requested runs that are still running,
-        locked until commit (on SQLite the transaction's write lock covers it)."""
-        ids = sorted({r.run.id for r in requests})  # one lock order for every process
+    async def _holders(self, conn: AsyncConnection, requests: list[_Request]) -> dict[str, _Holder]:
+        """run id -> its holder, of the requested runs that are still running, locked until
+        commit in id order (on SQLite the transaction's write lock covers it)."""
+        ids = sorted({r.run.id for r in requests})
         query = (
-            select(RUNS.c.id, RUNS.c.lease_owner, RUNS.c.owner)
+            select(RUNS.c.id, RUNS.c.lease_owner, RUNS.c.owner, RUNS.c.lease_expires_at)
             .where(RUNS.c.id.in_(ids))
             .where(RUNS.c.status == RUNNING)
             .order_by(RUNS.c.id)
@@ -133,7 +173,10 @@ class RunRecorder:
         if self.store.dialect == "postgresql":
             query = query.with_for_update()
         rows = (await conn.execute(query)).all()
-        return {row.id: (row.lease_owner or "", row.owner) for row in rows}
+        return {
+            row.id: _Holder(row.lease_owner or "", row.owner, _aware(row.lease_expires_at))
+            for row in rows
+        }
 
     async def _save_steps(self, conn: AsyncConnection, requests: Iterable[_Request]) -> None:
         """Insert or update the step results of all the runs with one executemany."""
@@ -149,11 +192,13 @@ class RunRecorder:
         statement = upsert.on_conflict_do_update(index_elements=STEP_KEY, set_=changed)
         await conn.execute(statement, list(rows.values()))
 
-    async def _apply_outcomes(self, conn: AsyncConnection, held: list[_Request]) -> None:
-        """Fold each recorded run into its task (in finishing order), then write each task once."""
-        if not held:
-            return
-        ids = sorted({r.run.task_id for r in held})
+    async def _lock_tasks(
+        self, conn: AsyncConnection, finals: list[_Request]
+    ) -> dict[str, dict[str, Any]]:
+        """The outcome fields of the finishing runs' tasks, locked in id order before any run."""
+        if not finals:
+            return {}
+        ids = sorted({r.run.task_id for r in finals})
         query = (
             select(TASKS.c.id, *(TASKS.c[name] for name in OUTCOME_FIELDS))
             .where(TASKS.c.id.in_(ids))
@@ -161,19 +206,44 @@ class RunRecorder:
         )
         if self.store.dialect == "postgresql":
             query = query.with_for_update()
-        states = {row.id: dict(row._mapping) for row in (await conn.execute(query)).all()}
+        return {row.id: dict(row._mapping) for row in (await conn.execute(query)).all()}
+
+    async def _apply_outcomes(
+        self, conn: AsyncConnection, states: dict[str, dict[str, Any]], held: list[_Request]
+    ) -> None:
+        """Fold each recorded run into its task (in finishing order), then write each task once."""
         moved = False
+        touched: set[str] = set()
         for request in held:
             state = states.get(request.run.task_id)
             if state is not None and request.outcome is not None:
                 moved |= apply_run(state, request.run, request.outcome)
-        params = [{**state, "b_id": task_id} for task_id, state in states.items()]
-        for state in params:
-            del state["id"]
+                touched.add(request.run.task_id)
+        params = [
+            {**{k: v for k, v in states[task_id].items() if k != "id"}, "b_id": task_id}
+            for task_id in sorted(touched)
+        ]
         if params:
             await conn.execute(update(TASKS).where(TASKS.c.id == bindparam("b_id")), params)
         if moved:
             await _bump_revision(conn)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether a store error is the database being unreachable or busy (worth retrying), not a
+    statement it refused."""
+    cause = exc.__cause__ if isinstance(exc, StoreUnavailable) else exc
+    if isinstance(cause, OSError | TimeoutError | PoolTimeout):
+        return True
+    if isinstance(cause, DBAPIError):
+        if cause.connection_invalidated:
+            return True
+        text = str(cause.orig).lower()
+        return any(word in text for word in _OUTAGE_WORDS)
+    return False
+
+
+_OUTAGE_WORDS = ("connect", "closed", "locked", "busy", "terminat", "shutdown", "unavailable")
 
 
 RUNS: Table = RunRow.__table__  # type: ignore[attr-defined]
@@ -187,6 +257,29 @@ _UPDATE_HELD = (
     .where(RUNS.c.status == RUNNING)
     .where(RUNS.c.lease_owner == bindparam("b_holder"))
 )
+_RENEW_HELD = _UPDATE_HELD
+
+
+def _of(batch: list[_Request], kind: str) -> list[_Request]:
+    return [r for r in batch if r.kind == kind]
+
+
+def _holder(holders: dict[str, _Holder], run_id: str) -> str:
+    found = holders.get(run_id)
+    return found.lease_owner if found is not None else ""
+
+
+def _valid(holder: _Holder | None, request: _Request) -> bool:
+    """Still running under our lease. An expired lease is taken again: no process swept the run
+    (a sweep ends it), and the sweep locks the same row, so it sees the renewed lease."""
+    return holder is not None and holder.lease_owner == request.holder
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """Core rows bypass the ORM column type's conversion on SQLite (naive UTC there)."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
 
 
 def _future() -> "asyncio.Future[bool]":

@@ -33,6 +33,9 @@ log = structlog.get_logger(__name__)
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_MS = 30_000
 TASKS_REVISION = "tasks_revision"
+# While the database stays unreachable, one store_error line per this many failed operations
+# (an outage used to write dozens of warnings a second).
+ERROR_LOG_EVERY = 100
 # Written only by finishing runs, so an edit made from a stale read never rolls them back.
 RUN_OWNED_TASK_FIELDS = {
     "last_attempt_at",
@@ -93,6 +96,7 @@ class Store:
         self.dialect = make_url(self.url).get_backend_name()
         self._engine: AsyncEngine | None = None
         self._writer: AsyncEngine | None = None
+        self._failing = 0  # operations failed in a row
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -190,11 +194,16 @@ class Store:
         except IntegrityError:
             raise
         except (DBAPIError, SQLAlchemyError, OSError) as exc:
-            log.warning("store_error", error=str(exc).splitlines()[0][:300])
+            self._failing += 1
+            if self._failing % ERROR_LOG_EVERY == 1:
+                first = (str(exc).splitlines() or [type(exc).__name__])[0]
+                log.warning("store_error", error=first[:300], failed_in_a_row=self._failing)
             raise StoreUnavailable(
                 f"The database is unavailable ({type(exc).__name__}). Check that "
                 f"{make_url(self.url).render_as_string()} is reachable and try again."
             ) from exc
+        else:
+            self._failing = 0
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

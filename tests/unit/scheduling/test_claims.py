@@ -1,13 +1,14 @@
 """`plan_fire` as tables: a task as the database has it, a fixed `now`, the runs and next fire."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from taskloom.runs.model import Run, RunStatus, RunTrigger
-from taskloom.scheduling.claims import FirePlan, plan_fire, retry_run
-from taskloom.tasks.model import Task
+from taskloom.scheduling import triggers
+from taskloom.scheduling.claims import CATCHUP_BOUND, FirePlan, plan_fire, retry_run
+from taskloom.tasks.model import CronTrigger, Task
 
 DAY = datetime(2026, 3, 2, tzinfo=UTC)
 HOURLY = {"every": "1h", "start_at": DAY.isoformat()}
@@ -57,17 +58,43 @@ def shown(result: FirePlan) -> tuple[list[str], str | None, bool]:
 
 
 AFTER_DOWNTIME = {"next_fire_at": at("09:00")}
+EVERY_10S = {
+    "trigger": {"every": "10s", "start_at": DAY.isoformat()},
+    "next_fire_at": at("11:59:20"),
+}
 
 CASES: list[tuple[str, dict[str, Any], str, dict[str, Any], list[str], str | None, bool]] = [
     # id, task fields, now, plan kwargs, runs, next fire, finished
     ("on-time", {}, "12:00:00", {}, ["12:00:00 running schedule"], "13:00:00", False),
-    ("late-claim", {}, "12:00:30", {}, ["12:00:00 running schedule"], "13:00:00", False),
+    ("late-claim", {}, "12:00:04", {}, ["12:00:00 running schedule"], "13:00:00", False),
     (
         "late-claim-finds-two-fires-on-time",
-        {"trigger": {"every": "10s", "start_at": DAY.isoformat()}, "next_fire_at": at("11:59:50")},
-        "12:00:05",
+        {"trigger": {"every": "2s", "start_at": DAY.isoformat()}, "next_fire_at": at("11:59:58")},
+        "12:00:01",
         {},
-        ["11:59:50 running schedule", "12:00:00 skipped schedule"],
+        ["11:59:58 running schedule", "12:00:00 skipped schedule"],
+        "12:00:02",
+        False,
+    ),
+    (
+        "a-fire-older-than-the-grace-was-missed",
+        {"catchup": "skip"},
+        "12:00:30",
+        {},
+        ["12:00:00 missed catchup"],
+        "13:00:00",
+        False,
+    ),
+    (
+        "a-catch-up-window-shorter-than-the-grace-is-kept",
+        {**EVERY_10S, "catchup": "all", "catchup_window_s": 15},
+        "12:00:00",
+        {},
+        [
+            *(f"11:59:{s}0 missed catchup" for s in (2, 3, 4)),
+            "11:59:50 running catchup",
+            "12:00:00 queued schedule",
+        ],
         "12:00:10",
         False,
     ),
@@ -125,7 +152,7 @@ CASES: list[tuple[str, dict[str, Any], str, dict[str, Any], list[str], str | Non
     (
         "catchup-skip-runs-the-fire-that-is-on-time",
         {"catchup": "skip", "next_fire_at": at("11:00")},
-        "12:00:10",
+        "12:00:03",
         {},
         ["11:00:00 missed catchup", "12:00:00 running schedule"],
         "13:00:00",
@@ -136,7 +163,7 @@ CASES: list[tuple[str, dict[str, Any], str, dict[str, Any], list[str], str | Non
         {**AFTER_DOWNTIME, "catchup": "all"},
         "12:30:00",
         {"bound": 2},
-        ["11:00:00 running catchup", "12:00:00 queued catchup"],
+        ["09:00:00 missed catchup", "11:00:00 running catchup", "12:00:00 queued catchup"],
         "13:00:00",
         False,
     ),
@@ -277,3 +304,89 @@ def test_retry_run(status: RunStatus, attempt: int, attempts: int, retried: bool
         )
         assert again.attempt == attempt + 1
         assert at("12:05:05") <= (again.not_before or at("00:00")) <= at("12:05:10")
+
+
+def accounted(result: FirePlan) -> list[datetime]:
+    """Every fire instant the plan's rows account for: their own, and the ranges of summaries."""
+    fires: list[datetime] = []
+    for run in result.runs:
+        summary = (run.output or {}).get("missed_fires") if isinstance(run.output, dict) else None
+        if summary is None:
+            assert run.fire_time is not None
+            fires.append(run.fire_time)
+            continue
+        first, last = (datetime.fromisoformat(summary[k]) for k in ("first", "last"))
+        span = int((last - first).total_seconds())
+        assert summary["count"] == span + 1  # a one-second task: one fire a second
+        fires += [first + timedelta(seconds=k) for k in range(span + 1)]
+    return sorted(fires)
+
+
+@pytest.mark.parametrize("policy", ["skip", "latest", "all"])
+def test_every_fire_beyond_the_bound_is_accounted_for(policy: str) -> None:
+    """After 124 s of downtime of a one-second task, each due fire has a row or is counted in
+    the one summary row of the fires older than the catch-up bound."""
+    every_second = {"every": "1s", "start_at": DAY.isoformat()}
+    task = make_task("11:57:56", trigger=every_second, catchup=policy)
+    result = plan(task, "12:00:00")
+    due = [at("11:57:56") + timedelta(seconds=k) for k in range(125)]
+    assert accounted(result) == due
+    assert len(result.runs) == CATCHUP_BOUND + 1
+
+
+def test_the_summary_row_names_the_count_and_the_range() -> None:
+    """The fires left out by the bound are one missed row with their count, first and last."""
+    summary = plan(make_task("09:00", catchup="all"), "12:30:00", bound=2).runs[0]
+    assert (summary.status, summary.fire_time, summary.output) == (
+        RunStatus.MISSED,
+        at("09:00"),
+        {
+            "missed_fires": {
+                "count": 2,
+                "first": "2026-03-02T09:00:00+00:00",
+                "last": "2026-03-02T10:00:00+00:00",
+            }
+        },
+    )
+    assert "2 fires from" in (summary.error or "")
+
+
+def test_a_cron_beyond_the_bound_is_counted() -> None:
+    """A minutely cron's fires beyond the bound are counted in its summary row."""
+    task = make_task("09:00", trigger={"cron": "* * * * *"}, catchup="skip")
+    summary = plan(task, "12:30:00", bound=2).runs[0].output["missed_fires"]
+    assert (summary["count"], summary["last"]) == (209, "2026-03-02T12:28:00+00:00")
+
+
+@pytest.mark.parametrize(("cap", "count"), [(1000, 209), (100, None)])
+def test_count_fires_gives_up_past_its_cap(cap: int, count: int | None) -> None:
+    """Counting a cron's fires walks at most `cap` of them; past it the count is unknown."""
+    found = triggers.count_fires(
+        CronTrigger(cron="* * * * *"),
+        start=at("08:59:59"),
+        end=at("12:28"),
+        tz="UTC",
+        anchor=DAY,
+        cap=cap,
+    )
+    assert found == count
+
+
+OUTAGE = "the database was unreachable from 11:59 to 12:01"
+
+
+def outage(fire: datetime) -> str | None:
+    return OUTAGE if at("11:59") <= fire <= at("12:01") else None
+
+
+def test_a_fire_late_because_of_an_outage_is_missed_with_that_reason() -> None:
+    """A fire skipped for an overlap that the outage caused is recorded missed, saying why."""
+    run = plan(make_task("12:00"), "12:00:01", busy=1, why_late=outage).runs[0]
+    assert (run.status, run.error) == (RunStatus.MISSED, f"Missed: {OUTAGE}.")
+
+
+def test_a_stale_fire_of_an_outage_names_the_outage() -> None:
+    """A fire left out by the catch-up policy after an outage names the outage, not downtime."""
+    run = plan(make_task("12:00", catchup="skip"), "12:01:00", why_late=outage).runs[0]
+    assert run.status == RunStatus.MISSED
+    assert (run.error or "").startswith(f"Missed: {OUTAGE}, and the catch-up policy is 'skip'")
