@@ -46,6 +46,7 @@ class Plan:
     tasks: int = 4
     workers: int = 3
     disruptions: int = 20  # SIGKILLs + SIGTERMs
+    kills: int | None = None  # if set: go on until this many SIGKILLs (bench/chaos.py)
     kill_share: float = 0.7
     gap_s: tuple[float, float] = (0.5, 1.5)  # between disruptions
     pauses: int = 1
@@ -121,14 +122,16 @@ async def run_chaos(
     tasks = [await db.create(name=f"chaos {i}", **task_fields(receiver)) for i in range(plan.tasks)]
     ran = {t.id for t in tasks}
     await _until(lambda: _ran(receiver, ran), "every task to run once")
-    pauses_at = {round(plan.disruptions * (i + 1) / (plan.pauses + 1)) for i in range(plan.pauses)}
-    for n in range(plan.disruptions):
+    pauses_at = {round(plan.disruptions * i / (plan.pauses + 1)) for i in range(1, plan.pauses + 1)}
+    n = 0
+    while n < plan.disruptions or (plan.kills is not None and tally.kills < plan.kills):
+        n += 1
         await asyncio.sleep(rng.uniform(*plan.gap_s))  # pacing the chaos, not waiting for state
         if n in pauses_at:
             await pause_database(db, plan.pause_s)
             tally.pauses += 1
         disrupt(workers, rng, plan, tally)
-        say(f"{tally.store}: {n + 1}/{plan.disruptions} disruptions")
+        say(f"{tally.store}: {n} disruptions, {tally.kills} kills")
     paused_at = {t.id: await _pause_task(db, t.id) for t in tasks}
     await _stop_all(workers, tally)
     await _sweep(db, workers, tally)
