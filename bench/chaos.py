@@ -26,11 +26,11 @@ COUNTS = ["fires", "executions", "duplicates", "reruns_after_kill", "missing", "
           "sigterms", "pauses", "stop_hangs"]  # fmt: skip
 
 
-def plan(kills: int, seed: int) -> Plan:
+def plan(kills: int, seed: int, budget_s: float | None = None) -> Plan:
     # ~1.3 disruptions per kill (70 % are SIGKILLs); a database pause every ~35 of them.
     disruptions = round(kills / 0.7)
     return Plan(seed=seed, tasks=5, workers=3, disruptions=disruptions, kills=kills,
-                gap_s=(0.5, 1.5), pauses=max(1, disruptions // 35))  # fmt: skip
+                gap_s=(0.5, 1.5), pauses=max(1, disruptions // 35), budget_s=budget_s)  # fmt: skip
 
 
 @asynccontextmanager
@@ -53,8 +53,10 @@ async def writer(url: str, folder: Path) -> AsyncIterator[Db]:
         await services.stop(grace_s=0)
 
 
-async def run_store(store: str, folder: Path, kills: int, seed: int) -> Tally:
-    chosen = plan(kills, seed)
+async def run_store(
+    store: str, folder: Path, kills: int, seed: int, budget_s: float | None = None
+) -> Tally:
+    chosen = plan(kills, seed, budget_s)
     async with database(store, folder) as url:
         with serve_api() as receiver:
             return await _run(url, folder, chosen, receiver)
@@ -91,9 +93,10 @@ def cli() -> None:
     parser.add_argument("--kills", type=int, default=KILLS)
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--workdir", type=Path, default=Path("chaos-run"))
+    parser.add_argument("--budget-s", type=float, help="stop disrupting after this many seconds")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    tally = asyncio.run(run_store(args.store, args.workdir, args.kills, args.seed))
+    tally = asyncio.run(run_store(args.store, args.workdir, args.kills, args.seed, args.budget_s))
     print(tally.details())
 
 

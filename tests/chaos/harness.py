@@ -47,6 +47,7 @@ class Plan:
     workers: int = 3
     disruptions: int = 20  # SIGKILLs + SIGTERMs
     kills: int | None = None  # if set: go on until this many SIGKILLs (bench/chaos.py)
+    budget_s: float | None = None  # if set: stop disrupting after this long, whatever the count
     kill_share: float = 0.7
     gap_s: tuple[float, float] = (0.5, 1.5)  # between disruptions
     pauses: int = 1
@@ -123,14 +124,17 @@ async def run_chaos(
     ran = {t.id for t in tasks}
     await _until(lambda: _ran(receiver, ran), "every task to run once")
     pauses_at = {round(plan.disruptions * i / (plan.pauses + 1)) for i in range(1, plan.pauses + 1)}
-    n = 0
+    n, started = 0, time.monotonic()
     while n < plan.disruptions or (plan.kills is not None and tally.kills < plan.kills):
+        if plan.budget_s is not None and time.monotonic() - started > plan.budget_s:
+            say(f"{tally.store}: time budget spent after {tally.kills} kills")
+            break
         n += 1
         await asyncio.sleep(rng.uniform(*plan.gap_s))  # pacing the chaos, not waiting for state
         if n in pauses_at:
             await pause_database(db, plan.pause_s)
             tally.pauses += 1
-        disrupt(workers, rng, plan, tally)
+        await disrupt(db, workers, rng, plan, tally)
         say(f"{tally.store}: {n} disruptions, {tally.kills} kills")
     paused_at = {t.id: await _pause_task(db, t.id) for t in tasks}
     await _stop_all(workers, tally)
@@ -174,19 +178,34 @@ async def _ran(receiver: ApiServer, task_ids: set[str]) -> bool:
     return {post["task"] for post in list(receiver.hooks["chaos"])} >= task_ids
 
 
-def disrupt(workers: ChaosWorkers, rng: random.Random, plan: Plan, tally: Tally) -> None:
-    """SIGKILL or SIGTERM one live worker (a random one) and start its replacement."""
-    alive = workers.alive()
-    if alive:
-        victim = rng.choice(alive)
-        if rng.random() < plan.kill_share:
-            victim.send_signal(signal.SIGKILL)
-            workers.killed_pids.add(victim.pid)
-            tally.kills += 1
-        else:
-            victim.send_signal(signal.SIGTERM)
-            tally.sigterms += 1
+async def disrupt(
+    db: Db, workers: ChaosWorkers, rng: random.Random, plan: Plan, tally: Tally
+) -> None:
+    """SIGKILL or SIGTERM one running worker (a random one that has started scheduling) and
+    start its replacement. Waiting for a started victim keeps the chaos meaningful on a busy
+    machine, where a worker takes seconds to start."""
+    victim = rng.choice(await _ready(db, workers))
+    if rng.random() < plan.kill_share:
+        victim.send_signal(signal.SIGKILL)
+        workers.killed_pids.add(victim.pid)
+        tally.kills += 1
+    else:
+        victim.send_signal(signal.SIGTERM)
+        tally.sigterms += 1
     workers.start(1)
+
+
+async def _ready(db: Db, workers: ChaosWorkers, timeout_s: float = 120) -> list[Any]:
+    """The live workers that registered their process row, once there is at least one."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pids = {p.pid for p in await _retrying(db.processes)}
+        ready = sorted((p for p in workers.alive() if p.pid in pids), key=lambda p: p.pid)
+        if ready:
+            return ready
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no worker started scheduling within {timeout_s:g} s")
+        await asyncio.sleep(0.2)
 
 
 async def pause_database(db: Db, seconds: float) -> None:

@@ -13,7 +13,7 @@ from tests.scheduling.conftest import Db
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos, pytest.mark.timeout(240)]
 SEED = 20261130
-PLAN = Plan(seed=SEED, tasks=4, workers=3, disruptions=10, gap_s=(0.6, 1.6), pause_s=3.0)
+PLAN = Plan(seed=SEED, tasks=3, workers=3, disruptions=8, gap_s=(0.6, 1.6), pause_s=3.0)
 
 
 @pytest.fixture
