@@ -160,7 +160,7 @@ def worker_log_events(workers: Workers) -> Counter[str]:
     return found
 
 
-async def _until(probe: Any, what: str, timeout_s: float = 90) -> None:
+async def _until(probe: Any, what: str, timeout_s: float = 300) -> None:
     """Chaos starts once the workers are up and every task has run: a worker takes seconds to
     start on a busy machine, and killing only ones still starting would test nothing."""
     deadline = time.monotonic() + timeout_s
@@ -195,7 +195,7 @@ async def disrupt(
     workers.start(1)
 
 
-async def _ready(db: Db, workers: ChaosWorkers, timeout_s: float = 120) -> list[Any]:
+async def _ready(db: Db, workers: ChaosWorkers, timeout_s: float = 300) -> list[Any]:
     """The live workers that registered their process row, once there is at least one."""
     deadline = time.monotonic() + timeout_s
     while True:
