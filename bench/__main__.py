@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from bench import firing, footprint, history, stdio_bench, tokens
+from bench import chaos, firing, footprint, history, stdio_bench, tokens
 from bench.common import Config, Row
 
 BENCHMARKS: dict[str, Callable[[Config], Awaitable[list[Row]]]] = {
@@ -25,7 +25,10 @@ BENCHMARKS: dict[str, Callable[[Config], Awaitable[list[Row]]]] = {
     "processes": firing.processes,
     "footprint": footprint.footprint,
     "tokens": tokens.tools_list,
+    "chaos": chaos.chaos,
 }
+# Seconds one benchmark may take; chaos kills 100 workers on each of two stores.
+TIMEOUT_S = {"chaos": 1800}
 
 
 def _num(value: float | None, unit: str = "") -> str:
@@ -73,7 +76,7 @@ async def main(cfg: Config, names: list[str]) -> list[Row]:
         started = time.perf_counter()
         print(f"-- {name} ...", file=sys.stderr, flush=True)
         try:
-            got = await asyncio.wait_for(BENCHMARKS[name](cfg), 600)
+            got = await asyncio.wait_for(BENCHMARKS[name](cfg), TIMEOUT_S.get(name, 600))
         except Exception as exc:  # one broken benchmark must not hide the others' figures
             got = [Row(name, f"FAILED: {type(exc).__name__}: {str(exc)[:120]}", float("nan"), "")]
         rows += got

@@ -18,7 +18,7 @@ from taskloom.runs.runner import Limits, Runner, StepCaller
 from taskloom.runs.service import RunService
 from taskloom.scheduling.scheduler import Scheduler, Timing
 from taskloom.services import Services, ToolContexts, new_process_id
-from taskloom.settings import Settings
+from taskloom.settings import Settings, parse_http_tokens
 from taskloom.step_tools import StepCatalog
 from taskloom.store.sql import Store
 from taskloom.tasks.service import TaskService
@@ -79,18 +79,12 @@ def build_services(
 
 def build_auth(settings: Settings) -> AuthProvider | None:
     """Bearer tokens from TASKLOOM_HTTP_TOKENS ("alice=tok1,bob=tok2"): each name owns its tasks."""
-    pairs = [p.strip() for p in settings.http_tokens.split(",") if p.strip()]
-    if not pairs:
+    try:
+        tokens = parse_http_tokens(settings.http_tokens)
+    except ValueError as exc:
+        raise TaskloomError(f"TASKLOOM_HTTP_TOKENS {exc}.") from None
+    if not tokens:
         return None
-    tokens: dict[str, str] = {}
-    for pair in pairs:
-        name, _, token = pair.partition("=")
-        if not name or len(token) < 16:
-            raise TaskloomError(
-                f"TASKLOOM_HTTP_TOKENS entry {name or pair[:8]!r} is not name=token with a token "
-                "of at least 16 characters; generate one with `openssl rand -hex 24`."
-            )
-        tokens[name] = token
     return BearerTokens(tokens)
 
 

@@ -87,26 +87,37 @@ def main_callback(
     """Taskloom: an MCP server that runs chains of tool calls on a schedule."""
 
 
-def _settings() -> Any:
-    from pydantic import ValidationError
+def _fail(message: str, code: int) -> typer.Exit:
+    """Print `message` to stderr as it is (one line stays one line), return the exit to raise."""
+    err.print(message, style="red", markup=False, highlight=False, soft_wrap=True)
+    return typer.Exit(code)
 
-    from taskloom.settings import Settings
+
+def _settings() -> Any:
+    """The settings, checked against the machine; a bad one is one line on stderr, exit 2."""
+    from taskloom import preflight
+    from taskloom.settings import BadSetting, load_settings
 
     try:
-        return Settings()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        name = f"TASKLOOM_{str(first['loc'][0]).upper()}"
-        err.print(f"[red]Bad setting {name}={first.get('input')!r}:[/red] {first['msg']}")
-        raise typer.Exit(2) from exc
+        settings = load_settings()
+        preflight.check(settings)
+    except BadSetting as exc:
+        raise _fail(exc.message, 2) from None
+    return settings
+
+
+def _exit_code(exc: TaskloomError, default: int) -> int:
+    from taskloom.settings import BadSetting
+
+    return 2 if isinstance(exc, BadSetting) else default
 
 
 def _run(make: Callable[[Any], Awaitable[T]]) -> T:
     """Open the services (no scheduler), run one coroutine, close; domain errors exit 1."""
+    settings = _settings()  # first: a bad setting is reported before the slow imports
     from taskloom import logging as tl_logging
     from taskloom.app import build_services
 
-    settings = _settings()
     tl_logging.configure(os.environ.get("TASKLOOM_LOG_LEVEL", "warning"), settings.log_format)
     services = build_services(settings, role="cli")
 
@@ -120,8 +131,7 @@ def _run(make: Callable[[Any], Awaitable[T]]) -> T:
     try:
         return asyncio.run(body())
     except TaskloomError as exc:
-        err.print(f"[red]{exc.message}[/red]")
-        raise typer.Exit(1) from exc
+        raise _fail(exc.message, _exit_code(exc, 1)) from exc
 
 
 @app.command(epilog=ENV_HELP)
@@ -139,8 +149,7 @@ def serve(
     try:
         run_server(settings, transport=transport.value, host=host, port=port)
     except TaskloomError as exc:
-        err.print(f"[red]{exc.message}[/red]")
-        raise typer.Exit(2) from exc
+        raise _fail(exc.message, 2) from exc
 
 
 @db_app.command("upgrade")
@@ -238,8 +247,7 @@ def worker() -> None:
     try:
         asyncio.run(run_worker(settings))
     except TaskloomError as exc:
-        err.print(f"[red]{exc.message}[/red]")
-        raise typer.Exit(1) from exc
+        raise _fail(exc.message, _exit_code(exc, 1)) from exc
 
 
 @app.command()

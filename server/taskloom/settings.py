@@ -1,10 +1,17 @@
-"""Configuration from `TASKLOOM_*` environment variables and an optional TOML config file."""
+"""Configuration from `TASKLOOM_*` environment variables and an optional TOML config file.
 
+`load_settings` turns every problem with them into one `BadSetting` (the setting, its value and
+the fix, on one line), which the CLI prints and exits 2 on."""
+
+import ipaddress
+import os
+import re
+import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from platformdirs import user_config_dir, user_data_dir
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -12,9 +19,23 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from taskloom.errors import TaskloomError
 from taskloom.tasks.model import check_timezone
 
 APP_NAME = "taskloom"
+DATABASE_URL_FIX = "use sqlite:///path/to/taskloom.db or postgresql://user@host:5432/database"
+# What an entry of TASKLOOM_HTTP_ALLOW_HOSTS that is meant as an address or network looks like.
+_ADDRESS_LIKE = re.compile(r"^[0-9.]+(/.*)?$|:|/")
+
+
+class BadSetting(TaskloomError):
+    """A setting Taskloom cannot start with; the message is one line: setting, value, fix."""
+
+    def __init__(self, name: str, value: object, problem: str) -> None:
+        shown = value if isinstance(value, str) else str(value)
+        message = f"Bad setting {name}={shown!r}: {problem}"
+        super().__init__(" ".join(message.split()))
+        self.name = name
 
 
 def default_data_dir() -> Path:
@@ -96,6 +117,43 @@ class Settings(BaseSettings):
         check_timezone(value)
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            backend = make_url(value).get_backend_name()
+        except (ArgumentError, ValueError):
+            raise ValueError(f"not a database URL; {DATABASE_URL_FIX}") from None
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError(f"Taskloom keeps its data in SQLite or PostgreSQL, not {backend}; "
+                             f"{DATABASE_URL_FIX}")  # fmt: skip
+        return value
+
+    @field_validator("http_tokens")
+    @classmethod
+    def _token_pairs(cls, value: str) -> str:
+        parse_http_tokens(value)
+        return value
+
+    @field_validator("http_allow_hosts")
+    @classmethod
+    def _allow_list(cls, value: str) -> str:
+        for entry in (item.strip().strip("[]") for item in value.split(",")):
+            if entry and _ADDRESS_LIKE.search(entry):
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"{entry!r} is neither an IP address nor a network; write hosts, "
+                        "addresses or CIDRs separated by commas, e.g. api.internal,10.0.0.0/8"
+                    ) from None
+        return value
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -116,3 +174,79 @@ class Settings(BaseSettings):
         path = Path(os.environ.get("TASKLOOM_CONFIG_FILE", str(default_config_file())))
         toml = TomlConfigSettingsSource(settings_cls, toml_file=path if path.is_file() else None)
         return (init_settings, env_settings, toml)
+
+
+def parse_http_tokens(text: str) -> dict[str, str]:
+    """TASKLOOM_HTTP_TOKENS ("alice=tok1,bob=tok2") as {name: token}; a malformed entry raises."""
+    tokens: dict[str, str] = {}
+    for pair in (p.strip() for p in text.split(",")):
+        if not pair:
+            continue
+        name, _, token = pair.partition("=")
+        if not name or len(token) < 16:
+            raise ValueError(
+                f"entry {name or pair[:8]!r} is not name=token with a token of at least 16 "
+                "characters; generate one with `openssl rand -hex 24`"
+            )
+        tokens[name] = token
+    return tokens
+
+
+def config_file() -> Path:
+    return Path(os.environ.get("TASKLOOM_CONFIG_FILE", str(default_config_file())))
+
+
+def load_settings() -> Settings:
+    """The settings, or one `BadSetting` naming what is wrong (config file, value or key)."""
+    path = config_file()
+    try:
+        keys = _config_keys(path)
+        settings = Settings()
+    except ValidationError as exc:
+        raise _explain(exc, path) from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        problem = f"cannot read it as TOML ({exc}); fix the file or point it elsewhere"
+        raise BadSetting("TASKLOOM_CONFIG_FILE", str(path), problem) from None
+    unknown = sorted(keys - set(Settings.model_fields))
+    if unknown:
+        problem = f"is not a setting (known keys: {', '.join(sorted(Settings.model_fields))})"
+        raise BadSetting(f"{unknown[0]} in {path}", unknown[0], problem)
+    return settings
+
+
+def _config_keys(path: Path) -> set[str]:
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder")
+    if not path.is_file():
+        return set()
+    with path.open("rb") as handle:
+        return set(tomllib.load(handle))
+
+
+def _explain(exc: ValidationError, path: Path) -> BadSetting:
+    first = exc.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else "?"
+    name = field if field.isupper() else f"TASKLOOM_{field.upper()}"
+    if name not in os.environ and field in _config_keys(path):
+        name = f"{field} in {path}"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return BadSetting(name, _shown(field, first.get("input")), f"{message}{_default_hint(field)}")
+
+
+def _shown(field: str, value: Any) -> Any:
+    if field == "database_url" and isinstance(value, str):
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            return make_url(value).render_as_string(hide_password=True)
+        except (ArgumentError, ValueError):
+            return value
+    return "***" if "token" in field or "key" in field.lower() else value
+
+
+def _default_hint(field: str) -> str:
+    info = Settings.model_fields.get(field)
+    if info is None or info.default_factory is not None or info.default in (None, ""):
+        return ""
+    return f" (unset it for the default, {info.default})"

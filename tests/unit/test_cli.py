@@ -18,6 +18,7 @@ from taskloom.cli import app
 from taskloom.runs.model import RunTrigger
 from taskloom.services import Services
 from taskloom.settings import Settings
+from taskloom.store.sql import schema_head
 from taskloom.tasks.model import TaskSpec
 
 T = TypeVar("T")
@@ -217,7 +218,8 @@ def test_runs_show_prints_the_run_as_json(run_id: str, task_id: str) -> None:
 def test_db_upgrade_reports_the_schema_revision() -> None:
     """`taskloom db upgrade` migrates a new file and prints its revision."""
     result = invoke("db", "upgrade")
-    assert (result.exit_code, result.stdout) == (0, "Database schema at revision 0001.\n")
+    expected = f"Database schema at revision {schema_head()}.\n"
+    assert (result.exit_code, result.stdout) == (0, expected)
 
 
 def test_status_reports_processes_queue_and_tasks(task_id: str) -> None:

@@ -124,7 +124,10 @@ class Store:
     def _prepare_sqlite_file(self) -> None:
         database = make_url(self.url).database
         if database and database != ":memory:":
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreUnavailable(self._unavailable(exc)) from exc
 
     def _sqlite_engine(self, *, immediate: bool) -> AsyncEngine:
         # SQLite has one writer at a time. Writers of this process queue for one connection
@@ -198,12 +201,24 @@ class Store:
             if self._failing % ERROR_LOG_EVERY == 1:
                 first = (str(exc).splitlines() or [type(exc).__name__])[0]
                 log.warning("store_error", error=first[:300], failed_in_a_row=self._failing)
-            raise StoreUnavailable(
-                f"The database is unavailable ({type(exc).__name__}). Check that "
-                f"{make_url(self.url).render_as_string()} is reachable and try again."
-            ) from exc
+            raise StoreUnavailable(self._unavailable(exc)) from exc
         else:
             self._failing = 0
+
+    def _unavailable(self, exc: BaseException) -> str:
+        """The message of a failed operation, with the true cause where SQLite's file shows it
+        (damaged, read-only, under a file) instead of a guess at reachability."""
+        where = make_url(self.url).render_as_string()
+        if self.dialect == "sqlite":
+            from taskloom.preflight import sqlite_problem
+
+            problem = sqlite_problem(make_url(self.url).database)
+            if problem:
+                return f"The database is unavailable: {problem} (TASKLOOM_DATABASE_URL={where})."
+        return (
+            f"The database is unavailable ({type(exc).__name__}). Check that {where} is "
+            "reachable and try again."
+        )
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
