@@ -21,10 +21,10 @@ from taskloom.api.common import (
     Limit,
     TaskId,
     answer,
+    owner,
     owner_of,
 )
-from taskloom.runs.model import Run, RunStatus, RunTrigger
-from taskloom.runs.service import check_runnable
+from taskloom.runs.model import Run, RunStatus
 from taskloom.services import Services
 from taskloom.tasks.model import (
     EVENT_NAME_PATTERN,
@@ -112,10 +112,12 @@ def register_run_tools(mcp: FastMCP, s: Services) -> None:
 
     @mcp.tool(annotations=READ)
     async def scheduler_status() -> SchedulerStatus:
-        """Health of the scheduler: Taskloom processes alive on this database, runs in flight
-        and their leases, queue depth, the next fires, and per-task success rate and mean
-        duration. Use it when the user asks whether their tasks are running."""
-        return await answer(s.status(owner=owner_of(s)))
+        """Health of the scheduler for your tasks: runs in flight and their leases, queue depth,
+        the next fires, and per-task success rate and mean duration; operators also see the
+        Taskloom processes alive on this database. Use it when the user asks whether their
+        tasks are running."""
+        operator = s.runs.access.is_operator(owner())
+        return await answer(s.status(owner=owner_of(s), operator=operator))
 
 
 def _progress(ctx: Context) -> Any:
@@ -131,10 +133,9 @@ def _progress(ctx: Context) -> Any:
 async def _run_now(
     s: Services, ctx: Context, task_id: str, wait: bool, wait_timeout_s: float
 ) -> RunAnswer:
-    task = await s.tasks.get(task_id, owner=owner_of(s))
-    check_runnable(task)
-    run = s.runs.new_run(task, RunTrigger.MANUAL)
-    await s.store.start_run(run, owner=task.owner)
+    task, run = await s.runs.admit_manual(task_id, owner=owner_of(s))
+    if run.status == RunStatus.QUEUED:
+        return RunAnswer(run=run, message="Queued behind the run in progress (overlap 'queue').")
     job = s.runs.launch(task, run, progress=_progress(ctx) if wait else None)
     if not wait:
         return RunAnswer(run=run, message="Started; call get_run with this id for the result.")

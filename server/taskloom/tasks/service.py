@@ -7,10 +7,12 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
+from taskloom.access import Access
 from taskloom.answers import FireTime, SchedulePreview, TaskAnswer, TaskList, TaskSummary
 from taskloom.clock import Clock
 from taskloom.errors import InvalidInput, NotFound
 from taskloom.ids import new_id
+from taskloom.runs.secret_use import check_grants
 from taskloom.scheduling import triggers
 from taskloom.settings import Settings
 from taskloom.step_tools import StepCatalog
@@ -32,6 +34,7 @@ class TaskService:
         self.clock = clock
         self.settings = settings
         self.catalog = catalog
+        self.access = Access.from_settings(settings)
         self._listeners: list[Listener] = []
 
     def on_change(self, listener: Listener) -> None:
@@ -46,6 +49,7 @@ class TaskService:
 
     async def create(self, spec: TaskSpec, *, owner: str) -> TaskAnswer:
         await validate_task(spec, self.catalog)
+        check_grants(spec, owner=owner, access=self.access)
         now = self.clock.now()
         task = Task(
             **dict(spec),
@@ -72,6 +76,7 @@ class TaskService:
             )
         merged = TaskSpec.model_validate({**current.spec().model_dump(), **changes})
         await validate_task(merged, self.catalog)
+        check_grants(merged, owner=owner, access=self.access)
         now = self.clock.now()
         task = current.model_copy(
             update={

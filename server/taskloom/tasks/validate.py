@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from taskloom.errors import InvalidInput, InvalidInputs
+from taskloom.runs.secret_use import check_task_secrets
 from taskloom.runs.templating import TemplateError, has_template, referenced_steps
 from taskloom.scheduling.triggers import validate_trigger
 from taskloom.step_tools import StepCatalog, StepToolInfo
@@ -26,6 +27,7 @@ async def validate_task(fields: TaskFields, catalog: StepCatalog) -> None:
         except InvalidInput as exc:
             problems.append(exc)
     problems += _check_notify(fields.notify)
+    problems += check_task_secrets(fields)
     if problems:
         raise InvalidInputs(problems)
 
@@ -135,8 +137,14 @@ def _templated(value: Any) -> bool:
 
 def _check_notify(notify: NotifyPolicy) -> list[InvalidInput]:
     url = notify.webhook_url
-    if url and not url.startswith(("http://", "https://")):
-        return [InvalidInput("notify.webhook_url", url, "Give an http:// or https:// URL.")]
+    if url and not url.startswith(("http://", "https://")) and "{" not in url:
+        return [
+            InvalidInput(
+                "notify.webhook_url",
+                url,
+                "Give an http:// or https:// URL, or a secret reference '{{ secrets.NAME }}'.",
+            )
+        ]
     return []
 
 
