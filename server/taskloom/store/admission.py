@@ -7,6 +7,8 @@ admissions are serialised by a transaction-scoped advisory lock, and the task ro
 scheduler's claims lock it, so a fire and a manual run of one task cannot both see it idle.
 """
 
+import asyncio
+import weakref
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,11 +56,28 @@ class Admission:
     def __init__(self, store: Store, quotas: Quotas) -> None:
         self.store = store
         self.quotas = quotas
+        self._task_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     async def admit_manual(
         self, task_id: str, owner: str | None, now: datetime, make: MakeRun
     ) -> tuple[Task, Run]:
-        """Record the run `make` plans for the task (overlap policy), within quotas."""
+        """Record the run `make` plans for the task (overlap policy), within quotas.
+
+        A burst for one task is taken one at a time in this process, each first checked with a
+        read: once a run is going, the rest are refused without queueing for the write lock
+        (which would starve everyone's writes). The write transaction decides, across
+        processes too."""
+        async with self._task_lock(task_id):
+            async with self.store.read() as s:
+                row = await self._task(s, task_id, owner, lock=False)
+                make(row.to_domain(), *await self._task_in_flight(s, row.id))
+            return await self._admit_one(task_id, owner, now, make)
+
+    async def _admit_one(
+        self, task_id: str, owner: str | None, now: datetime, make: MakeRun
+    ) -> tuple[Task, Run]:
         async with self.store.write() as s:
             row = await self._task(s, task_id, owner)
             await self._lock_owner(s, row.owner)
@@ -163,8 +182,11 @@ class Admission:
         capped = query.limit(cap + 1).subquery()
         return int(await s.scalar(select(func.count()).select_from(capped)) or 0)
 
-    async def _task(self, s: AsyncSession, task_id: str, owner: str | None) -> TaskRow:
-        query = self._locked(select(TaskRow).where(col(TaskRow.id) == task_id))
+    async def _task(
+        self, s: AsyncSession, task_id: str, owner: str | None, *, lock: bool = True
+    ) -> TaskRow:
+        query = select(TaskRow).where(col(TaskRow.id) == task_id)
+        query = self._locked(query) if lock else query
         row: TaskRow | None = (await s.exec(query)).first()
         if row is None or (owner is not None and row.owner != owner):
             raise NotFound("task", task_id, "Call list_tasks to see the ids of your tasks.")
@@ -188,6 +210,12 @@ class Admission:
                     ns=_ADVISORY_NAMESPACE, key=key - 2**31
                 )
             )
+
+    def _task_lock(self, task_id: str) -> asyncio.Lock:
+        lock = self._task_locks.get(task_id)
+        if lock is None:
+            lock = self._task_locks[task_id] = asyncio.Lock()
+        return lock
 
     def _locked(self, query: Any) -> Any:
         return query.with_for_update() if self.store.dialect == "postgresql" else query
