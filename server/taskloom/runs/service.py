@@ -321,10 +321,12 @@ class RunService:
             except TaskloomError as exc:
                 log.warning("notify_failed", run_id=run.id, error=exc.message[:300])
                 return
+        # The URL is a credential (often a secret's value): never in the log.
+        hide = Secrets({"notify.webhook_url": args.get("webhook_url", "")})
         try:
             await self.caller.call("notify", args, 30.0, {})
         except Exception as exc:
-            log.warning("notify_failed", run_id=run.id, error=str(exc)[:300])
+            log.warning("notify_failed", run_id=run.id, error=hide.redact(str(exc))[:300])
 
     def _webhook_url(self, task: Task) -> str:
         """The task's webhook URL, or the value of the secret it names."""
