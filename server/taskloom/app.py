@@ -44,11 +44,15 @@ def build_services(
     anthropic_http: Any = None,
     role: str = "serve",
     timing: Timing | None = None,
+    self_urls: tuple[str, ...] = (),
 ) -> Services:
-    """`http` and `anthropic_http` let tests fake the network at the transport."""
+    """`http` and `anthropic_http` let tests fake the network at the transport. `self_urls` are
+    this server's own HTTP endpoints, refused as upstream servers."""
     clock = clock or SystemClock()
     store = Store(settings.resolved_database_url)
-    upstream = UpstreamPool(settings.mcp_config) if settings.mcp_config else None
+    upstream = (
+        UpstreamPool(settings.mcp_config, self_urls=self_urls) if settings.mcp_config else None
+    )
     catalog = StepCatalog(builtins=builtin_tools(), upstream=upstream)
     tasks = TaskService(store, clock, settings, catalog)
     process_id = new_process_id()

@@ -63,6 +63,13 @@ ENV_HELP = """
                              come as a head and the call that pages the rest (default 32000)
   TASKLOOM_MAX_TASKS_PER_OWNER  tasks one owner may have (default 1000)
   TASKLOOM_OWNER             owner of tasks created without HTTP auth (default local)
+  TASKLOOM_MAX_CONCURRENT_RUNS  runs one principal may have running at once (default 50)
+  TASKLOOM_MAX_RUNS_PER_MINUTE  runs one principal may start per minute (default 300)
+  TASKLOOM_MAX_QUEUED_RUNS   runs one principal may have queued (default 200)
+  TASKLOOM_MAX_EVENT_PAYLOAD_BYTES  largest event payload in bytes (default 1048576)
+  TASKLOOM_SECRET_GRANTS     with several HTTP tokens: NAME=principal,principal;NAME2=...
+                             (a secret nobody is granted is usable by nobody)
+  TASKLOOM_OPERATORS         principals that see processes, hosts and pids (comma-separated)
 """
 
 
@@ -310,12 +317,10 @@ def run_now(task_id: str) -> None:
     """Run a task now in this process, showing each step as it goes."""
     from rich.progress import Progress
 
-    from taskloom.runs.model import RunTrigger
-
     async def go(s: Any) -> Any:
-        task = await s.tasks.get(task_id, owner=None)
-        run = s.runs.new_run(task, RunTrigger.MANUAL)
-        await s.store.start_run(run, owner=task.owner)
+        task, run = await s.runs.admit_manual(task_id, owner=None)
+        if run.status.value == "queued":
+            return run
         with Progress(console=err, transient=True) as bar:
             line = bar.add_task(task.name, total=len(task.steps))
 
@@ -325,6 +330,9 @@ def run_now(task_id: str) -> None:
             return await s.runs.execute(task, run, progress=progress)
 
     run = _run(go)
+    if run.status.value == "queued":
+        out.print(f"{run.id}: queued behind the run in progress (the task's overlap is 'queue').")
+        return
     colour = "green" if run.status.value == "succeeded" else "red"
     out.print(f"[{colour}]{run.id}: {run.status.value}[/{colour}] in {run.duration_ms} ms")
     for step in run.steps:

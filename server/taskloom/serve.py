@@ -69,6 +69,17 @@ def _stop_on_signals(services: "Services") -> None:
         signal.signal(sig, received)
 
 
+def _own_urls(host: str, port: int) -> tuple[str, ...]:
+    """Every URL an upstream entry could use to reach this server (any path on our socket is
+    us): the bound host, and the machine's names when bound to every interface."""
+    names = {host}
+    if host in ("0.0.0.0", "::", ""):
+        import socket
+
+        names |= {"127.0.0.1", socket.gethostname(), socket.getfqdn()}
+    return tuple(f"http://{'[' + n + ']' if ':' in n else n}:{port}/" for n in sorted(names))
+
+
 def serve(settings: Settings, *, transport: str, host: str, port: int) -> None:
     _quiet_fastmcp()
     from taskloom import logging as tl_logging
@@ -82,7 +93,8 @@ def serve(settings: Settings, *, transport: str, host: str, port: int) -> None:
             f"Refusing to serve on {host} without authentication: set TASKLOOM_HTTP_TOKENS "
             "(name=token pairs) or bind to 127.0.0.1."
         )
-    services = build_services(settings)
+    own = () if transport == "stdio" else _own_urls(host, port)
+    services = build_services(settings, self_urls=own)
     mcp = build_server(services, auth=auth if transport != "stdio" else None)
     if transport == "stdio":
         code = asyncio.run(_stdio_until_stopped(mcp, services))

@@ -1,6 +1,7 @@
 """The service graph, wired in one place (`app.py`) and handed to the MCP surface and the CLI."""
 
 import asyncio
+import hashlib
 import os
 import socket
 from dataclasses import dataclass, field
@@ -28,6 +29,11 @@ from taskloom_tools.base import ToolContext
 
 if TYPE_CHECKING:
     import httpx
+
+
+def _opaque(process_id: str) -> str:
+    """A stable name for a process that reveals neither its host nor its pid."""
+    return "process-" + hashlib.sha256(process_id.encode()).hexdigest()[:12]
 
 
 def new_process_id() -> str:
@@ -135,16 +141,18 @@ class Services:
         runs = await self.store.list_runs(owner=owner, task_id=task_id, limit=5)
         return self.tasks.answer(task, recent_runs=runs.items)
 
-    async def status(self, *, owner: str | None) -> SchedulerStatus:
+    async def status(self, *, owner: str | None, operator: bool = True) -> SchedulerStatus:
+        """Figures of `owner`'s tasks (all tasks for None); hosts, pids and lease holders only
+        for an operator: to anyone else they are details of the machine, not of their tasks."""
         now = self.clock.now()
         started = self.scheduler.started_at if self.scheduler else None
         alive_since = now - timedelta(seconds=self.settings.lease_s)
-        processes = await Claims(self.store).processes(alive_since)
+        processes = await Claims(self.store).processes(alive_since) if operator else []
         figs = await figures(self.store, now, owner=owner)
         return SchedulerStatus(
             now=now,
             server_timezone=self.settings.timezone,
-            this_process=self.process_id,
+            this_process=self.process_id if operator else _opaque(self.process_id),
             uptime_s=(now - started).total_seconds() if started else None,
             processes=[
                 ProcessStatus(
@@ -155,7 +163,8 @@ class Services:
                 for p in processes
             ],
             runs_in_flight=[
-                LeaseStatus(run_id=r.run_id, task_id=r.task_id, holder=r.holder,
+                LeaseStatus(run_id=r.run_id, task_id=r.task_id,
+                            holder=r.holder if operator else None,
                             lease_expires_at=r.expires_at)
                 for r in figs.running
             ],

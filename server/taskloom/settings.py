@@ -105,6 +105,30 @@ class Settings(BaseSettings):
     )
     max_tasks_per_owner: int = Field(default=1000, ge=1)
     owner: str = Field(default="local", description="owner of tasks created without HTTP auth")
+    max_concurrent_runs: int = Field(
+        default=50, ge=1, description="runs one principal may have running at once"
+    )
+    max_runs_per_minute: int = Field(
+        default=300, ge=1, description="runs one principal may start (or queue) per minute"
+    )
+    max_queued_runs: int = Field(
+        default=200, ge=0, description="runs one principal may have waiting in the queue"
+    )
+    max_event_payload_bytes: int = Field(
+        default=1024 * 1024,
+        ge=2,
+        description="largest event payload (emit_event, POST /events/{name}), as JSON bytes",
+    )
+    secret_grants: str = Field(
+        default="",
+        description="which principals may use which secret when several HTTP tokens are set: "
+        "NAME=principal,principal;NAME2=principal (no grant, no access)",
+    )
+    operators: str = Field(
+        default="",
+        description="comma-separated principals that see every process and run in "
+        "scheduler_status (the local stdio user always does)",
+    )
 
     @field_validator("mcp_config", "secrets_file", mode="before")
     @classmethod

@@ -40,6 +40,7 @@ _CHECKS = (
     ("is_link_local", "a link-local address"),
     ("is_multicast", "a multicast address"),
     ("is_unspecified", "an unspecified address"),
+    ("is_site_local", "a site-local address"),  # fec0::/10: deprecated, still routed inside
     ("is_private", "a private address"),
     ("is_reserved", "a reserved address"),
 )
@@ -86,7 +87,7 @@ def refusal(ip: IPAddress) -> str | None:
     if ip in METADATA_IPS:
         return "a cloud metadata address"
     for attribute, words in _CHECKS:
-        if getattr(ip, attribute):
+        if getattr(ip, attribute, False):  # is_site_local exists for IPv6 only
             return words
     return None if ip.is_global else "not a public address"
 

@@ -18,7 +18,6 @@ from taskloom_tools.address_guard import AllowList, allowed_addresses
 from taskloom_tools.base import StepToolError, ToolContext
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-_CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 _BODY_HEADERS = frozenset({"content-type", "content-length", "content-encoding"})
 
 
@@ -170,7 +169,9 @@ def redirect_target(outgoing: Outgoing, response: httpx.Response) -> Outgoing | 
             following, method="GET", content=None, headers=_without(outgoing.headers, _BODY_HEADERS)
         )
     if _origin(target) != _origin(outgoing.url):
-        following = replace(following, headers=_without(following.headers, _CREDENTIAL_HEADERS))
+        # Any header the task set may carry a credential (X-Api-Key, a signed token...): none
+        # of them goes to another origin.
+        following = replace(following, headers={})
     return following
 
 

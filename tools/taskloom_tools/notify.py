@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import shutil
 import sys
@@ -15,7 +16,8 @@ from taskloom_tools.base import StepTool, StepToolError, ToolArgs, ToolContext, 
 WEBHOOK_TIMEOUT_S = 30.0
 
 DESCRIPTION = """\
-Send a notification. It always goes to the server log (event "notify_sent"); with webhook_url it is
+Send a notification. The server log records that it was sent (event "notify_sent", with the
+message's size and hash, never its text); with webhook_url it is
 also POSTed as Slack-compatible JSON {"text": "*<title>*\\n<message>"} (Slack, Mattermost,
 Rocket.Chat and Discord's /slack endpoint accept this); with "desktop": true it is also shown as a
 desktop notification on the machine running Taskloom, when that machine has one.
@@ -47,8 +49,12 @@ class NotifyArgs(ToolArgs):
 async def notify(args: NotifyArgs, ctx: ToolContext) -> dict[str, Any]:
     import structlog
 
+    # Never the text: it is rendered from step outputs and may carry secrets or personal data.
     structlog.get_logger("taskloom_tools.notify").info(
-        "notify_sent", title=args.title, message=args.message
+        "notify_sent",
+        title_chars=len(args.title),
+        message_chars=len(args.message),
+        message_sha256=hashlib.sha256(args.message.encode()).hexdigest()[:16],
     )
     delivered = ["log"]
     not_delivered: list[dict[str, str]] = []

@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 from taskloom.api.runs import event_note
 from taskloom.errors import TaskloomError
 from taskloom.services import Services
+from taskloom.store.admission import QuotaExceeded
 from taskloom.tasks.model import (
     EVENT_NAME_PATTERN,
 )
@@ -46,9 +47,37 @@ async def _http_principal(request: Request, auth: AuthProvider | None, default: 
     return str(access.claims.get("sub") or access.client_id)
 
 
-async def _event_payload(request: Request) -> dict[str, Any] | str:
+class _TooLarge(Exception):
+    pass
+
+
+async def _bounded_body(request: Request, limit: int) -> bytes:
+    """The body, refused before it is read in full when it is over `limit` bytes: by its
+    Content-Length, and (chunked, or a Content-Length that lies) by counting while streaming."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> JSONResponse:
+    return _http_error(
+        413, "payload_too_large",
+        f"The event payload is over the {limit}-byte limit "
+        "(TASKLOOM_MAX_EVENT_PAYLOAD_BYTES); nothing was started. Send a smaller payload, "
+        "e.g. an id the task can fetch the rest with.",
+    )  # fmt: skip
+
+
+def _event_payload(body: bytes) -> dict[str, Any] | str:
     """The body as the event payload (empty means {}), or a message saying what is wrong."""
-    body = await request.body()
     if not body.strip():
         return {}
     try:
@@ -71,11 +100,18 @@ async def _post_event(request: Request, s: Services, auth: AuthProvider | None) 
             400, "invalid_event_name",
             f"Event name {name!r} must be 1-100 letters, digits or _ . : - characters.",
         )  # fmt: skip
-    payload = await _event_payload(request)
+    limit = s.settings.max_event_payload_bytes
+    try:
+        body = await _bounded_body(request, limit)
+    except _TooLarge:
+        return _too_large(limit)
+    payload = _event_payload(body)
     if isinstance(payload, str):
         return _http_error(400, "invalid_payload", payload)
     try:
         runs = await s.runs.emit(name, payload, owner=principal)
+    except QuotaExceeded as exc:
+        return _http_error(429, "quota_exceeded", exc.message)
     except TaskloomError as exc:
         return _http_error(400, "rejected", exc.message)
     return JSONResponse(

@@ -31,6 +31,7 @@ from taskloom.api.common import (
     TaskId,
     ValuePath,
     answer,
+    owner,
     owner_of,
     page_value,
     reply,
@@ -39,8 +40,8 @@ from taskloom.api.common import (
     schema_of,
 )
 from taskloom.errors import InvalidInput, NotFound
-from taskloom.runs.model import Run, RunStatus, RunTrigger
-from taskloom.runs.service import Trial, check_runnable
+from taskloom.runs.model import Run, RunStatus
+from taskloom.runs.service import Trial
 from taskloom.services import Services
 from taskloom.tasks.model import (
     EVENT_NAME_PATTERN,
@@ -168,10 +169,11 @@ def register_run_tools(mcp: FastMCP, s: Services) -> None:
 
     @mcp.tool(annotations=READ, output_schema=schema_of(SchedulerStatus))
     async def scheduler_status() -> ToolResult:
-        """Scheduler health: live Taskloom processes, runs in flight with their leases, queue
-        depth, next fires, per-task success rate and mean duration. For "are my tasks
-        running?"."""
-        status = await answer(s.status(owner=owner_of(s)))
+        """Scheduler health for your tasks: runs in flight with their leases, queue depth, next
+        fires, per-task success rate and mean duration (operators also see the live Taskloom
+        processes). For "are my tasks running?"."""
+        operator = s.runs.access.is_operator(owner())
+        status = await answer(s.status(owner=owner_of(s), operator=operator))
         return reply_lists(s, status.model_dump(mode="json"))
 
 
@@ -205,10 +207,9 @@ async def _trial(
 async def _run_now(
     s: Services, ctx: Context, task_id: str, wait: bool, wait_timeout_s: float
 ) -> RunAnswer:
-    task = await s.tasks.get(task_id, owner=owner_of(s))
-    check_runnable(task)
-    run = s.runs.new_run(task, RunTrigger.MANUAL)
-    await s.store.start_run(run, owner=task.owner)
+    task, run = await s.runs.admit_manual(task_id, owner=owner_of(s))
+    if run.status == RunStatus.QUEUED:
+        return RunAnswer(run=run, message="Queued behind the run in progress (overlap 'queue').")
     job = s.runs.launch(task, run, progress=_progress(ctx) if wait else None)
     if not wait:
         return RunAnswer(run=run, message="Started; call get_run with this id for the result.")

@@ -178,20 +178,23 @@ class Runner:
             output, error, attempts = await self._call_with_retry(state, step, args, policy)
             if (bad := find_unstorable(output, "output")) is not None:
                 error, output = _unstorable(step, bad), storable_copy(output)
+        # Later steps see the redacted output too: a secret echoed back (by a server, an
+        # upstream tool) must not reach a template that could transform it.
+        shown = state.secrets.redact(output)
         result = StepResult(
             id=step.id,
             index=index,
             tool=step.tool,
             status=StepStatus.FAILED if error else StepStatus.SUCCEEDED,
             args=state.secrets.redact(shown_args) if shown_args is not None else None,
-            output=bound_output(state.secrets.redact(output), self.limits.max_output_bytes),
+            output=bound_output(shown, self.limits.max_output_bytes),
             error=state.secrets.redact(error) if error else None,
             started_at=started,
             finished_at=self.clock.now(),
             duration_ms=int((time.perf_counter() - clock_start) * 1000),
             attempts=attempts,
         )
-        return _Outcome(result, output)
+        return _Outcome(result, shown)
 
     async def _call_with_retry(
         self, state: "_RunState", step: Step, args: dict[str, Any], policy: RetryPolicy

@@ -10,6 +10,7 @@ from typing import Any
 
 import structlog
 
+from taskloom.access import Access
 from taskloom.answers import RunAnswer
 from taskloom.clock import Clock
 from taskloom.errors import Conflict, InvalidInput, NotFound, TaskloomError
@@ -17,10 +18,12 @@ from taskloom.ids import new_id
 from taskloom.runs.holdings import Holdings
 from taskloom.runs.model import Run, RunStatus, RunTrigger, StepResult, StepStatus
 from taskloom.runs.runner import Progress, Runner, StepCaller, secret_names
+from taskloom.runs.secret_use import check_grants, is_secret_reference, secret_names_in
+from taskloom.runs.templating import Secrets
 from taskloom.scheduling.claims import event_run, retry_run
 from taskloom.secrets import load_secrets
 from taskloom.settings import Settings
-from taskloom.store.claims import Claims
+from taskloom.store.admission import Admission, Quotas
 from taskloom.store.outcome import Outcome
 from taskloom.store.recorder import RunRecorder, is_outage
 from taskloom.store.sql import Page, Store
@@ -81,6 +84,8 @@ class RunService:
         self.caller = caller
         self.process_id = process_id
         self.recorder = RunRecorder(store)
+        self.admission = Admission(store, Quotas.from_settings(settings))
+        self.access = Access.from_settings(settings)
         self.inflight: dict[str, asyncio.Task[Run]] = {}
         self.holdings = Holdings()
         self._finals: set[asyncio.Task[Run]] = set()
@@ -115,14 +120,15 @@ class RunService:
             lease_expires_at=now + timedelta(seconds=self.settings.lease_s) if held else None,
         )
 
-    async def run_now(
-        self, task: Task, *, trigger: RunTrigger = RunTrigger.MANUAL, event: dict[str, Any] | None
-    ) -> Run:
-        """Insert a run held by this process and start executing it in the background."""
-        run = self.new_run(task, trigger, event=event)
-        await self.store.start_run(run, owner=task.owner)
-        self.launch(task, run)
-        return run
+    async def admit_manual(self, task_id: str, *, owner: str | None) -> tuple[Task, Run]:
+        """Record a manual run of the task under its overlap policy and the owner's quotas:
+        running (held by this process, for the caller to execute) or queued; else refused."""
+
+        def make(task: Task, busy: int, queued: int) -> Run:
+            check_runnable(task)
+            return self.new_run(task, RunTrigger.MANUAL, status=manual_status(task, busy, queued))
+
+        return await self.admission.admit_manual(task_id, owner, self.clock.now(), make)
 
     def launch(self, task: Task, run: Run, progress: Progress | None = None) -> "asyncio.Task[Run]":
         """Execute a run this process holds; it keeps going if the requesting client leaves."""
@@ -147,7 +153,7 @@ class RunService:
             self.holdings.release(run.id)
             return run
         try:
-            secrets = load_secrets(secret_names(task), self.settings.secrets_file)
+            secrets = self._secrets_for(task.owner, secret_names(task))
             prev = await self.store.last_finished_run(task.id, before=run.id)
         except TaskloomError as exc:  # e.g. a secrets file others can read: record, never hang
             return await self._final(task, self._refused(task, run, exc.message))
@@ -198,6 +204,17 @@ class RunService:
         job.add_done_callback(self._finals.discard)
         job.add_done_callback(lambda _: self.holdings.release(run.id))
         return await job
+
+    def _secrets_for(self, owner: str, names: set[str]) -> Secrets:
+        """The values of `names`; raises when one is not granted to `owner` (a grant withdrawn
+        after the task was saved)."""
+        refused = self.access.refused_secrets(owner, names)
+        if refused:
+            raise Conflict(
+                f"Secret(s) {', '.join(refused)} are not granted to {owner!r}; ask the operator "
+                "to grant them in TASKLOOM_SECRET_GRANTS, or stop using them in this task."
+            )
+        return load_secrets(names, self.settings.secrets_file)
 
     def _refused(
         self, task: Task, run: Run, error: str, status: RunStatus = RunStatus.FAILED
@@ -266,6 +283,7 @@ class RunService:
 
     async def emit(self, name: str, payload: dict[str, Any], *, owner: str | None) -> list[Run]:
         """Start the tasks whose trigger listens to `name`; the payload is `{{ event }}`."""
+        check_payload_size(payload, self.settings.max_event_payload_bytes)
         now = self.clock.now()
 
         def make(task: Task, busy: int, queued: int) -> Run:
@@ -274,7 +292,7 @@ class RunService:
 
             return event_run(task, now, busy=busy, queued=queued, new_run=new)
 
-        claimed = await Claims(self.store).claim_event(name, owner, make)
+        claimed = await self.admission.admit_event(name, owner, now, make)
         for task, run in claimed:
             if run.status == RunStatus.RUNNING:
                 self.launch(task, run)
@@ -289,12 +307,13 @@ class RunService:
         spec = TaskSpec(name=trial.task.name if trial.task else "dry run", steps=list(steps))
         around = Surroundings(now=self.clock.now(), settings=self.settings, dry_run=True)
         warnings = await validate_task(spec, self.runner.caller.catalog, around)
+        check_grants(spec, owner=trial.owner, access=self.access)
         task = self._trial_task(spec, trial)
         run = self.new_run(task, trial.kind, fire_time=trial.fire_time, event=trial.event)
         prev = None
         if trial.task is not None:
             prev = await self.store.last_finished_run(trial.task.id, before=run.id)
-        secrets = load_secrets(secret_names(task), self.settings.secrets_file)
+        secrets = self._secrets_for(trial.owner, secret_names(task))
 
         async def discard(_: Run) -> None:
             return None
@@ -433,11 +452,28 @@ class RunService:
             "desktop": task.notify.desktop,
         }
         if task.notify.webhook_url:
-            args["webhook_url"] = task.notify.webhook_url
+            try:
+                args["webhook_url"] = self._webhook_url(task)
+            except TaskloomError as exc:
+                log.warning("notify_failed", run_id=run.id, error=exc.message[:300])
+                return
+        # The URL is a credential (often a secret's value): never in the log.
+        hide = Secrets({"notify.webhook_url": args.get("webhook_url", "")})
         try:
             await self.caller.call("notify", args, 30.0, {})
         except Exception as exc:
-            log.warning("notify_failed", run_id=run.id, error=str(exc)[:300])
+            log.warning("notify_failed", run_id=run.id, error=hide.redact(str(exc))[:300])
+
+    def _webhook_url(self, task: Task) -> str:
+        """The task's webhook URL, or the value of the secret it names."""
+        url = task.notify.webhook_url or ""
+        if not is_secret_reference(url):
+            return url
+        (name,) = secret_names_in(url)
+        value = self._secrets_for(task.owner, {name}).mapping.get(name)
+        if value is None:
+            raise TaskloomError(f"notify.webhook_url names secret {name!r}, which is not set.")
+        return value
 
     async def _should_notify(self, task: Task, run: Run) -> bool:
         on = task.notify.on
@@ -454,6 +490,32 @@ class RunService:
 def _excerpt(value: Any, limit: int = 500) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def manual_status(task: Task, busy: int, queued: int) -> RunStatus:
+    """A manual run under the task's overlap policy: started, queued behind the run in
+    progress, or refused (nothing recorded)."""
+    if busy == 0 or task.overlap == "allow":
+        return RunStatus.RUNNING
+    if task.overlap == "queue" and queued == 0:
+        return RunStatus.QUEUED
+    waiting = " and one is already queued" if task.overlap == "queue" else ""
+    raise Conflict(
+        f"Task {task.id!r} already has a run in progress{waiting}; its overlap policy is "
+        f"{task.overlap!r}, so this run was not started. Wait for it (task_history), or set "
+        "overlap to 'queue' or 'allow' with update_task."
+    )
+
+
+def check_payload_size(payload: dict[str, Any], limit: int) -> None:
+    size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+    if size > limit:
+        raise InvalidInput(
+            "payload",
+            f"<{size} bytes of JSON>",
+            f"An event payload may be at most {limit} bytes (TASKLOOM_MAX_EVENT_PAYLOAD_BYTES); "
+            "send a smaller payload, e.g. an id the task can fetch the rest with.",
+        )
 
 
 def check_runnable(task: Task) -> None:

@@ -7,10 +7,12 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
+from taskloom.access import Access
 from taskloom.answers import FireTime, SchedulePreview, TaskAnswer, TaskList, TaskSummary
 from taskloom.clock import Clock
 from taskloom.errors import InvalidInput, NotFound
 from taskloom.ids import new_id
+from taskloom.runs.secret_use import check_grants
 from taskloom.scheduling import triggers
 from taskloom.settings import Settings
 from taskloom.step_tools import StepCatalog
@@ -32,6 +34,7 @@ class TaskService:
         self.clock = clock
         self.settings = settings
         self.catalog = catalog
+        self.access = Access.from_settings(settings)
         self._listeners: list[Listener] = []
 
     def on_change(self, listener: Listener) -> None:
@@ -56,6 +59,7 @@ class TaskService:
 
     async def create(self, spec: TaskSpec, *, owner: str) -> TaskAnswer:
         warnings = await validate_task(spec, self.catalog, self.surroundings(owner))
+        check_grants(spec, owner=owner, access=self.access)
         now = self.clock.now()
         task = Task(
             **dict(spec),
@@ -83,6 +87,7 @@ class TaskService:
         merged = TaskSpec.model_validate({**current.spec().model_dump(), **changes})
         around = self.surroundings(current.owner, changed=frozenset(changes), task_id=task_id)
         warnings = await validate_task(merged, self.catalog, around)
+        check_grants(merged, owner=owner, access=self.access)
         now = self.clock.now()
         task = current.model_copy(
             update={

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from taskloom.errors import InvalidInput, InvalidInputs
+from taskloom.runs.secret_use import check_task_secrets
 from taskloom.runs.templating import TemplateError, has_template, referenced_steps
 from taskloom.scheduling import triggers
 from taskloom.scheduling.cron import HORIZON_YEARS
@@ -67,6 +68,7 @@ async def validate_task(
     if around is not None:
         problems += [] if trigger_problems else _check_schedule(fields, around)
         problems += await _check_name(fields, around)
+    problems += check_task_secrets(fields)
     if problems:
         raise InvalidInputs(problems)
     return await readiness_warnings(fields, around) if around is not None else []
@@ -196,8 +198,14 @@ def _templated(value: Any) -> bool:
 
 def _check_notify(notify: NotifyPolicy) -> list[InvalidInput]:
     url = notify.webhook_url
-    if url and not url.startswith(("http://", "https://")):
-        return [InvalidInput("notify.webhook_url", url, "Give an http:// or https:// URL.")]
+    if url and not url.startswith(("http://", "https://")) and "{" not in url:
+        return [
+            InvalidInput(
+                "notify.webhook_url",
+                url,
+                "Give an http:// or https:// URL, or a secret reference '{{ secrets.NAME }}'.",
+            )
+        ]
     return []
 
 

@@ -17,6 +17,8 @@ from taskloom_tools.base import StepToolError
         ("172.16.0.1", "a private address"),
         ("192.168.1.1", "a private address"),
         ("fd12:3456::1", "a private address"),
+        ("fec0::1", "a site-local address"),
+        ("feff:ffff::1", "a site-local address"),
         ("169.254.10.10", "a link-local address"),
         ("fe80::1", "a link-local address"),
         ("224.0.0.1", "a multicast address"),
@@ -71,3 +73,9 @@ async def test_an_unresolvable_name_fails_with_the_name() -> None:
     """A host that does not resolve fails with a message naming it."""
     with pytest.raises(StepToolError, match=r"Could not resolve host 'exa..mple'"):
         await allowed_addresses("exa..mple", 80, AllowList())
+
+
+async def test_a_site_local_ipv6_literal_is_refused_before_connecting() -> None:
+    """A URL host in fec0::/10 is refused, naming it site-local."""
+    with pytest.raises(StepToolError, match=r"fec0::1.*a site-local address"):
+        await allowed_addresses("[fec0::1]", 80, AllowList())

@@ -141,6 +141,29 @@ async def test_a_cross_origin_redirect_drops_credentials(ctx: ToolContext, api: 
     assert out["json"]["headers"]["host"] == f"localhost:{api.port}"
 
 
+async def test_a_cross_origin_redirect_drops_every_header_the_task_set(
+    ctx: ToolContext, api: ApiServer
+) -> None:
+    """No header the task set (an API key, a custom token) follows a redirect to another origin."""
+    target = api.url("/echo", host="localhost")
+    headers = {"X-Api-Key": "k3y-value", "X-Custom": "c", "Cookie": "a=b", "Accept": "text/x"}
+    out = await call(ctx, url=api.url("/redirect"), params={"to": target}, headers=headers)
+    seen = {name.lower() for name in out["json"]["headers"]}
+    assert not seen & {"x-api-key", "x-custom", "cookie", "accept-x"}
+    assert out["json"]["headers"].get("accept") != "text/x"
+    assert "k3y-value" not in str(out["json"])
+
+
+async def test_a_same_origin_redirect_keeps_the_task_headers(
+    ctx: ToolContext, api: ApiServer
+) -> None:
+    """A redirect within the same origin keeps every header the task set."""
+    out = await call(
+        ctx, url=api.url("/redirect"), params={"to": "/echo"}, headers={"X-Api-Key": "k3y"}
+    )
+    assert out["json"]["headers"]["x-api-key"] == "k3y"
+
+
 @pytest.mark.parametrize(
     "target", ["http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/", "http://[::1]/"]
 )

@@ -1,5 +1,6 @@
 """notify: log, webhook (to a real local server) and desktop (through real subprocesses)."""
 
+import hashlib
 import sys
 from pathlib import Path
 
@@ -22,13 +23,20 @@ def fake_notifier(folder: Path, script: str) -> None:
 
 
 async def test_always_logs_notify_sent(strict_ctx: ToolContext) -> None:
-    """A notification is logged as notify_sent and reported delivered to the log."""
+    """A notification is logged as notify_sent with sizes and a hash, never its text."""
     with capture_logs() as logs:
         out = await TOOL.invoke({"title": "Done", "message": "3 new items"}, strict_ctx)
     assert out == {"delivered": ["log"], "not_delivered": []}
     assert logs == [
-        {"event": "notify_sent", "title": "Done", "message": "3 new items", "log_level": "info"}
+        {
+            "event": "notify_sent",
+            "title_chars": 4,
+            "message_chars": 11,
+            "message_sha256": hashlib.sha256(b"3 new items").hexdigest()[:16],
+            "log_level": "info",
+        }
     ]
+    assert "3 new items" not in repr(logs)
 
 
 async def test_posts_slack_compatible_json_to_the_webhook(ctx: ToolContext, api: ApiServer) -> None:
