@@ -58,7 +58,12 @@ ENV_HELP = """
   TASKLOOM_LEASE_S           run lease in seconds, renewed every third of it (default 30)
   TASKLOOM_SHUTDOWN_GRACE_S  seconds in-flight runs may finish at shutdown (default 60)
   TASKLOOM_STEP_TIMEOUT_S    default timeout of one step in seconds (default 300)
-  TASKLOOM_MAX_OUTPUT_BYTES  stored output per step (default 65536)
+  TASKLOOM_MAX_OUTPUT_BYTES  stored output (and arguments) per step (default 65536)
+  TASKLOOM_SANDBOX_WORKERS   processes that run templates, render and extract (default 2)
+  TASKLOOM_SANDBOX_MEMORY_MB memory of one such worker in MB (default 512)
+  TASKLOOM_SANDBOX_CPU_S     CPU seconds per step evaluation (default 2)
+  TASKLOOM_SANDBOX_WALL_S    seconds per step evaluation before the worker is killed (default 10)
+  TASKLOOM_SANDBOX_VALUE_BYTES  largest value a step evaluation hands back (default 16 MiB)
   TASKLOOM_MAX_TASKS_PER_OWNER  tasks one owner may have (default 1000)
   TASKLOOM_OWNER             owner of tasks created without HTTP auth (default local)
 """

@@ -16,6 +16,7 @@ from taskloom.answers import (
     TaskHealth,
 )
 from taskloom.clock import Clock
+from taskloom.runs.sandbox import Sandbox
 from taskloom.runs.service import RunService
 from taskloom.scheduling.scheduler import Scheduler
 from taskloom.settings import Settings
@@ -100,6 +101,7 @@ class Services:
     tool_contexts: ToolContexts
     process_id: str
     scheduler: Scheduler | None = None
+    sandbox: Sandbox | None = None
 
     async def start(self, *, schedule: bool = True) -> None:
         """Open the store; with `schedule` (and TASKLOOM_SCHEDULER on), fire tasks here too."""
@@ -117,6 +119,8 @@ class Services:
         if self.catalog.upstream is not None:
             await self.catalog.upstream.aclose()
         await self.tool_contexts.stop()
+        if self.sandbox is not None:
+            await self.sandbox.close()
         await self.store.close()
 
     async def task_details(self, task_id: str, *, owner: str | None) -> TaskAnswer:

@@ -6,7 +6,6 @@ The run's final record is written in `finally`, shielded from cancellation, so a
 """
 
 import asyncio
-import json
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -18,8 +17,17 @@ import structlog
 
 from taskloom.clock import Clock
 from taskloom.errors import TaskloomError
+from taskloom.runs.evaluation import (
+    ARGS_HINT,
+    StepJob,
+    StepValues,
+    bound_value,
+    evaluate_step,
+    store_output,
+)
 from taskloom.runs.model import Run, RunStatus, StepResult, StepStatus
-from taskloom.runs.templating import Secrets, TemplateError, referenced_secrets, resolve_args
+from taskloom.runs.sandbox import LimitExceeded, Sandbox, SandboxLimits
+from taskloom.runs.templating import Secrets, any_template, referenced_secrets
 from taskloom.step_tools import StepCatalog
 from taskloom.tasks.model import RetryPolicy, Step, Task
 
@@ -28,6 +36,10 @@ log = structlog.get_logger(__name__)
 Progress = Callable[[int, int, str], Awaitable[None]]
 Persist = Callable[[Run], Awaitable[None]]
 Finish = Callable[[Run], Awaitable[Run]]
+
+# Outputs at most this big are redacted and stored on the event loop, skipping a round trip.
+_SMALL_ITEMS = 32
+_SMALL_CHARS = 4096
 
 # A step still running after this long is shown as running in the stored run (get_run).
 PERSIST_RUNNING_AFTER_S = 0.25
@@ -45,20 +57,6 @@ def backoff_delay(policy: RetryPolicy, attempt: int, rng: random.Random | None =
     return (rng or random).uniform(ceiling / 2, ceiling)
 
 
-def bound_output(value: Any, max_bytes: int) -> Any:
-    """The value itself when its JSON is small enough; otherwise a marked, truncated preview."""
-    text = json.dumps(value, default=str, ensure_ascii=False)
-    size = len(text.encode())
-    if size <= max_bytes:
-        return value
-    return {
-        "truncated": True,
-        "original_bytes": size,
-        "preview": text.encode()[:max_bytes].decode(errors="ignore"),
-        "hint": "The output was larger than TASKLOOM_MAX_OUTPUT_BYTES; only a preview is kept.",
-    }
-
-
 class StepCaller:
     """Calls a step tool by name: built-ins in-process, '<server>/<tool>' on the upstream pool."""
 
@@ -69,6 +67,11 @@ class StepCaller:
     def raw_args(self, name: str) -> frozenset[str]:
         tool = self.catalog.builtin(name)
         return tool.raw_args if tool is not None else frozenset()
+
+    def computes(self, name: str) -> bool:
+        """Whether the tool is pure computation, run by the runner in a sandbox worker."""
+        tool = self.catalog.builtin(name)
+        return tool is not None and tool.compute is not None
 
     async def call(
         self, name: str, args: dict[str, Any], timeout_s: float, template_ctx: dict[str, Any]
@@ -86,10 +89,13 @@ class StepCaller:
 
 
 class Runner:
-    def __init__(self, caller: StepCaller, clock: Clock, limits: Limits) -> None:
+    def __init__(
+        self, caller: StepCaller, clock: Clock, limits: Limits, sandbox: Sandbox | None = None
+    ) -> None:
         self.caller = caller
         self.clock = clock
         self.limits = limits
+        self.sandbox = sandbox or Sandbox(SandboxLimits())
 
     async def execute(
         self,
@@ -141,28 +147,23 @@ class Runner:
     async def _step(self, state: "_RunState", index: int, step: Step) -> "_Outcome":
         started = self.clock.now()
         clock_start = time.perf_counter()
-        policy = step.retry or RetryPolicy()
-        attempts, output, error, args = 0, None, None, None
-        raw = self.caller.raw_args(step.tool)
-        try:
-            rendered = resolve_args(
-                {k: v for k, v in step.args.items() if k not in raw},
-                state.template_context(),
-                step_id=step.id,
-                secrets=state.secrets,
-            )
-            args = {**{k: v for k, v in step.args.items() if k in raw}, **rendered}
-        except TemplateError as exc:
-            error = exc.message
-        if args is not None:
+        timeout = step.timeout_s or self.limits.step_timeout_s
+        values = await self._evaluate(state, step, timeout)
+        output, stored, error = values.output, values.stored_output, values.error
+        attempts = 1 if values.computed else 0
+        if error is None and not values.computed:
+            policy = step.retry or RetryPolicy()
+            args = values.args or {}
             output, error, attempts = await self._call_with_retry(state, step, args, policy)
+            if error is None:
+                output, stored, error = await self._store(state, step, output, timeout)
         result = StepResult(
             id=step.id,
             index=index,
             tool=step.tool,
             status=StepStatus.FAILED if error else StepStatus.SUCCEEDED,
-            args=state.secrets.redact(args) if args is not None else None,
-            output=bound_output(state.secrets.redact(output), self.limits.max_output_bytes),
+            args=values.stored_args,
+            output=stored,
             error=state.secrets.redact(error) if error else None,
             started_at=started,
             finished_at=self.clock.now(),
@@ -170,6 +171,54 @@ class Runner:
             attempts=attempts,
         )
         return _Outcome(result, output)
+
+    async def _evaluate(self, state: "_RunState", step: Step, timeout_s: float) -> StepValues:
+        """The step's args rendered (and a computed tool run) in a sandbox worker; args with
+        no template are the task's own, already bounded, and skip the round trip."""
+        compute = self.caller.computes(step.tool)
+        if not compute and not any_template(step.args):
+            stored = bound_value(state.secrets.redact(step.args), self.max_bytes, ARGS_HINT)
+            return StepValues(args=dict(step.args), stored_args=stored)
+        job = StepJob(
+            step_id=step.id,
+            tool=step.tool,
+            args=dict(step.args),
+            raw_args=self.caller.raw_args(step.tool),
+            context=state.template_context(),
+            secrets=dict(state.secrets.mapping),
+            max_output_bytes=self.max_bytes,
+            compute=compute,
+        )
+        activity = "computing its result" if compute else "rendering its arguments"
+        try:
+            values: StepValues = await self.sandbox.call(evaluate_step, job, timeout_s=timeout_s)
+        except (LimitExceeded, TimeoutError) as exc:
+            return StepValues(error=_limit_message(step, exc, activity, timeout_s))
+        except Exception as exc:  # e.g. a value nested too deeply to serialise
+            return StepValues(error=f"Step {step.id!r} ({step.tool}) failed {activity}: {exc}")
+        return values
+
+    async def _store(
+        self, state: "_RunState", step: Step, output: Any, timeout_s: float
+    ) -> tuple[Any, Any, str | None]:
+        """The output for later steps, its stored form (redacted, bounded) and an error."""
+        if _is_small(output):
+            stored = bound_value(state.secrets.redact(output), self.max_bytes)
+            return output, stored, None
+        secrets = dict(state.secrets.mapping)
+        try:
+            packed, stored = await self.sandbox.call(
+                store_output, output, secrets, self.max_bytes, timeout_s=timeout_s
+            )
+        except (LimitExceeded, TimeoutError) as exc:
+            return None, None, _limit_message(step, exc, "storing its output", timeout_s)
+        except Exception as exc:  # e.g. a value nested too deeply to serialise
+            return None, None, f"Step {step.id!r} ({step.tool}) failed storing its output: {exc}"
+        return packed, stored, None
+
+    @property
+    def max_bytes(self) -> int:
+        return self.limits.max_output_bytes
 
     async def _call_with_retry(
         self, state: "_RunState", step: Step, args: dict[str, Any], policy: RetryPolicy
@@ -205,6 +254,32 @@ def _persist_later(persist: Persist, snapshot: Run, delay_s: float) -> "asyncio.
             log.warning("run_progress_not_saved", error=f"{type(exc).__name__}: {exc}"[:300])
 
     return asyncio.create_task(later(), name=f"{snapshot.id}-progress")
+
+
+def _limit_message(
+    step: Step, exc: "LimitExceeded | TimeoutError", activity: str, timeout: float
+) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"Step {step.id!r} timed out after {timeout:g} s; raise its timeout_s."
+    return (
+        f"Step {step.id!r} ({step.tool}) {exc.detail} while {activity}; the limit is set by "
+        f"{exc.setting}."
+    )
+
+
+def _is_small(value: Any) -> bool:
+    """Whether `value` is a scalar or a short flat container: cheap to store on the loop."""
+    if isinstance(value, dict):
+        return len(value) <= _SMALL_ITEMS and all(map(_is_scalar, value.values()))
+    if isinstance(value, list):
+        return len(value) <= _SMALL_ITEMS and all(map(_is_scalar, value))
+    return _is_scalar(value)
+
+
+def _is_scalar(value: Any) -> bool:
+    if isinstance(value, str):
+        return len(value) <= _SMALL_CHARS
+    return value is None or isinstance(value, bool | int | float)
 
 
 def _describe(step: Step, exc: Exception, secrets: Secrets) -> str:

@@ -86,6 +86,11 @@ def has_template(value: str) -> bool:
     return "{{" in value or "{%" in value
 
 
+def any_template(value: Any) -> bool:
+    """Whether any string inside `value` (dicts and lists walked) is a template."""
+    return next(_template_leaves(value, ""), None) is not None
+
+
 def resolve_args(
     args: dict[str, Any],
     context: Mapping[str, Any],

@@ -1,0 +1,135 @@
+"""A step's user-controlled computation, as a sandbox worker runs it (see `sandbox.py`).
+
+One round trip per step: the worker renders the step's argument templates, runs the tool itself
+when it is pure computation (`render`, `extract`), redacts secrets and bounds what is stored.
+Step outputs travel as `Packed` pickles: the parent keeps them opaque, so a big output is never
+rebuilt or serialised on the event loop, only inside a worker.
+"""
+
+import functools
+import json
+import pickle
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from taskloom.runs.templating import Secrets, TemplateError, resolve_args
+from taskloom_tools.catalog import builtin_tools
+
+ARGS_HINT = "The arguments were larger than TASKLOOM_MAX_OUTPUT_BYTES; only a preview is kept."
+OUTPUT_HINT = "The output was larger than TASKLOOM_MAX_OUTPUT_BYTES; only a preview is kept."
+
+
+class Packed(NamedTuple):
+    """A step output pickled by a worker; only workers unpickle it."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class StepJob:
+    """Everything a worker needs to evaluate one step."""
+
+    step_id: str
+    tool: str
+    args: dict[str, Any]
+    raw_args: frozenset[str]
+    context: dict[str, Any]
+    secrets: dict[str, str] = field(default_factory=dict)
+    max_output_bytes: int = 65536
+    compute: bool = False  # the tool is pure computation: run it in the worker too
+
+
+@dataclass(frozen=True)
+class StepValues:
+    """A worker's answer: the resolved args (for a tool the parent calls), what is stored, and
+    for a computed tool its output (whole, packed, for later steps) or its error."""
+
+    error: str | None = None
+    args: dict[str, Any] | None = None
+    stored_args: Any = None
+    output: Packed | None = None
+    stored_output: Any = None
+    computed: bool = False
+
+
+def bound_value(value: Any, max_bytes: int, hint: str = OUTPUT_HINT) -> Any:
+    """The value itself when its JSON is small enough; otherwise a marked, truncated preview."""
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    size = len(text.encode())
+    if size <= max_bytes:
+        return value
+    return {
+        "truncated": True,
+        "original_bytes": size,
+        "preview": text.encode()[:max_bytes].decode(errors="ignore"),
+        "hint": hint,
+    }
+
+
+def evaluate_step(job: StepJob) -> StepValues:
+    """Resolve the step's templates and, for a computed tool, run it; never raises for the
+    step's own mistakes (they come back as `error`)."""
+    secrets = _secrets(tuple(sorted(job.secrets.items())))
+    context = unpack(job.context)
+    templated = {k: v for k, v in job.args.items() if k not in job.raw_args}
+    try:
+        rendered = resolve_args(templated, context, step_id=job.step_id, secrets=secrets)
+    except TemplateError as exc:
+        return StepValues(error=exc.message)
+    args = {**{k: v for k, v in job.args.items() if k in job.raw_args}, **rendered}
+    stored_args = bound_value(secrets.redact(args), job.max_output_bytes, ARGS_HINT)
+    if not job.compute:
+        return StepValues(args=args, stored_args=stored_args)
+    try:
+        output = _run_tool(job, args, {**context, "secrets": secrets.mapping})
+    except Exception as exc:  # the tool's failure is the step's, reported as data
+        return StepValues(error=describe_failure(job, exc), stored_args=stored_args, computed=True)
+    packed, stored = store_output(output, job.secrets, job.max_output_bytes)
+    return StepValues(stored_args=stored_args, output=packed, stored_output=stored, computed=True)
+
+
+def store_output(output: Any, secrets: dict[str, str], max_bytes: int) -> tuple[Packed, Any]:
+    """The whole output packed for later steps, and its redacted, bounded stored form."""
+    redactor = _secrets(tuple(sorted(secrets.items())))
+    stored = bound_value(redactor.redact(output), max_bytes)
+    return Packed(pickle.dumps(output, protocol=pickle.HIGHEST_PROTOCOL)), stored
+
+
+def unpack(context: Mapping[str, Any]) -> dict[str, Any]:
+    """`context` with every step's packed output opened."""
+    steps = context.get("steps") or {}
+    opened = {key: _open_step(entry) for key, entry in steps.items()}
+    return {**context, "steps": opened}
+
+
+def describe_failure(job: StepJob, exc: Exception) -> str:
+    message = getattr(exc, "message", None)
+    if isinstance(message, str):
+        return message
+    if isinstance(exc, ValueError):
+        return str(exc)
+    return f"Step {job.step_id!r} ({job.tool}) failed unexpectedly: {type(exc).__name__}: {exc}"
+
+
+def _run_tool(job: StepJob, args: dict[str, Any], context: Mapping[str, Any]) -> Any:
+    tool = _tools()[job.tool]
+    if tool.compute is None:
+        raise RuntimeError(f"{job.tool} is not a computed tool")
+    return tool.compute(tool.parse_args(args), context)
+
+
+def _open_step(entry: Any) -> Any:
+    if isinstance(entry, Mapping) and isinstance(entry.get("output"), Packed):
+        return {**entry, "output": pickle.loads(entry["output"].data)}
+    return entry
+
+
+@functools.cache
+def _tools() -> dict[str, Any]:
+    return builtin_tools()
+
+
+@functools.lru_cache(maxsize=64)
+def _secrets(items: tuple[tuple[str, str], ...]) -> Secrets:
+    return Secrets(dict(items))
