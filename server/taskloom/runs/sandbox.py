@@ -114,7 +114,7 @@ class Sandbox:
             raise
         if reply.kind == "timeout" and deadline_s is not None and deadline_s < self.limits.wall_s:
             reply = _Reply("step_timeout", deadline_s)
-        if reply.kind in ("timeout", "step_timeout", "died", "memory"):
+        if not worker.alive or reply.kind in ("timeout", "step_timeout", "memory"):
             # A child past its deadline may be anywhere; one after MemoryError exits itself.
             await self._in_thread(worker.kill)
             log.warning("sandbox_worker_replaced", reason=reply.kind, pid=worker.pid)
@@ -174,6 +174,18 @@ class _Worker:
         self.limits = limits
         self.pid = self.process.pid
         self.alive = True
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        """Block until the child has imported its modules, so a job's deadline counts only the
+        job, not a cold start on a busy machine."""
+        try:
+            if self.conn.poll(_START_S) and self.conn.recv_bytes() == _READY:
+                return
+        except (EOFError, OSError):
+            pass
+        self.kill()
+        raise RuntimeError(f"a sandbox worker did not start within {_START_S:g} s")
 
     def call(self, fn: Callable[..., Any], args: tuple[Any, ...], wall_s: float) -> _Reply:
         try:
@@ -186,6 +198,7 @@ class _Worker:
         return _Reply(kind, payload)
 
     def _death(self) -> tuple[str, Any]:
+        self.alive = False
         try:
             code = self.process.wait(1.0)
         except subprocess.TimeoutExpired:
@@ -204,6 +217,8 @@ class _Worker:
 
 
 _CHILD = "from taskloom.runs.sandbox import serve_child; serve_child()"
+_READY = b"ready"
+_START_S = 120.0
 
 
 # -- the child side ------------------------------------------------------------------------------
@@ -224,6 +239,7 @@ def _serve(conn: Connection, limits: SandboxLimits) -> None:
     if resource is not None:
         cap = limits.memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (cap, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    conn.send_bytes(_READY)
     while True:
         try:
             fn, args = pickle.loads(conn.recv_bytes())

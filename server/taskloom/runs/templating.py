@@ -21,7 +21,7 @@ from jinja2.utils import missing
 from markupsafe import Markup
 
 from taskloom.errors import TaskloomError
-from taskloom_tools.template_sandbox import BoundedOperators
+from taskloom_tools.template_sandbox import BoundedOperators, check_json_indent
 
 MAX_RENDERED_CHARS = 1024 * 1024
 MIN_SECRET_LENGTH = 4
@@ -148,6 +148,7 @@ def _environment() -> _Environment:
 
 def _tojson(value: Any, indent: int | None = None) -> str:
     # Jinja's own tojson escapes <, >, & and ' for HTML; args go to APIs, not pages.
+    check_json_indent(indent)
     return json.dumps(value, ensure_ascii=False, indent=indent, default=str)
 
 
