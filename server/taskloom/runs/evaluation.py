@@ -83,6 +83,8 @@ def evaluate_step(job: StepJob) -> StepValues:
         return StepValues(args=args, stored_args=stored_args)
     try:
         output = _run_tool(job, args, {**context, "secrets": secrets.mapping})
+    except MemoryError:
+        raise  # the worker's limit, reported by the sandbox with its setting
     except Exception as exc:  # the tool's failure is the step's, reported as data
         return StepValues(error=describe_failure(job, exc), stored_args=stored_args, computed=True)
     packed, stored = store_output(output, job.secrets, job.max_output_bytes)

@@ -27,7 +27,7 @@ from taskloom.runs.evaluation import (
 )
 from taskloom.runs.model import Run, RunStatus, StepResult, StepStatus
 from taskloom.runs.sandbox import LimitExceeded, Sandbox, SandboxLimits
-from taskloom.runs.templating import Secrets, any_template, referenced_secrets
+from taskloom.runs.templating import Secrets, any_template, referenced_secrets, used_steps
 from taskloom.step_tools import StepCatalog
 from taskloom.tasks.model import RetryPolicy, Step, Task
 
@@ -184,7 +184,7 @@ class Runner:
             tool=step.tool,
             args=dict(step.args),
             raw_args=self.caller.raw_args(step.tool),
-            context=state.template_context(),
+            context=state.template_context(used_steps(step.args)),
             secrets=dict(state.secrets.mapping),
             max_output_bytes=self.max_bytes,
             compute=compute,
@@ -321,10 +321,15 @@ class _RunState:
         self.stopped = False
         self.current: int | None = None
 
-    def template_context(self) -> dict[str, Any]:
+    def template_context(self, used: set[str] | None = None) -> dict[str, Any]:
+        """What templates see; with `used`, other steps' outputs are left out (as null), so a
+        worker is not sent and does not unpack what the step never reads."""
         fire = self.run.fire_time
+        steps = self.outputs
+        if used is not None:
+            steps = {k: v if k in used else {**v, "output": None} for k, v in steps.items()}
         return {
-            "steps": self.outputs,
+            "steps": steps,
             "task": {"id": self.task.id, "name": self.task.name, "timezone": self.task.timezone},
             "run": {
                 "id": self.run.id,
