@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from bench import firing, footprint, history, stdio_bench
+from bench import firing, footprint, history, hostile, stdio_bench
 from bench.common import Config, Row
 
 BENCHMARKS: dict[str, Callable[[Config], Awaitable[list[Row]]]] = {
@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, Callable[[Config], Awaitable[list[Row]]]] = {
     "history": history.history,
     "processes": firing.processes,
     "footprint": footprint.footprint,
+    "hostile": hostile.hostile_neighbour,
 }
 
 

@@ -171,6 +171,9 @@ class _Worker:
                 stdout=subprocess.DEVNULL,  # in stdio mode stdout is the MCP protocol
             )
             self.conn = Connection(ours.detach())
+        with contextlib.suppress(OSError, AttributeError):
+            # Below the server's priority: a busy worker must not slow the event loop down.
+            os.setpriority(os.PRIO_PROCESS, self.process.pid, _NICE)
         self.limits = limits
         self.pid = self.process.pid
         self.alive = True
@@ -218,6 +221,7 @@ class _Worker:
 
 _CHILD = "from taskloom.runs.sandbox import serve_child; serve_child()"
 _READY = b"ready"
+_NICE = 10
 _START_S = 120.0
 
 
