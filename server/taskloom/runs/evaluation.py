@@ -13,11 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from taskloom.runs.sandbox import LimitExceeded
 from taskloom.runs.templating import Secrets, TemplateError, resolve_args
 from taskloom_tools.catalog import builtin_tools
 
 ARGS_HINT = "The arguments were larger than TASKLOOM_MAX_OUTPUT_BYTES; only a preview is kept."
 OUTPUT_HINT = "The output was larger than TASKLOOM_MAX_OUTPUT_BYTES; only a preview is kept."
+_SMALL_ITEMS = 32
+_SMALL_CHARS = 4096
 
 
 class Packed(NamedTuple):
@@ -103,6 +106,34 @@ def unpack(context: Mapping[str, Any]) -> dict[str, Any]:
     steps = context.get("steps") or {}
     opened = {key: _open_step(entry) for key, entry in steps.items()}
     return {**context, "steps": opened}
+
+
+def limit_message(
+    step_id: str, tool: str, exc: LimitExceeded | TimeoutError, activity: str, timeout_s: float
+) -> str:
+    """A step's error for a sandbox limit: the step, the limit and the setting that raises it."""
+    if isinstance(exc, TimeoutError):
+        return f"Step {step_id!r} timed out after {timeout_s:g} s; raise its timeout_s."
+    return (
+        f"Step {step_id!r} ({tool}) {exc.detail} while {activity}; the limit is set by "
+        f"{exc.setting}."
+    )
+
+
+def is_small(value: Any) -> bool:
+    """Whether `value` is a scalar or a short flat container: cheap to store on the event loop,
+    so it skips a round trip to a worker."""
+    if isinstance(value, dict):
+        return len(value) <= _SMALL_ITEMS and all(map(_is_scalar, value.values()))
+    if isinstance(value, list):
+        return len(value) <= _SMALL_ITEMS and all(map(_is_scalar, value))
+    return _is_scalar(value)
+
+
+def _is_scalar(value: Any) -> bool:
+    if isinstance(value, str):
+        return len(value) <= _SMALL_CHARS
+    return value is None or isinstance(value, bool | int | float)
 
 
 def describe_failure(job: StepJob, exc: Exception) -> str:

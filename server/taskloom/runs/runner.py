@@ -23,6 +23,8 @@ from taskloom.runs.evaluation import (
     StepValues,
     bound_value,
     evaluate_step,
+    is_small,
+    limit_message,
     store_output,
 )
 from taskloom.runs.model import Run, RunStatus, StepResult, StepStatus
@@ -36,10 +38,6 @@ log = structlog.get_logger(__name__)
 Progress = Callable[[int, int, str], Awaitable[None]]
 Persist = Callable[[Run], Awaitable[None]]
 Finish = Callable[[Run], Awaitable[Run]]
-
-# Outputs at most this big are redacted and stored on the event loop, skipping a round trip.
-_SMALL_ITEMS = 32
-_SMALL_CHARS = 4096
 
 # A step still running after this long is shown as running in the stored run (get_run).
 PERSIST_RUNNING_AFTER_S = 0.25
@@ -193,7 +191,7 @@ class Runner:
         try:
             values: StepValues = await self.sandbox.call(evaluate_step, job, timeout_s=timeout_s)
         except (LimitExceeded, TimeoutError) as exc:
-            return StepValues(error=_limit_message(step, exc, activity, timeout_s))
+            return StepValues(error=limit_message(step.id, step.tool, exc, activity, timeout_s))
         except Exception as exc:  # e.g. a value nested too deeply to serialise
             return StepValues(error=f"Step {step.id!r} ({step.tool}) failed {activity}: {exc}")
         return values
@@ -202,7 +200,7 @@ class Runner:
         self, state: "_RunState", step: Step, output: Any, timeout_s: float
     ) -> tuple[Any, Any, str | None]:
         """The output for later steps, its stored form (redacted, bounded) and an error."""
-        if _is_small(output):
+        if is_small(output):
             stored = bound_value(state.secrets.redact(output), self.max_bytes)
             return output, stored, None
         secrets = dict(state.secrets.mapping)
@@ -211,7 +209,11 @@ class Runner:
                 store_output, output, secrets, self.max_bytes, timeout_s=timeout_s
             )
         except (LimitExceeded, TimeoutError) as exc:
-            return None, None, _limit_message(step, exc, "storing its output", timeout_s)
+            return (
+                None,
+                None,
+                limit_message(step.id, step.tool, exc, "storing its output", timeout_s),
+            )
         except Exception as exc:  # e.g. a value nested too deeply to serialise
             return None, None, f"Step {step.id!r} ({step.tool}) failed storing its output: {exc}"
         return packed, stored, None
@@ -254,32 +256,6 @@ def _persist_later(persist: Persist, snapshot: Run, delay_s: float) -> "asyncio.
             log.warning("run_progress_not_saved", error=f"{type(exc).__name__}: {exc}"[:300])
 
     return asyncio.create_task(later(), name=f"{snapshot.id}-progress")
-
-
-def _limit_message(
-    step: Step, exc: "LimitExceeded | TimeoutError", activity: str, timeout: float
-) -> str:
-    if isinstance(exc, TimeoutError):
-        return f"Step {step.id!r} timed out after {timeout:g} s; raise its timeout_s."
-    return (
-        f"Step {step.id!r} ({step.tool}) {exc.detail} while {activity}; the limit is set by "
-        f"{exc.setting}."
-    )
-
-
-def _is_small(value: Any) -> bool:
-    """Whether `value` is a scalar or a short flat container: cheap to store on the loop."""
-    if isinstance(value, dict):
-        return len(value) <= _SMALL_ITEMS and all(map(_is_scalar, value.values()))
-    if isinstance(value, list):
-        return len(value) <= _SMALL_ITEMS and all(map(_is_scalar, value))
-    return _is_scalar(value)
-
-
-def _is_scalar(value: Any) -> bool:
-    if isinstance(value, str):
-        return len(value) <= _SMALL_CHARS
-    return value is None or isinstance(value, bool | int | float)
 
 
 def _describe(step: Step, exc: Exception, secrets: Secrets) -> str:
