@@ -102,11 +102,14 @@ class Services:
     process_id: str
     scheduler: Scheduler | None = None
     sandbox: Sandbox | None = None
+    _warming: "asyncio.Task[None] | None" = None
 
     async def start(self, *, schedule: bool = True) -> None:
         """Open the store; with `schedule` (and TASKLOOM_SCHEDULER on), fire tasks here too."""
         await self.store.open()
         await self.tool_contexts.start()
+        if self.sandbox is not None:
+            self._warming = asyncio.create_task(self.sandbox.warm_up(), name="sandbox-warm-up")
         if schedule and self.scheduler is not None:
             await self.scheduler.start()
 
@@ -120,6 +123,8 @@ class Services:
             await self.catalog.upstream.aclose()
         await self.tool_contexts.stop()
         if self.sandbox is not None:
+            if self._warming is not None:  # its workers must exist before close stops them
+                await asyncio.gather(self._warming, return_exceptions=True)
             await self.sandbox.close()
         await self.store.close()
 
