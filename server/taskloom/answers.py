@@ -6,7 +6,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from taskloom.runs.model import Run
 from taskloom.step_tools import StepToolInfo
-from taskloom.tasks.model import Task
+from taskloom.tasks.model import FieldWarning, Task
 
 
 class Answer(BaseModel):
@@ -26,6 +26,9 @@ class TaskAnswer(Answer):
     next_fires: list[FireTime] = Field(description="the next scheduled instants (empty: none)")
     recent_runs: list[Run] | None = Field(default=None, description="newest first, without steps")
     message: str | None = None
+    warnings: list[FieldWarning] = Field(
+        default_factory=list, description="accepted, but will fail at run time until fixed"
+    )
 
 
 class TaskSummary(Answer):
@@ -71,6 +74,9 @@ class StepToolList(Answer):
 class RunAnswer(Answer):
     run: Run
     message: str | None = None
+    warnings: list[FieldWarning] = Field(
+        default_factory=list, description="dry run: what would fail when scheduled, until fixed"
+    )
 
 
 class RunList(Answer):

@@ -93,6 +93,7 @@ class Loom:
     settings: Settings
     llm: FakeAnthropic
     progress: list[tuple[float, float | None, str | None]] = field(default_factory=list)
+    created: int = 0
 
     async def call(self, tool: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
         result = await self.client.call_tool(tool, args or {})
@@ -105,7 +106,10 @@ class Loom:
         return "\n".join(getattr(c, "text", "") for c in result.content)
 
     async def create(self, steps: list[dict[str, Any]], **fields: Any) -> str:
-        answer = await self.call("create_task", {"name": "Chain", "steps": steps, **fields})
+        """A new task's id; each is named apart (names are unique per owner) unless given."""
+        self.created += 1
+        named = {"name": f"Chain {self.created}", "steps": steps, **fields}
+        answer = await self.call("create_task", named)
         task_id: str = answer["task"]["id"]
         return task_id
 

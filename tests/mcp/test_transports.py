@@ -1,5 +1,6 @@
 """`taskloom serve` as a real process over stdio, Streamable HTTP and SSE, through real clients."""
 
+import itertools
 import json
 import os
 import subprocess
@@ -39,7 +40,12 @@ async def call(client: Client[Any], tool: str, args: dict[str, Any]) -> dict[str
     return result.structured_content
 
 
+_NUMBERS = itertools.count(1)
+
+
 async def create(client: Client[Any], **overrides: Any) -> str:
+    """A new task's id; named apart (the servers here outlive one test) unless given a name."""
+    overrides.setdefault("name", f"Morning digest {next(_NUMBERS)}")
     task_id: str = (await call(client, "create_task", task_args(**overrides)))["task"]["id"]
     return task_id
 

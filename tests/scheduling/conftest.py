@@ -110,9 +110,13 @@ class Db:
     """The writer's services (no scheduler) and the queries the tests check."""
 
     services: Services
+    created: int = 0
 
     async def create(self, **fields: Any) -> Task:
-        spec = TaskSpec.model_validate({"name": "t", "steps": [step(0)], **fields})
+        """A new task, named apart from the others (names are unique per owner) unless given."""
+        self.created += 1
+        named = {"name": f"t{self.created}", "steps": [step(0)], **fields}
+        spec = TaskSpec.model_validate(named)
         answer = await self.services.tasks.create(spec, owner="local")
         return answer.task
 

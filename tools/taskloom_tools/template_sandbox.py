@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 from typing import Any
 
@@ -69,7 +69,22 @@ class BoundedOperators:
         return super().call(context, obj, *args, **kwargs)  # type: ignore[misc]
 
 
-class BoundedEnvironment(BoundedOperators, SandboxedEnvironment):
+class KeysBeforeAttributes:
+    """Mixin for a Jinja2 sandbox: `a.b` on a mapping is its key `b` when there is one, before
+    any attribute. JSON has keys named `items`, `keys` or `values`, and an author who writes
+    `output.json.items` means the key, never the dict's method. Other lookups keep the sandbox's
+    own checks."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Mapping):
+            try:
+                return obj[attribute]
+            except (TypeError, LookupError):
+                pass
+        return super().getattr(obj, attribute)  # type: ignore[misc]
+
+
+class BoundedEnvironment(KeysBeforeAttributes, BoundedOperators, SandboxedEnvironment):
     """The `render` tool's environment."""
 
 

@@ -2,7 +2,7 @@
 errors become `ToolError` (anything unexpected is masked by FastMCP and logged).
 """
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from typing import Annotated, Any, TypeVar
 
 from fastmcp.exceptions import ToolError
@@ -13,6 +13,7 @@ from pydantic import Field, ValidationError
 
 from taskloom.errors import InvalidInput, InvalidInputs, TaskloomError
 from taskloom.services import Services
+from taskloom.tasks.suggest import did_you_mean, fields_beside
 
 T = TypeVar("T")
 
@@ -40,13 +41,34 @@ Cursor = Annotated[
 ]
 
 
-def format_validation_error(exc: ValidationError, prefix: str = "") -> InvalidInputs:
+UNKNOWN_FIELD = frozenset({"unexpected_keyword_argument", "extra_forbidden"})
+
+
+def format_validation_error(
+    exc: ValidationError, prefix: str = "", arguments: Iterable[str] = ()
+) -> InvalidInputs:
+    """Pydantic's errors in our voice; an unknown field gets the closest known one (`arguments`:
+    the tool's own argument names)."""
     problems = []
     for err in exc.errors(include_url=False):
-        path = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        problems.append(InvalidInput(f"{prefix}{path}" or "arguments", err.get("input"), msg + "."))
+        loc = [p for p in err["loc"] if not str(p).startswith("function-")]
+        # A trigger's tag repeats its key (`trigger.every.every`): show it once.
+        path = ".".join(str(p) for i, p in enumerate(loc) if i == 0 or p != loc[i - 1])
+        msg = str(err["msg"]).removeprefix("Value error, ") + "."
+        if err["type"] in UNKNOWN_FIELD and loc:
+            msg = _unknown_field(loc, arguments)
+        problems.append(InvalidInput(f"{prefix}{path}" or "arguments", err.get("input"), msg))
     return InvalidInputs(problems)
+
+
+def _unknown_field(loc: list[Any], arguments: Iterable[str]) -> str:
+    parent = tuple(str(p) for p in loc[:-1] if not isinstance(p, int))
+    known = fields_beside(parent, arguments)
+    name = str(loc[-1])
+    if not known:
+        return "Unknown field; remove it."
+    hint = did_you_mean(name, known)
+    return f"Unknown field.{hint}" if hint else f"Unknown field; known here: {', '.join(known)}."
 
 
 async def answer(call: Awaitable[T]) -> T:
@@ -67,8 +89,17 @@ class ArgumentErrors(Middleware):
         except ArgumentError as exc:
             cause = exc.__cause__
             if isinstance(cause, ValidationError):
-                raise ToolError(format_validation_error(cause).message) from exc
+                arguments = await _tool_arguments(context)
+                raise ToolError(format_validation_error(cause, "", arguments).message) from exc
             raise
+
+
+async def _tool_arguments(context: MiddlewareContext[Any]) -> list[str]:
+    """The called tool's argument names, to suggest one for a misspelt argument."""
+    server = context.fastmcp_context.fastmcp if context.fastmcp_context else None
+    name = getattr(context.message, "name", None)
+    tool = await server.get_tool(name) if server is not None and name else None
+    return list(tool.parameters.get("properties", {})) if tool is not None else []
 
 
 def owner() -> str | None:

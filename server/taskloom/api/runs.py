@@ -1,7 +1,9 @@
 """The run tools: run now, dry-run, history, cancel, events, scheduler status."""
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastmcp import Context, FastMCP
 from fastmcp.utilities.tasks import TaskConfig
@@ -24,7 +26,7 @@ from taskloom.api.common import (
     owner_of,
 )
 from taskloom.runs.model import Run, RunStatus, RunTrigger
-from taskloom.runs.service import check_runnable
+from taskloom.runs.service import Trial, check_runnable
 from taskloom.services import Services
 from taskloom.tasks.model import (
     EVENT_NAME_PATTERN,
@@ -91,12 +93,25 @@ def register_run_tools(mcp: FastMCP, s: Services) -> None:
     async def dry_run(
         steps: Annotated[list[Step], Field(description="a chain, as create_task takes it")],
         ctx: Context,
+        event: Annotated[
+            dict[str, Any] | None,
+            Field(description="run as if this event payload fired it: templates see {{ event }}"),
+        ] = None,
+        fire_time: Annotated[
+            datetime | None,
+            Field(description="run as if scheduled at this instant: {{ run.fire_time }}"),
+        ] = None,
+        task_id: Annotated[
+            str | None,
+            Field(description="a stored task whose last finished run templates see as prev"),
+        ] = None,
     ) -> RunAnswer:
         """Execute a chain once without saving a task, to test it before create_task. Real
-        requests are made (and notifications sent). Returns every step's result."""
-        progress = _progress(ctx)
-        run = await answer(s.runs.dry_run(steps, owner=owner_of(s), progress=progress))
-        return RunAnswer(run=run, message=f"Dry run {run.status.value}; nothing was saved.")
+        requests are made (and notifications sent). Pass `event` and/or `fire_time` to test
+        templates that use them, and `task_id` to see that task's last run as {{ prev }}.
+        Returns every step's result, and warnings of what would fail when scheduled."""
+        trial = await answer(_trial(s, ctx, event, fire_time, task_id))
+        return await answer(s.runs.dry_run(steps, trial))
 
     @mcp.tool(annotations={**WRITE, "openWorldHint": True})
     async def emit_event(
@@ -126,6 +141,23 @@ def _progress(ctx: Context) -> Any:
             return
 
     return report
+
+
+async def _trial(
+    s: Services,
+    ctx: Context,
+    event: dict[str, Any] | None,
+    fire_time: datetime | None,
+    task_id: str | None,
+) -> Trial:
+    owner = owner_of(s)
+    task = await s.tasks.get(task_id, owner=owner) if task_id else None
+    if fire_time is not None and fire_time.tzinfo is None:  # naive: the task's wall clock
+        fire_time = fire_time.replace(
+            tzinfo=ZoneInfo(task.timezone if task else s.settings.timezone)
+        )
+    at = fire_time.astimezone(UTC) if fire_time else None
+    return Trial(owner=owner, event=event, fire_time=at, task=task, progress=_progress(ctx))
 
 
 async def _run_now(

@@ -28,9 +28,11 @@ from taskloom.services import Services
 from taskloom.tasks.model import (
     CatchupPolicy,
     ClearableField,
+    Count,
     NotifyPolicy,
     OverlapPolicy,
     RetryPolicy,
+    Seconds,
     Step,
     SummaryPolicy,
     TaskPatch,
@@ -51,26 +53,28 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
         description: str = "",
         enabled: bool = True,
         catchup: CatchupPolicy = "latest",
-        catchup_window_s: Annotated[int | None, Field(ge=1)] = None,
+        catchup_window_s: Annotated[Count | None, Field(ge=1)] = None,
         overlap: OverlapPolicy = "skip",
         retry: RetryPolicy | None = None,
-        timeout_s: Annotated[float | None, Field(gt=0, le=86400)] = None,
+        timeout_s: Annotated[Seconds | None, Field(gt=0, le=86400)] = None,
         notify: NotifyPolicy | None = None,
         summary: SummaryPolicy | None = None,
         end_at: datetime | None = None,
-        max_runs: Annotated[int | None, Field(ge=1)] = None,
-        pause_on_failure: Annotated[int | None, Field(ge=1)] = None,
+        max_runs: Annotated[Count | None, Field(ge=1)] = None,
+        pause_on_failure: Annotated[Count | None, Field(ge=1)] = None,
     ) -> TaskAnswer:
         """Create a scheduled (or manual) task: a chain of step tool calls.
 
         Each step is {"id", "tool", "args"}; `tool` is a name from list_step_tools; string args are
         Jinja2 templates that can use earlier steps' outputs, e.g.
         "{{ steps.fetch.output.json.price }}" (a value that is one expression keeps its JSON type),
-        plus {{ task.name }}, {{ run.fire_time }}, {{ secrets.NAME }}, {{ event }}.
+        plus {{ task.name }}, {{ run.fire_time }}, {{ secrets.NAME }}, {{ event }} and {{ prev }}
+        (the previous finished run's output/status, null at first).
         Triggers: {"cron": "0 9 * * 1-5", "timezone": "Europe/Berlin"}, {"every": "30m"},
         {"at": "2026-12-01T09:00:00+01:00"}, {"event": "deploy_finished"}; omit for manual only.
         Check a schedule first with preview_schedule; test a chain with dry_run. Returns the task
-        and its next fire times in its timezone.
+        and its next fire times in its timezone, with warnings of what will fail until the
+        operator sets it up (a secret, the API key, a refused host).
         """
         spec = dict(
             name=name, steps=steps, trigger=trigger, description=description, enabled=enabled,
@@ -114,15 +118,15 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
         trigger: Trigger | None = None,
         enabled: bool | None = None,
         catchup: CatchupPolicy | None = None,
-        catchup_window_s: Annotated[int | None, Field(ge=1)] = None,
+        catchup_window_s: Annotated[Count | None, Field(ge=1)] = None,
         overlap: OverlapPolicy | None = None,
         retry: RetryPolicy | None = None,
-        timeout_s: Annotated[float | None, Field(gt=0, le=86400)] = None,
+        timeout_s: Annotated[Seconds | None, Field(gt=0, le=86400)] = None,
         notify: NotifyPolicy | None = None,
         summary: SummaryPolicy | None = None,
         end_at: datetime | None = None,
-        max_runs: Annotated[int | None, Field(ge=1)] = None,
-        pause_on_failure: Annotated[int | None, Field(ge=1)] = None,
+        max_runs: Annotated[Count | None, Field(ge=1)] = None,
+        pause_on_failure: Annotated[Count | None, Field(ge=1)] = None,
         clear: Annotated[
             list[ClearableField] | None,
             Field(description="optional fields to remove, e.g. ['trigger'] for manual-only"),

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from taskloom.runs.sandbox import LimitExceeded
+from taskloom.runs.storable import Unstorable, find_unstorable, storable_copy
 from taskloom.runs.templating import Secrets, TemplateError, resolve_args
 from taskloom_tools.catalog import builtin_tools
 
@@ -81,6 +82,10 @@ def evaluate_step(job: StepJob) -> StepValues:
     except TemplateError as exc:
         return StepValues(error=exc.message)
     args = {**{k: v for k, v in job.args.items() if k in job.raw_args}, **rendered}
+    # Only JSON reaches the tool and the record: anything else fails this step, here.
+    if (bad := find_unstorable(args, "args")) is not None:
+        shown = bound_value(secrets.redact(storable_copy(args)), job.max_output_bytes, ARGS_HINT)
+        return StepValues(error=unstorable_message(job.step_id, bad), stored_args=shown)
     stored_args = bound_value(secrets.redact(args), job.max_output_bytes, ARGS_HINT)
     if not job.compute:
         return StepValues(args=args, stored_args=stored_args)
@@ -90,15 +95,31 @@ def evaluate_step(job: StepJob) -> StepValues:
         raise  # the worker's limit, reported by the sandbox with its setting
     except Exception as exc:  # the tool's failure is the step's, reported as data
         return StepValues(error=describe_failure(job, exc), stored_args=stored_args, computed=True)
-    packed, stored = store_output(output, job.secrets, job.max_output_bytes)
-    return StepValues(stored_args=stored_args, output=packed, stored_output=stored, computed=True)
+    packed, stored, error = store_output(output, job.secrets, job.max_output_bytes, job.step_id)
+    return StepValues(
+        error=error, stored_args=stored_args, output=packed, stored_output=stored, computed=True
+    )
 
 
-def store_output(output: Any, secrets: dict[str, str], max_bytes: int) -> tuple[Packed, Any]:
-    """The whole output packed for later steps, and its redacted, bounded stored form."""
+def store_output(
+    output: Any, secrets: dict[str, str], max_bytes: int, step_id: str
+) -> tuple[Packed | None, Any, str | None]:
+    """The whole output packed for later steps, its redacted, bounded stored form, and the
+    error when JSON cannot hold it."""
     redactor = _secrets(tuple(sorted(secrets.items())))
+    if (bad := find_unstorable(output, "output")) is not None:
+        shown = bound_value(redactor.redact(storable_copy(output)), max_bytes)
+        return None, shown, unstorable_message(step_id, bad)
     stored = bound_value(redactor.redact(output), max_bytes)
-    return Packed(pickle.dumps(output, protocol=pickle.HIGHEST_PROTOCOL)), stored
+    return Packed(pickle.dumps(output, protocol=pickle.HIGHEST_PROTOCOL)), stored, None
+
+
+def unstorable_message(step_id: str, bad: Unstorable) -> str:
+    return (
+        f"Step {step_id!r}: {bad.describe()}. A template probably names a method or object "
+        "instead of a value (such as `.keys` of a dict that has no key 'keys'); refer to a key "
+        "that exists."
+    )
 
 
 def unpack(context: Mapping[str, Any]) -> dict[str, Any]:

@@ -26,9 +26,11 @@ from taskloom.runs.evaluation import (
     is_small,
     limit_message,
     store_output,
+    unstorable_message,
 )
 from taskloom.runs.model import Run, RunStatus, StepResult, StepStatus
 from taskloom.runs.sandbox import LimitExceeded, Sandbox, SandboxLimits
+from taskloom.runs.storable import find_unstorable, storable_copy
 from taskloom.runs.templating import Secrets, any_template, referenced_secrets, used_steps
 from taskloom.step_tools import StepCatalog
 from taskloom.tasks.model import RetryPolicy, Step, Task
@@ -104,9 +106,11 @@ class Runner:
         persist: Persist,
         finish: Finish,
         progress: Progress | None = None,
+        prev: Run | None = None,
     ) -> Run:
-        """Run every step, handing progress to `persist` and the final run to `finish`."""
-        state = _RunState(task, run, self.clock.now(), secrets)
+        """Run every step, handing progress to `persist` and the final run to `finish`; `prev`
+        is the task's previous finished run, which templates see as `prev`."""
+        state = _RunState(task, run, self.clock.now(), secrets, prev)
         bound = structlog.contextvars.bound_contextvars(task_id=task.id, run_id=run.id)
         with bound:
             log.info("run_started", trigger=run.trigger.value, attempt=run.attempt)
@@ -201,12 +205,15 @@ class Runner:
     ) -> tuple[Any, Any, str | None]:
         """The output for later steps, its stored form (redacted, bounded) and an error."""
         if is_small(output):
+            if (bad := find_unstorable(output, "output")) is not None:
+                shown = bound_value(state.secrets.redact(storable_copy(output)), self.max_bytes)
+                return None, shown, unstorable_message(step.id, bad)
             stored = bound_value(state.secrets.redact(output), self.max_bytes)
             return output, stored, None
         secrets = dict(state.secrets.mapping)
         try:
-            packed, stored = await self.sandbox.call(
-                store_output, output, secrets, self.max_bytes, timeout_s=timeout_s
+            packed, stored, error = await self.sandbox.call(
+                store_output, output, secrets, self.max_bytes, step.id, timeout_s=timeout_s
             )
         except (LimitExceeded, TimeoutError) as exc:
             return (
@@ -216,7 +223,7 @@ class Runner:
             )
         except Exception as exc:  # e.g. a value nested too deeply to serialise
             return None, None, f"Step {step.id!r} ({step.tool}) failed storing its output: {exc}"
-        return packed, stored, None
+        return packed, stored, error
 
     @property
     def max_bytes(self) -> int:
@@ -281,9 +288,12 @@ class _Outcome:
 class _RunState:
     """What a run has done so far; turns into the final `Run`."""
 
-    def __init__(self, task: Task, run: Run, started: datetime, secrets: Secrets) -> None:
+    def __init__(
+        self, task: Task, run: Run, started: datetime, secrets: Secrets, prev: Run | None = None
+    ) -> None:
         self.task = task
         self.run = run
+        self.prev = previous_view(prev)
         self.started = run.started_at or started  # as claimed, so last_attempt_at matches
         self.secrets = secrets
         self.results: list[StepResult] = [
@@ -315,6 +325,7 @@ class _RunState:
                 "started_at": self.started.isoformat(),
             },
             "event": self.run.event,
+            "prev": self.prev,
         }
 
     def tool_context(self) -> dict[str, Any]:
@@ -388,6 +399,14 @@ class _RunState:
                 "steps": steps,
             }
         )
+
+
+def previous_view(prev: Run | None) -> dict[str, Any] | None:
+    """What templates see as `prev`: the previous finished run's outcome, or None."""
+    if prev is None:
+        return None
+    fields = ("id", "status", "output", "error", "summary", "fire_time", "finished_at")
+    return prev.model_dump(mode="json", include=set(fields))
 
 
 def secret_names(task: Task) -> set[str]:

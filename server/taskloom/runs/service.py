@@ -4,11 +4,13 @@ around each run (summary, notification, the task's last_* fields)."""
 import asyncio
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 
+from taskloom.answers import RunAnswer
 from taskloom.clock import Clock
 from taskloom.errors import Conflict, InvalidInput, NotFound, TaskloomError
 from taskloom.ids import new_id
@@ -22,7 +24,7 @@ from taskloom.store.outcome import Outcome
 from taskloom.store.recorder import RunRecorder
 from taskloom.store.sql import Page, Store
 from taskloom.tasks.model import Step, Task, TaskSpec, TaskStatus
-from taskloom.tasks.validate import validate_task
+from taskloom.tasks.validate import Surroundings, validate_task
 
 log = structlog.get_logger(__name__)
 
@@ -32,6 +34,24 @@ SUMMARY_PROMPT = (
     "Below is the output of a scheduled task named {name!r}. In at most two short sentences, "
     "state the key insight or change a busy person needs. No preamble.\n\n{output}"
 )
+
+
+@dataclass(frozen=True)
+class Trial:
+    """How a dry run is run: for whom, as which kind of fire, and beside which stored task
+    (its name and timezone, and its last finished run as `prev`)."""
+
+    owner: str
+    event: dict[str, Any] | None = None
+    fire_time: datetime | None = None
+    task: Task | None = None
+    progress: Progress | None = None
+
+    @property
+    def kind(self) -> RunTrigger:
+        if self.event is not None:
+            return RunTrigger.EVENT
+        return RunTrigger.SCHEDULE if self.fire_time is not None else RunTrigger.MANUAL
 
 
 class RunService:
@@ -102,6 +122,7 @@ class RunService:
     async def execute(self, task: Task, run: Run, *, progress: Progress | None = None) -> Run:
         try:
             secrets = load_secrets(secret_names(task), self.settings.secrets_file)
+            prev = await self.store.last_finished_run(task.id, before=run.id)
         except TaskloomError as exc:  # e.g. a secrets file others can read: record, never hang
             return await self._finish(task, self._refused(task, run, exc.message))
 
@@ -112,7 +133,7 @@ class RunService:
             return await self._finish(task, final)
 
         return await self.runner.execute(
-            task, run, secrets=secrets, persist=persist, finish=finish, progress=progress
+            task, run, secrets=secrets, persist=persist, finish=finish, progress=progress, prev=prev
         )
 
     def _refused(self, task: Task, run: Run, error: str) -> Run:
@@ -179,22 +200,17 @@ class RunService:
 
     # -- dry runs ----------------------------------------------------------------------------
 
-    async def dry_run(
-        self, steps: Sequence[Step], *, owner: str, progress: Progress | None = None
-    ) -> Run:
-        """Execute a chain once without saving anything."""
-        spec = TaskSpec(name="dry run", steps=list(steps))
-        await validate_task(spec, self.runner.caller.catalog)
-        now = self.clock.now()
-        task = Task(
-            **dict(spec),
-            id=DRY_RUN_ID,
-            owner=owner,
-            timezone=self.settings.timezone,
-            created_at=now,
-            updated_at=now,
-        )
-        run = self.new_run(task, RunTrigger.MANUAL)
+    async def dry_run(self, steps: Sequence[Step], trial: Trial) -> RunAnswer:
+        """Execute a chain once without saving anything; `trial` says as whom and as what kind
+        of fire (event payload, fire time, the stored task whose last run is `prev`)."""
+        spec = TaskSpec(name=trial.task.name if trial.task else "dry run", steps=list(steps))
+        around = Surroundings(now=self.clock.now(), settings=self.settings, dry_run=True)
+        warnings = await validate_task(spec, self.runner.caller.catalog, around)
+        task = self._trial_task(spec, trial)
+        run = self.new_run(task, trial.kind, fire_time=trial.fire_time, event=trial.event)
+        prev = None
+        if trial.task is not None:
+            prev = await self.store.last_finished_run(trial.task.id, before=run.id)
         secrets = load_secrets(secret_names(task), self.settings.secrets_file)
 
         async def discard(_: Run) -> None:
@@ -203,8 +219,23 @@ class RunService:
         async def keep(final: Run) -> Run:
             return final
 
-        return await self.runner.execute(
-            task, run, secrets=secrets, persist=discard, finish=keep, progress=progress
+        final = await self.runner.execute(
+            task, run, secrets=secrets, persist=discard, finish=keep, progress=trial.progress,
+            prev=prev,
+        )  # fmt: skip
+        message = f"Dry run {final.status.value}; nothing was saved."
+        return RunAnswer(run=final, message=message, warnings=warnings)
+
+    def _trial_task(self, spec: TaskSpec, trial: Trial) -> Task:
+        now = self.clock.now()
+        tz = trial.task.timezone if trial.task else self.settings.timezone
+        return Task(
+            **dict(spec),
+            id=DRY_RUN_ID,
+            owner=trial.owner,
+            timezone=tz,
+            created_at=now,
+            updated_at=now,
         )
 
     # -- reading and cancelling --------------------------------------------------------------

@@ -21,7 +21,11 @@ from jinja2.utils import missing
 from markupsafe import Markup
 
 from taskloom.errors import TaskloomError
-from taskloom_tools.template_sandbox import BoundedOperators, check_json_indent
+from taskloom_tools.template_sandbox import (
+    BoundedOperators,
+    KeysBeforeAttributes,
+    check_json_indent,
+)
 
 MAX_RENDERED_CHARS = 1024 * 1024
 MIN_SECRET_LENGTH = 4
@@ -162,8 +166,9 @@ class _Undefined(StrictUndefined):
         return f"{owner} has no {_member(name)} {name!r}; {_available(self._undefined_obj)}"
 
 
-class _Environment(BoundedOperators, ImmutableSandboxedEnvironment):
-    """The sandbox, plus bounds on the two operators that can build huge values from tiny input."""
+class _Environment(KeysBeforeAttributes, BoundedOperators, ImmutableSandboxedEnvironment):
+    """The sandbox, plus bounds on the two operators that can build huge values from tiny input,
+    with a mapping's keys looked up before its attributes."""
 
 
 @functools.cache

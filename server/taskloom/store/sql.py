@@ -238,6 +238,17 @@ class Store:
             return None
         return row.to_domain()
 
+    async def task_named(self, owner: str, name: str) -> str | None:
+        """The id of `owner`'s task called `name` (ignoring case), or None."""
+        query = (
+            select(col(TaskRow.id))
+            .where(col(TaskRow.owner) == owner)
+            .where(func.lower(col(TaskRow.name)) == name.lower())
+            .limit(1)
+        )
+        async with self.read() as s:
+            return (await s.exec(query)).first()
+
     async def list_tasks(
         self,
         *,

@@ -13,12 +13,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
     Tag,
     field_validator,
 )
+
+from taskloom.tasks.timezones import legacy_zone_problem
 
 MAX_STEPS = 50
 STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
@@ -32,12 +35,35 @@ class Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _not_bool(value: Any) -> Any:
+    # JSON true is not 1: `"every": true` must not become a 1-second schedule.
+    if isinstance(value, bool):
+        raise ValueError(f"Give a number, not {str(value).lower()}")
+    return value
+
+
+def _not_bool_duration(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(
+            f"Give a duration such as '30m' or a number of seconds, not {str(value).lower()}"
+        )
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_not_bool)]
+Count = Annotated[int, BeforeValidator(_not_bool)]
+Duration = Annotated[str | float, BeforeValidator(_not_bool_duration)]
+
+
 def check_timezone(value: str | None) -> str | None:
     if value is None:
         return None
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError) as exc:
+        meant = legacy_zone_problem(value)
+        if meant is not None:
+            raise ValueError(meant) from exc
         raise ValueError(
             f"unknown timezone {value!r}; use an IANA name such as 'Europe/Berlin', "
             "'America/New_York' or 'UTC'"
@@ -61,7 +87,7 @@ class IntervalTrigger(Frozen):
     """Fires every `every` (seconds, or a duration such as '30m', '1h30m', '2d'), anchored at
     `start_at` (default: when the task was created) so restarts do not drift it."""
 
-    every: str | float = Field(examples=["30m", 3600])
+    every: Duration = Field(examples=["30m", 3600])
     start_at: AwareDatetime | None = None
     timezone: str | None = Field(default=None, description="shown in answers; IANA name")
 
@@ -115,9 +141,9 @@ Trigger = Annotated[
 class RetryPolicy(Frozen):
     """Attempts in all (1 = no retry), exponential backoff with jitter, capped at max_backoff_s."""
 
-    attempts: int = Field(default=1, ge=1, le=10)
-    backoff_s: float = Field(default=5.0, ge=0, le=3600)
-    max_backoff_s: float = Field(default=300.0, ge=0, le=86400)
+    attempts: Count = Field(default=1, ge=1, le=10)
+    backoff_s: Seconds = Field(default=5.0, ge=0, le=3600)
+    max_backoff_s: Seconds = Field(default=300.0, ge=0, le=86400)
 
 
 class Step(Frozen):
@@ -131,7 +157,7 @@ class Step(Frozen):
         description="a built-in step tool (see list_step_tools) or '<server>/<tool>'",
     )
     args: dict[str, Any] = Field(default_factory=dict)
-    timeout_s: float | None = Field(default=None, gt=0, le=3600)
+    timeout_s: Seconds | None = Field(default=None, gt=0, le=3600)
     retry: RetryPolicy | None = None
     on_error: Literal["fail", "continue"] = "fail"
 
@@ -153,7 +179,7 @@ class NotifyPolicy(Frozen):
 class SummaryPolicy(Frozen):
     enabled: bool = False
     model: str | None = Field(default=None, max_length=200)
-    max_tokens: int = Field(default=150, ge=16, le=2000)
+    max_tokens: Count = Field(default=150, ge=16, le=2000)
 
 
 CatchupPolicy = Literal["skip", "latest", "all"]
@@ -169,15 +195,15 @@ class TaskFields(Frozen):
     trigger: Trigger | None = None
     enabled: bool = True
     catchup: CatchupPolicy = "latest"
-    catchup_window_s: int | None = Field(default=None, ge=1, le=366 * 86400)
+    catchup_window_s: Count | None = Field(default=None, ge=1, le=366 * 86400)
     overlap: OverlapPolicy = "skip"
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    timeout_s: float | None = Field(default=None, gt=0, le=86400)
+    timeout_s: Seconds | None = Field(default=None, gt=0, le=86400)
     notify: NotifyPolicy = Field(default_factory=NotifyPolicy)
     summary: SummaryPolicy = Field(default_factory=SummaryPolicy)
     end_at: AwareDatetime | None = None
-    max_runs: int | None = Field(default=None, ge=1)
-    pause_on_failure: int | None = Field(default=None, ge=1, le=1000)
+    max_runs: Count | None = Field(default=None, ge=1)
+    pause_on_failure: Count | None = Field(default=None, ge=1, le=1000)
 
     @field_validator("name")
     @classmethod
@@ -208,15 +234,23 @@ class TaskPatch(Frozen):
     trigger: Trigger | None = None
     enabled: bool | None = None
     catchup: CatchupPolicy | None = None
-    catchup_window_s: int | None = Field(default=None, ge=1, le=366 * 86400)
+    catchup_window_s: Count | None = Field(default=None, ge=1, le=366 * 86400)
     overlap: OverlapPolicy | None = None
     retry: RetryPolicy | None = None
-    timeout_s: float | None = Field(default=None, gt=0, le=86400)
+    timeout_s: Seconds | None = Field(default=None, gt=0, le=86400)
     notify: NotifyPolicy | None = None
     summary: SummaryPolicy | None = None
     end_at: AwareDatetime | None = None
-    max_runs: int | None = Field(default=None, ge=1)
-    pause_on_failure: int | None = Field(default=None, ge=1, le=1000)
+    max_runs: Count | None = Field(default=None, ge=1)
+    pause_on_failure: Count | None = Field(default=None, ge=1, le=1000)
+
+
+class FieldWarning(Frozen):
+    """Something accepted that will fail at run time unless the operator sets it up (a secret,
+    the API key, a host the guard refuses): shown with create, update and dry run answers."""
+
+    field: str
+    message: str
 
 
 class TaskStatus(StrEnum):

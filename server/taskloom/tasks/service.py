@@ -16,7 +16,7 @@ from taskloom.settings import Settings
 from taskloom.step_tools import StepCatalog
 from taskloom.store.sql import Store
 from taskloom.tasks.model import Task, TaskPatch, TaskSpec, TaskStatus, Trigger, trigger_kind
-from taskloom.tasks.validate import validate_task
+from taskloom.tasks.validate import Surroundings, validate_task
 
 log = structlog.get_logger(__name__)
 
@@ -44,8 +44,18 @@ class TaskService:
 
     # -- commands ----------------------------------------------------------------------------
 
+    def surroundings(self, owner: str, **more: Any) -> Surroundings:
+        """What validation needs to know beyond the task itself."""
+
+        async def name_taken(name: str) -> str | None:
+            return await self.store.task_named(owner, name)
+
+        return Surroundings(
+            now=self.clock.now(), settings=self.settings, name_taken=name_taken, **more
+        )
+
     async def create(self, spec: TaskSpec, *, owner: str) -> TaskAnswer:
-        await validate_task(spec, self.catalog)
+        warnings = await validate_task(spec, self.catalog, self.surroundings(owner))
         now = self.clock.now()
         task = Task(
             **dict(spec),
@@ -60,7 +70,7 @@ class TaskService:
         await self.store.add_task(task, max_per_owner=self.settings.max_tasks_per_owner)
         log.info("task_created", task_id=task.id, trigger=trigger_kind(task.trigger))
         await self._changed(task, task.id)
-        return self.answer(task, message="Task created.")
+        return self.answer(task, message="Task created.", warnings=warnings)
 
     async def update(self, task_id: str, patch: TaskPatch, *, owner: str) -> TaskAnswer:
         current = await self.get(task_id, owner=owner)
@@ -71,7 +81,8 @@ class TaskService:
                 "update", {}, "Name at least one field to change, e.g. {'enabled': false}."
             )
         merged = TaskSpec.model_validate({**current.spec().model_dump(), **changes})
-        await validate_task(merged, self.catalog)
+        around = self.surroundings(current.owner, changed=frozenset(changes), task_id=task_id)
+        warnings = await validate_task(merged, self.catalog, around)
         now = self.clock.now()
         task = current.model_copy(
             update={
@@ -86,7 +97,8 @@ class TaskService:
         await self.store.save_task(task, expected_revision=current.revision)
         log.info("task_updated", task_id=task.id, fields=sorted(changes))
         await self._changed(task, task.id)
-        return self.answer(task, message=f"Updated: {', '.join(sorted(changes))}.")
+        message = f"Updated: {', '.join(sorted(changes))}."
+        return self.answer(task, message=message, warnings=warnings)
 
     async def set_enabled(self, task_id: str, enabled: bool, *, owner: str | None) -> TaskAnswer:
         current = await self.get(task_id, owner=owner)

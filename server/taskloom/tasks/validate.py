@@ -1,33 +1,75 @@
 """Checks a task definition needs beyond its pydantic shape: tools exist, arguments fit their
-schemas, references point at earlier steps, the trigger parses. All problems are reported at once,
-each naming the field, the bad value and the fix."""
+schemas, references point at earlier steps, the trigger parses and will fire, the name is free.
+All problems are reported at once, each naming the field, the bad value and the fix. What the
+operator may still fix (a secret, the API key, a refused host) is accepted with a warning
+(`tasks/readiness.py`)."""
 
 import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
 from taskloom.errors import InvalidInput, InvalidInputs
 from taskloom.runs.templating import TemplateError, has_template, referenced_steps
+from taskloom.scheduling import triggers
+from taskloom.scheduling.cron import HORIZON_YEARS
 from taskloom.scheduling.triggers import validate_trigger
+from taskloom.settings import Settings
 from taskloom.step_tools import StepCatalog, StepToolInfo
-from taskloom.tasks.model import NotifyPolicy, Step, TaskFields
+from taskloom.tasks.expressions import check_expressions
+from taskloom.tasks.model import (
+    CronTrigger,
+    FieldWarning,
+    NotifyPolicy,
+    OnceTrigger,
+    Step,
+    TaskFields,
+)
+from taskloom.tasks.readiness import readiness_warnings
+from taskloom.tasks.suggest import did_you_mean
+from taskloom.tasks.timezones import legacy_zone_problem
 
 MAX_SPEC_BYTES = 256 * 1024
 
 
-async def validate_task(fields: TaskFields, catalog: StepCatalog) -> None:
+@dataclass(frozen=True)
+class Surroundings:
+    """What the checks of a create, update or dry run need besides the task: the time, the
+    server's settings and, for create and update, which fields change and whether a name is
+    taken (`name_taken(name)` answers the id of the owner's task with that name, or None)."""
+
+    now: datetime
+    settings: Settings
+    changed: frozenset[str] | None = None  # None: everything is new (create, dry run)
+    name_taken: Callable[[str], Awaitable[str | None]] | None = None
+    task_id: str | None = None  # the task being updated, whose own name is no clash
+    dry_run: bool = False
+
+    def is_new(self, name: str) -> bool:
+        return self.changed is None or name in self.changed
+
+
+async def validate_task(
+    fields: TaskFields, catalog: StepCatalog, around: Surroundings | None = None
+) -> list[FieldWarning]:
+    """Raise `InvalidInputs` listing every mistake; return the warnings of what was accepted
+    but needs the operator (none without `around`)."""
     problems: list[InvalidInput] = []
     problems += _check_size(fields)
     problems += await validate_steps(fields.steps, catalog)
-    if fields.trigger is not None:
-        try:
-            validate_trigger(fields.trigger)
-        except InvalidInput as exc:
-            problems.append(exc)
+    trigger_problems = _check_trigger(fields)
+    problems += trigger_problems
     problems += _check_notify(fields.notify)
+    problems += _check_step_timeouts(fields)
+    if around is not None:
+        problems += [] if trigger_problems else _check_schedule(fields, around)
+        problems += await _check_name(fields, around)
     if problems:
         raise InvalidInputs(problems)
+    return await readiness_warnings(fields, around) if around is not None else []
 
 
 async def validate_steps(steps: list[Step], catalog: StepCatalog) -> list[InvalidInput]:
@@ -39,13 +81,17 @@ async def validate_steps(steps: list[Step], catalog: StepCatalog) -> list[Invali
             problems.append(
                 InvalidInput(f"{where}.id", step.id, "Step ids must be unique; rename this one.")
             )
-        problems += _check_references(where, step, seen, [s.id for s in steps])
+        references = _check_references(where, step, seen, [s.id for s in steps])
+        problems += references
         seen.add(step.id)
         info = await catalog.find(step.tool)
         if info is None:
             problems.append(await _unknown_tool(where, step.tool, catalog))
-        else:
-            problems += check_args(where, step.args, info, catalog)
+            continue
+        problems += check_args(where, step.args, info, catalog)
+        if not references:
+            tool = catalog.builtin(step.tool)
+            problems += check_expressions(where, step, tool.raw_args if tool else frozenset())
     return problems
 
 
@@ -70,14 +116,16 @@ def _check_references(
 
 
 async def _unknown_tool(where: str, name: str, catalog: StepCatalog) -> InvalidInput:
-    names = [t.name for t in await catalog.list(include_upstream=False)]
-    hint = f"Built-in tools: {', '.join(sorted(names))}."
+    names = [t.name for t in await catalog.list(include_upstream="/" in name)]
+    hint = f"Built-in tools: {', '.join(sorted(n for n in names if '/' not in n))}."
     if "/" in name:
         hint = (
             f"No upstream MCP server offers {name!r}. Call list_step_tools to see the "
             "'<server>/<tool>' names available (upstream servers come from TASKLOOM_MCP_CONFIG)."
         )
-    return InvalidInput(f"{where}.tool", name, f"Use a known step tool. {hint}")
+    return InvalidInput(
+        f"{where}.tool", name, f"Use a known step tool.{did_you_mean(name, names)} {hint}"
+    )
 
 
 def check_args(
@@ -93,7 +141,8 @@ def check_args(
                 InvalidInput(
                     f"{where}.args.{key}",
                     args[key],
-                    f"{info.name} takes no argument {key!r}; it takes: {', '.join(props)}.",
+                    f"{info.name} takes no argument {key!r}.{did_you_mean(key, props)} "
+                    f"It takes: {', '.join(props)}.",
                 )
             )
     for key in schema.get("required", []):
@@ -106,6 +155,8 @@ def check_args(
     tool = catalog.builtin(info.name)
     if tool is not None:
         problems += _check_literal_types(where, args, tool.args_model)
+    if tool is not None and not problems and not _templated(args):
+        problems += _check_whole_args(where, args, tool.args_model)
     return problems
 
 
@@ -121,6 +172,16 @@ def _check_literal_types(where: str, args: dict[str, Any], model: Any) -> list[I
             reason = exc.errors()[0]["msg"]
             problems.append(InvalidInput(f"{where}.args.{key}", value, f"{reason}."))
     return problems
+
+
+def _check_whole_args(where: str, args: dict[str, Any], model: Any) -> list[InvalidInput]:
+    """Rules across arguments (e.g. json or body, not both), when every value is literal."""
+    try:
+        model.model_validate(args)
+    except ValidationError as exc:
+        reason = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        return [InvalidInput(f"{where}.args", args, f"{reason}.")]
+    return []
 
 
 def _templated(value: Any) -> bool:
@@ -152,3 +213,113 @@ def _check_size(fields: TaskFields) -> list[InvalidInput]:
             )
         ]
     return []
+
+
+def _check_trigger(fields: TaskFields) -> list[InvalidInput]:
+    if fields.trigger is None:
+        return []
+    try:
+        validate_trigger(fields.trigger)
+    except InvalidInput as exc:
+        return [exc]
+    return []
+
+
+def _check_step_timeouts(fields: TaskFields) -> list[InvalidInput]:
+    if fields.timeout_s is None:
+        return []
+    return [
+        InvalidInput(
+            f"steps[{i}].timeout_s",
+            step.timeout_s,
+            f"It is longer than the whole task's timeout_s ({fields.timeout_s:g} s), which "
+            "would stop the step first; shorten it or raise the task's timeout_s.",
+        )
+        for i, step in enumerate(fields.steps)
+        if step.timeout_s is not None and step.timeout_s > fields.timeout_s
+    ]
+
+
+# -- will it ever fire? --------------------------------------------------------------------------
+
+
+def _check_schedule(fields: TaskFields, around: Surroundings) -> list[InvalidInput]:
+    problems: list[InvalidInput] = []
+    if fields.trigger is not None and around.is_new("trigger"):
+        problems += _check_zone(fields.trigger)
+        problems += _check_first_fire(fields, around)
+    if fields.end_at is not None and (around.is_new("end_at") or around.is_new("trigger")):
+        problems += _check_end(fields, around)
+    return problems
+
+
+def _check_zone(trigger: Any) -> list[InvalidInput]:
+    zone = getattr(trigger, "timezone", None)
+    problem = legacy_zone_problem(zone) if zone else None
+    if problem is None:
+        return []
+    return [InvalidInput("trigger.timezone", zone, f"{problem}.")]
+
+
+def _first_fire(fields: TaskFields, around: Surroundings) -> datetime | None:
+    tz = triggers.trigger_timezone(fields.trigger, around.settings.timezone)
+    return triggers.next_fire_time(fields.trigger, after=around.now, tz=tz, anchor=around.now)
+
+
+def _check_first_fire(fields: TaskFields, around: Surroundings) -> list[InvalidInput]:
+    trigger = fields.trigger
+    if not isinstance(trigger, CronTrigger | OnceTrigger) or _first_fire(fields, around):
+        return []
+    if isinstance(trigger, OnceTrigger):
+        return [
+            InvalidInput(
+                "trigger.at",
+                trigger.at.isoformat(),
+                f"It is in the past (now: {around.now.isoformat(timespec='seconds')}), so the "
+                "task would never fire. Give a future instant, or use run_task to run it now.",
+            )
+        ]
+    return [
+        InvalidInput(
+            "trigger.cron",
+            trigger.cron,
+            f"It matches no date in the next {HORIZON_YEARS} years (e.g. 30 "
+            "February), so the task would never fire. Check the day-of-month and month fields "
+            "with preview_schedule.",
+        )
+    ]
+
+
+def _check_end(fields: TaskFields, around: Surroundings) -> list[InvalidInput]:
+    end = fields.end_at
+    assert end is not None
+    if end <= around.now:
+        fix = (
+            f"It is in the past (now: {around.now.isoformat(timespec='seconds')}), so the task "
+            "would never fire. Give a future end_at, or clear it for no end."
+        )
+        return [InvalidInput("end_at", end.isoformat(), fix)]
+    first = _first_fire(fields, around) if fields.trigger is not None else None
+    if first is not None and first > end:
+        fix = (
+            f"The trigger's first fire is {first.isoformat()}, after end_at, so the task would "
+            "never fire. Move end_at later or the trigger earlier."
+        )
+        return [InvalidInput("end_at", end.isoformat(), fix)]
+    return []
+
+
+async def _check_name(fields: TaskFields, around: Surroundings) -> list[InvalidInput]:
+    if around.name_taken is None or not around.is_new("name"):
+        return []
+    other = await around.name_taken(fields.name)
+    if other is None or other == around.task_id:
+        return []
+    return [
+        InvalidInput(
+            "name",
+            fields.name,
+            f"You already have a task with this name ({other}). Pick another name, or change "
+            f"that task with update_task(task_id={other!r}, ...).",
+        )
+    ]

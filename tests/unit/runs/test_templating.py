@@ -393,3 +393,33 @@ def test_referenced_secrets_finds_secret_names(value: Any, expected: set[str]) -
 def test_has_template_detects_jinja_syntax(value: str, expected: bool) -> None:
     """Only `{{` or `{%` marks a string as a template."""
     assert has_template(value) is expected
+
+
+KEYED = {"items": [1, 2], "keys": "k", "values": {"get": "g"}, "__class__": "data"}
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        pytest.param("{{ data.items }}", [1, 2], id="items"),
+        pytest.param("{{ data.keys }}", "k", id="keys"),
+        pytest.param("{{ data['items'] }}", [1, 2], id="subscript"),
+        pytest.param("{{ data.values.get }}", "g", id="nested"),
+        pytest.param("{{ data.__class__ }}", "data", id="dunder-named-key"),
+        pytest.param("{{ data.items | length }}", 2, id="filtered"),
+    ],
+)
+def test_a_mapping_key_wins_over_a_method_of_the_same_name(template: str, expected: Any) -> None:
+    """`output.json.items` is the key `items`, never the dict's method."""
+    assert resolve(template, {**CONTEXT, "data": KEYED}) == expected
+
+
+def test_attributes_still_work_where_there_is_no_key() -> None:
+    """A name that is no key falls back to the sandbox's attribute lookup."""
+    assert resolve("{{ task.name.upper() }}") == "DIGEST"
+    assert resolve("{{ task.items() | list | length }}") == 2
+
+
+def test_a_missing_key_still_blocks_unsafe_attributes() -> None:
+    """Without such a key, dunder attributes of a mapping stay out of reach."""
+    assert "not allowed: access to attribute" in failure("{{ task.__class__ }}")

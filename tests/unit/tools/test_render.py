@@ -62,3 +62,10 @@ async def test_a_runtime_error_is_reported(plain_ctx: ToolContext) -> None:
     """A failing operation inside the template is reported with its kind."""
     with pytest.raises(StepToolError, match="ZeroDivisionError"):
         await TOOL.invoke({"template": "{{ 1 / 0 }}"}, plain_ctx)
+
+
+async def test_a_data_key_named_like_a_method_is_the_key(plain_ctx: ToolContext) -> None:
+    """`rows.items` in a template is the key `items`, not the dict's method."""
+    data = {"rows": {"items": ["lamp", "mug"]}}
+    out = await TOOL.invoke({"template": "{{ rows.items | join(',') }}", "data": data}, plain_ctx)
+    assert out == "lamp,mug"
