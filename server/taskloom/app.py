@@ -15,6 +15,7 @@ from taskloom.api.schemas import CompactSchemas
 from taskloom.clock import Clock, SystemClock
 from taskloom.errors import TaskloomError
 from taskloom.runs.runner import Limits, Runner, StepCaller
+from taskloom.runs.sandbox import Sandbox, SandboxLimits
 from taskloom.runs.service import RunService
 from taskloom.scheduling.scheduler import Scheduler, Timing
 from taskloom.services import Services, ToolContexts, new_process_id
@@ -61,7 +62,16 @@ def build_services(
     limits = Limits(
         step_timeout_s=settings.step_timeout_s, max_output_bytes=settings.max_output_bytes
     )
-    runner = Runner(caller, clock, limits)
+    sandbox = Sandbox(
+        SandboxLimits(
+            workers=settings.sandbox_workers,
+            memory_mb=settings.sandbox_memory_mb,
+            cpu_s=settings.sandbox_cpu_s,
+            wall_s=settings.sandbox_wall_s,
+            value_bytes=settings.sandbox_value_bytes,
+        )
+    )
+    runner = Runner(caller, clock, limits, sandbox)
     runs = RunService(store, clock, settings, runner, caller, process_id)
     scheduler = None
     if settings.scheduler:
@@ -78,6 +88,7 @@ def build_services(
         tool_contexts=contexts,
         process_id=process_id,
         scheduler=scheduler,
+        sandbox=sandbox,
     )
 
 

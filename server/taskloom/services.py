@@ -17,6 +17,7 @@ from taskloom.answers import (
     TaskHealth,
 )
 from taskloom.clock import Clock
+from taskloom.runs.sandbox import Sandbox
 from taskloom.runs.service import RunService
 from taskloom.scheduling.scheduler import Scheduler
 from taskloom.settings import Settings
@@ -107,11 +108,15 @@ class Services:
     process_id: str
     scheduler: Scheduler | None = None
     _stopped: "asyncio.Task[None] | None" = field(default=None, init=False, repr=False)
+    sandbox: Sandbox | None = None
+    _warming: "asyncio.Task[None] | None" = field(default=None, init=False, repr=False)
 
     async def start(self, *, schedule: bool = True) -> None:
         """Open the store; with `schedule` (and TASKLOOM_SCHEDULER on), fire tasks here too."""
         await self.store.open()
         await self.tool_contexts.start()
+        if self.sandbox is not None:
+            self._warming = asyncio.create_task(self.sandbox.warm_up(), name="sandbox-warm-up")
         if schedule and self.scheduler is not None:
             await self.scheduler.start()
 
@@ -134,6 +139,10 @@ class Services:
         if self.catalog.upstream is not None:
             await self.catalog.upstream.aclose()
         await self.tool_contexts.stop()
+        if self.sandbox is not None:
+            if self._warming is not None:  # its workers must exist before close stops them
+                await asyncio.gather(self._warming, return_exceptions=True)
+            await self.sandbox.close()
         await self.store.close()
 
     async def task_details(self, task_id: str, *, owner: str | None) -> TaskAnswer:

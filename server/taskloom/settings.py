@@ -96,7 +96,26 @@ class Settings(BaseSettings):
         "declare it; adds about 0.3 s to start-up",
     )
     step_timeout_s: float = Field(default=300, gt=0, description="default timeout of one step")
-    max_output_bytes: int = Field(default=65536, ge=1024, description="stored output per step")
+    max_output_bytes: int = Field(
+        default=65536, ge=1024, description="stored output (and arguments) per step"
+    )
+    sandbox_workers: int = Field(
+        default=2, ge=1, le=64, description="worker processes for templates, render and extract"
+    )
+    sandbox_memory_mb: int = Field(
+        default=512, ge=128, description="memory (address space) of one sandbox worker, in MB"
+    )
+    sandbox_cpu_s: float = Field(
+        default=2.0, gt=0, description="CPU seconds one step's templates, render or extract may use"
+    )
+    sandbox_wall_s: float = Field(
+        default=10.0, gt=0, description="seconds one sandbox job may take before it is killed"
+    )
+    sandbox_value_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="largest value (pickled) a step's evaluation may hand back, in bytes",
+    )
     max_answer_bytes: int = Field(
         default=32000,
         ge=4096,

@@ -65,6 +65,10 @@ class StepTool:
     open_world: bool
     # Arguments the runner passes through unrendered because the tool renders them itself.
     raw_args: frozenset[str] = frozenset()
+    # For a tool that is pure computation over its args and the template context (`render`,
+    # `extract`): the runner calls this in a CPU- and memory-limited worker process instead of
+    # `run`, because user-controlled computation must never run on the server's event loop.
+    compute: Callable[[BaseModel, Mapping[str, Any]], Any] | None = None
 
     def input_schema(self) -> dict[str, Any]:
         """The JSON schema `list_step_tools` shows for this tool's arguments."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from taskloom_tools.base import StepTool, StepToolError, ToolArgs, ToolContext, typed_run
 
@@ -19,14 +20,31 @@ returns ["lamp", "mug"]. Other useful forms: "items[0]", "length(items)",
 "items[*].{name: name, cost: price}", "max_by(items, &price).name"."""
 
 
+# Far above any real expression; a longer one is refused before it is parsed.
+MAX_EXPRESSION_CHARS = 2000
+
+
 class ExtractArgs(ToolArgs):
     data: Any = Field(description="the JSON value to search, usually an earlier step's output")
-    expression: str = Field(min_length=1, description="a JMESPath expression, e.g. items[0].name")
+    expression: str = Field(
+        min_length=1,
+        max_length=MAX_EXPRESSION_CHARS,
+        description="a JMESPath expression, e.g. items[0].name",
+    )
 
 
 async def extract(args: ExtractArgs, ctx: ToolContext) -> Any:
+    # In-process, for direct callers; the runner calls `compute` in a limited worker instead.
+    return compute(args, ctx.template_context)
+
+
+def compute(args: BaseModel, template_context: Mapping[str, Any]) -> Any:
+    """The tool's pure computation: `args.expression` applied to `args.data`."""
     import jmespath
     from jmespath.exceptions import JMESPathError
+
+    if not isinstance(args, ExtractArgs):
+        raise TypeError(f"expected ExtractArgs, got {type(args).__name__}")
 
     try:
         compiled = jmespath.compile(args.expression)
@@ -55,4 +73,5 @@ TOOL = StepTool(
     run=typed_run(ExtractArgs, extract),
     read_only=True,
     open_world=False,
+    compute=compute,
 )

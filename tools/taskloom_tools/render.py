@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Mapping
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from taskloom_tools.base import StepTool, StepToolError, ToolArgs, ToolContext, typed_run
 
@@ -30,9 +30,15 @@ class RenderArgs(ToolArgs):
 
 
 async def render(args: RenderArgs, ctx: ToolContext) -> str:
-    values = {**ctx.template_context, **(args.data or {})}
-    # Rendering is CPU work; a thread keeps a heavy template from stalling the scheduler.
-    return await asyncio.to_thread(render_text, args.template, values)
+    # In-process, for direct callers; the runner calls `compute` in a limited worker instead.
+    return compute(args, ctx.template_context)
+
+
+def compute(args: BaseModel, template_context: Mapping[str, Any]) -> str:
+    """The tool's pure computation: `args.template` rendered over the context and `data`."""
+    if not isinstance(args, RenderArgs):
+        raise TypeError(f"expected RenderArgs, got {type(args).__name__}")
+    return render_text(args.template, {**template_context, **(args.data or {})})
 
 
 def render_text(template: str, values: dict[str, Any]) -> str:
@@ -73,4 +79,5 @@ TOOL = StepTool(
     read_only=True,
     open_world=False,
     raw_args=frozenset({"template"}),
+    compute=compute,
 )

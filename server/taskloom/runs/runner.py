@@ -6,7 +6,6 @@ The run's final record is written in `finally`, shielded from cancellation, so a
 """
 
 import asyncio
-import json
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -18,9 +17,21 @@ import structlog
 
 from taskloom.clock import Clock
 from taskloom.errors import TaskloomError
+from taskloom.runs.evaluation import (
+    ARGS_HINT,
+    StepJob,
+    StepValues,
+    bound_value,
+    evaluate_step,
+    is_small,
+    limit_message,
+    store_output,
+    unstorable_message,
+)
 from taskloom.runs.model import Run, RunStatus, StepResult, StepStatus
-from taskloom.runs.storable import Unstorable, find_unstorable, storable_copy
-from taskloom.runs.templating import Secrets, TemplateError, referenced_secrets, resolve_args
+from taskloom.runs.sandbox import LimitExceeded, Sandbox, SandboxLimits
+from taskloom.runs.storable import find_unstorable, storable_copy
+from taskloom.runs.templating import Secrets, any_template, referenced_secrets, used_steps
 from taskloom.step_tools import StepCatalog
 from taskloom.tasks.model import RetryPolicy, Step, Task
 
@@ -48,20 +59,6 @@ def backoff_delay(policy: RetryPolicy, attempt: int, rng: random.Random | None =
     return (rng or random).uniform(ceiling / 2, ceiling)
 
 
-def bound_output(value: Any, max_bytes: int) -> Any:
-    """The value itself when its JSON is small enough; otherwise a marked, truncated preview."""
-    text = json.dumps(value, default=str, ensure_ascii=False)
-    size = len(text.encode())
-    if size <= max_bytes:
-        return value
-    return {
-        "truncated": True,
-        "original_bytes": size,
-        "preview": text.encode()[:max_bytes].decode(errors="ignore"),
-        "hint": "The output was larger than TASKLOOM_MAX_OUTPUT_BYTES; only a preview is kept.",
-    }
-
-
 class StepCaller:
     """Calls a step tool by name: built-ins in-process, '<server>/<tool>' on the upstream pool."""
 
@@ -72,6 +69,11 @@ class StepCaller:
     def raw_args(self, name: str) -> frozenset[str]:
         tool = self.catalog.builtin(name)
         return tool.raw_args if tool is not None else frozenset()
+
+    def computes(self, name: str) -> bool:
+        """Whether the tool is pure computation, run by the runner in a sandbox worker."""
+        tool = self.catalog.builtin(name)
+        return tool is not None and tool.compute is not None
 
     async def call(
         self, name: str, args: dict[str, Any], timeout_s: float, template_ctx: dict[str, Any]
@@ -89,10 +91,13 @@ class StepCaller:
 
 
 class Runner:
-    def __init__(self, caller: StepCaller, clock: Clock, limits: Limits) -> None:
+    def __init__(
+        self, caller: StepCaller, clock: Clock, limits: Limits, sandbox: Sandbox | None = None
+    ) -> None:
         self.caller = caller
         self.clock = clock
         self.limits = limits
+        self.sandbox = sandbox or Sandbox(SandboxLimits())
 
     async def execute(
         self,
@@ -157,44 +162,86 @@ class Runner:
     async def _step(self, state: "_RunState", index: int, step: Step) -> "_Outcome":
         started = self.clock.now()
         clock_start = time.perf_counter()
-        policy = step.retry or RetryPolicy()
-        attempts, output, error, args = 0, None, None, None
-        raw = self.caller.raw_args(step.tool)
-        try:
-            rendered = resolve_args(
-                {k: v for k, v in step.args.items() if k not in raw},
-                state.template_context(),
-                step_id=step.id,
-                secrets=state.secrets,
-            )
-            args = {**{k: v for k, v in step.args.items() if k in raw}, **rendered}
-        except TemplateError as exc:
-            error = exc.message
-        shown_args = args
-        # Only JSON reaches the tool and the record: anything else fails this step, here.
-        if args is not None and (bad := find_unstorable(args, "args")) is not None:
-            error, shown_args, args = _unstorable(step, bad), storable_copy(args), None
-        if args is not None:
+        timeout = step.timeout_s or self.limits.step_timeout_s
+        values = await self._evaluate(state, step, timeout)
+        output, stored, error = values.output, values.stored_output, values.error
+        attempts = 1 if values.computed else 0
+        if error is None and not values.computed:
+            policy = step.retry or RetryPolicy()
+            args = values.args or {}
             output, error, attempts = await self._call_with_retry(state, step, args, policy)
-            if (bad := find_unstorable(output, "output")) is not None:
-                error, output = _unstorable(step, bad), storable_copy(output)
-        # Later steps see the redacted output too: a secret echoed back (by a server, an
-        # upstream tool) must not reach a template that could transform it.
-        shown = state.secrets.redact(output)
+            if error is None:
+                output, stored, error = await self._store(state, step, output, timeout)
         result = StepResult(
             id=step.id,
             index=index,
             tool=step.tool,
             status=StepStatus.FAILED if error else StepStatus.SUCCEEDED,
-            args=state.secrets.redact(shown_args) if shown_args is not None else None,
-            output=bound_output(shown, self.limits.max_output_bytes),
+            args=values.stored_args,
+            output=stored,
             error=state.secrets.redact(error) if error else None,
             started_at=started,
             finished_at=self.clock.now(),
             duration_ms=int((time.perf_counter() - clock_start) * 1000),
             attempts=attempts,
         )
-        return _Outcome(result, shown)
+        return _Outcome(result, output)
+
+    async def _evaluate(self, state: "_RunState", step: Step, timeout_s: float) -> StepValues:
+        """The step's args rendered (and a computed tool run) in a sandbox worker; args with
+        no template are the task's own, already bounded, and skip the round trip."""
+        compute = self.caller.computes(step.tool)
+        if not compute and not any_template(step.args):
+            stored = bound_value(state.secrets.redact(step.args), self.max_bytes, ARGS_HINT)
+            return StepValues(args=dict(step.args), stored_args=stored)
+        job = StepJob(
+            step_id=step.id,
+            tool=step.tool,
+            args=dict(step.args),
+            raw_args=self.caller.raw_args(step.tool),
+            context=state.template_context(used_steps(step.args)),
+            secrets=dict(state.secrets.mapping),
+            max_output_bytes=self.max_bytes,
+            compute=compute,
+        )
+        activity = "computing its result" if compute else "rendering its arguments"
+        try:
+            values: StepValues = await self.sandbox.call(evaluate_step, job, timeout_s=timeout_s)
+        except (LimitExceeded, TimeoutError) as exc:
+            return StepValues(error=limit_message(step.id, step.tool, exc, activity, timeout_s))
+        except Exception as exc:  # e.g. a value nested too deeply to serialise
+            return StepValues(error=f"Step {step.id!r} ({step.tool}) failed {activity}: {exc}")
+        return values
+
+    async def _store(
+        self, state: "_RunState", step: Step, output: Any, timeout_s: float
+    ) -> tuple[Any, Any, str | None]:
+        """The output for later steps, its stored form (redacted, bounded) and an error."""
+        if is_small(output):
+            if (bad := find_unstorable(output, "output")) is not None:
+                shown = bound_value(state.secrets.redact(storable_copy(output)), self.max_bytes)
+                return None, shown, unstorable_message(step.id, bad)
+            # Later steps see the redacted output too (see `store_output`).
+            redacted = state.secrets.redact(output)
+            return redacted, bound_value(redacted, self.max_bytes), None
+        secrets = dict(state.secrets.mapping)
+        try:
+            packed, stored, error = await self.sandbox.call(
+                store_output, output, secrets, self.max_bytes, step.id, timeout_s=timeout_s
+            )
+        except (LimitExceeded, TimeoutError) as exc:
+            return (
+                None,
+                None,
+                limit_message(step.id, step.tool, exc, "storing its output", timeout_s),
+            )
+        except Exception as exc:  # e.g. a value nested too deeply to serialise
+            return None, None, f"Step {step.id!r} ({step.tool}) failed storing its output: {exc}"
+        return packed, stored, error
+
+    @property
+    def max_bytes(self) -> int:
+        return self.limits.max_output_bytes
 
     async def _call_with_retry(
         self, state: "_RunState", step: Step, args: dict[str, Any], policy: RetryPolicy
@@ -230,14 +277,6 @@ def _persist_later(persist: Persist, snapshot: Run, delay_s: float) -> "asyncio.
             log.warning("run_progress_not_saved", error=f"{type(exc).__name__}: {exc}"[:300])
 
     return asyncio.create_task(later(), name=f"{snapshot.id}-progress")
-
-
-def _unstorable(step: Step, bad: Unstorable) -> str:
-    return (
-        f"Step {step.id!r}: {bad.describe()}. A template probably names a method or object "
-        "instead of a value (such as `.keys` of a dict that has no key 'keys'); refer to a key "
-        "that exists."
-    )
 
 
 def _describe(step: Step, exc: Exception, secrets: Secrets) -> str:
@@ -282,10 +321,15 @@ class _RunState:
         self.stopped = False
         self.current: int | None = None
 
-    def template_context(self) -> dict[str, Any]:
+    def template_context(self, used: set[str] | None = None) -> dict[str, Any]:
+        """What templates see; with `used`, other steps' outputs are left out (as null), so a
+        worker is not sent and does not unpack what the step never reads."""
         fire = self.run.fire_time
+        steps = self.outputs
+        if used is not None:
+            steps = {k: v if k in used else {**v, "output": None} for k, v in steps.items()}
         return {
-            "steps": self.outputs,
+            "steps": steps,
             "task": {"id": self.task.id, "name": self.task.name, "timezone": self.task.timezone},
             "run": {
                 "id": self.run.id,

@@ -21,7 +21,11 @@ from jinja2.utils import missing
 from markupsafe import Markup
 
 from taskloom.errors import TaskloomError
-from taskloom_tools.template_sandbox import BoundedOperators, KeysBeforeAttributes
+from taskloom_tools.template_sandbox import (
+    BoundedOperators,
+    KeysBeforeAttributes,
+    check_json_indent,
+)
 
 MAX_RENDERED_CHARS = 1024 * 1024
 MIN_SECRET_LENGTH = 4
@@ -65,6 +69,8 @@ class Secrets:
     def redact(self, value: Any) -> Any:
         """A copy of `value` with every secret value (>= 4 chars) in its strings replaced by
         `[secret:NAME]`, through nested dicts (keys too), lists and tuples."""
+        if self._pattern is None:
+            return value  # no secret to hide: skip walking a large value
         if isinstance(value, str):
             return self._redact_text(value)
         if isinstance(value, Mapping):
@@ -84,6 +90,11 @@ class Secrets:
 def has_template(value: str) -> bool:
     """Whether `value` contains Jinja2 syntax and so is rendered rather than passed through."""
     return "{{" in value or "{%" in value
+
+
+def any_template(value: Any) -> bool:
+    """Whether any string inside `value` (dicts and lists walked) is a template."""
+    return next(_template_leaves(value, ""), None) is not None
 
 
 def resolve_args(
@@ -108,6 +119,32 @@ def referenced_steps(value: Any, *, step_id: str = "", where: str = "args") -> s
     """The step ids the templates in `value` name as `steps.X` or `steps['X']`. Raises
     `TemplateError` for a template that does not compile (`where` labels the root of the path)."""
     return _referenced("steps", value, step_id, where)
+
+
+def used_steps(value: Any) -> set[str] | None:
+    """The step ids the templates in `value` read (`steps.X`, `steps['X']`), or None when one
+    uses `steps` otherwise (a loop over it, a dynamic key, a syntax error): then all of them."""
+    names: set[str] = set()
+    for _, source in _template_leaves(value, "args"):
+        try:
+            template = _parse(source)
+        except TemplateSyntaxError:
+            return None
+        loads = [n for n in template.find_all(nodes.Name) if n.name == "steps" and n.ctx == "load"]
+        lookups = template.find_all((nodes.Getattr, nodes.Getitem))
+        keys = [_static_key(n) for n in lookups if isinstance(n, nodes.Getattr | nodes.Getitem)]
+        direct = [key for node, key in keys if _is_name(node, "steps")]
+        if len(direct) != len(loads) or None in direct:
+            return None
+        names.update(key for key in direct if key is not None)
+    return names
+
+
+def _static_key(node: nodes.Getattr | nodes.Getitem) -> tuple[nodes.Node, str | None]:
+    if isinstance(node, nodes.Getattr):
+        return node.node, node.attr
+    key = node.arg.value if isinstance(node.arg, nodes.Const) else None
+    return node.node, key if isinstance(key, str) else None
 
 
 def referenced_secrets(value: Any, *, step_id: str = "", where: str = "args") -> set[str]:
@@ -144,6 +181,7 @@ def _environment() -> _Environment:
 
 def _tojson(value: Any, indent: int | None = None) -> str:
     # Jinja's own tojson escapes <, >, & and ' for HTML; args go to APIs, not pages.
+    check_json_indent(indent)
     return json.dumps(value, ensure_ascii=False, indent=indent, default=str)
 
 
@@ -208,6 +246,8 @@ def _resolve(value: Any, path: str, scope: _Scope) -> Any:
 def _resolve_text(source: str, path: str, scope: _Scope) -> Any:
     try:
         return _evaluate(source, scope.variables)
+    except MemoryError:
+        raise  # a worker's memory limit: the sandbox names it with its setting
     except Exception as exc:  # any failure here is the template's, reported as data
         # `from None`: the original's message may hold a secret value.
         raise scope.error(exc, path, source) from None

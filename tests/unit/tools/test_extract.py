@@ -48,3 +48,9 @@ async def test_data_is_required(strict_ctx: ToolContext) -> None:
     """Leaving out data is an argument error naming the field."""
     with pytest.raises(StepToolError, match="data: Field required"):
         await TOOL.invoke({"expression": "a"}, strict_ctx)
+
+
+async def test_an_overlong_expression_is_refused(strict_ctx: ToolContext) -> None:
+    """An expression over the length bound is refused before it is parsed."""
+    with pytest.raises(StepToolError, match="expression: String should have at most 2000"):
+        await TOOL.invoke({"data": [], "expression": "@" * 2001}, strict_ctx)
