@@ -60,6 +60,10 @@ ENV_HELP = """
   TASKLOOM_STEP_TIMEOUT_S    default timeout of one step in seconds (default 300)
   TASKLOOM_MAX_OUTPUT_BYTES  stored output per step (default 65536)
   TASKLOOM_MAX_TASKS_PER_OWNER  tasks one owner may have (default 1000)
+  TASKLOOM_EVENT_STORE_MAX_EVENTS  Streamable HTTP: messages kept for clients that reconnect
+                             with Last-Event-ID (default 10000; also
+                             TASKLOOM_EVENT_STORE_MAX_EVENTS_PER_STREAM 1000,
+                             TASKLOOM_EVENT_STORE_TTL_S 900)
   TASKLOOM_OWNER             owner of tasks created without HTTP auth (default local)
 """
 

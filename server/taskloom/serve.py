@@ -58,7 +58,8 @@ def serve(settings: Settings, *, transport: str, host: str, port: int) -> None:
     _quiet_fastmcp()
     from taskloom import logging as tl_logging
     from taskloom.api.http import register_http_routes
-    from taskloom.app import build_auth, build_server, build_services
+    from taskloom.app import build_auth, build_event_store, build_server, build_services
+    from taskloom.stdio import run_stdio
 
     tl_logging.configure(settings.log_level, settings.log_format)
     auth = build_auth(settings)
@@ -71,9 +72,11 @@ def serve(settings: Settings, *, transport: str, host: str, port: int) -> None:
     mcp = build_server(services, auth=auth if transport != "stdio" else None)
     _exit_cleanly_on_sigterm()
     if transport == "stdio":
-        mcp.run(transport="stdio", show_banner=False)
+        run_stdio(mcp)
         return
     register_http_routes(mcp, services, auth)
     options = _http_options(transport, host, port)
+    if transport == "http":
+        options["event_store"] = build_event_store(settings)
     log.info("serving", transport=transport, url=f"http://{host}:{port}{options['path']}")
     mcp.run(transport=transport, show_banner=False, **options)  # type: ignore[arg-type]

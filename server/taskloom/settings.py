@@ -74,6 +74,18 @@ class Settings(BaseSettings):
         description="serve run_task as an MCP background task (tasks extension) to clients that "
         "declare it; adds about 0.3 s to start-up",
     )
+    event_store_max_events: int = Field(
+        default=10000,
+        ge=100,
+        description="Streamable HTTP: messages kept in memory for clients that reconnect "
+        "(Last-Event-ID); the oldest go first",
+    )
+    event_store_max_events_per_stream: int = Field(
+        default=1000, ge=10, description="Streamable HTTP: messages kept per response stream"
+    )
+    event_store_ttl_s: int = Field(
+        default=900, ge=10, description="Streamable HTTP: seconds a kept message can be replayed"
+    )
     step_timeout_s: float = Field(default=300, gt=0, description="default timeout of one step")
     max_output_bytes: int = Field(default=65536, ge=1024, description="stored output per step")
     max_tasks_per_owner: int = Field(default=1000, ge=1)
