@@ -3,6 +3,7 @@
 import ipaddress
 import os
 import signal
+from functools import partial
 from types import FrameType
 from typing import Any, NoReturn
 
@@ -76,7 +77,8 @@ def serve(settings: Settings, *, transport: str, host: str, port: int) -> None:
         return
     register_http_routes(mcp, services, auth)
     options = _http_options(transport, host, port)
-    if transport == "http":
-        options["event_store"] = build_event_store(settings)
+    if transport == "http":  # FastMCP's run() takes no event store; the app it builds does
+        store = build_event_store(settings)
+        mcp.http_app = partial(mcp.http_app, event_store=store)  # type: ignore[method-assign]
     log.info("serving", transport=transport, url=f"http://{host}:{port}{options['path']}")
     mcp.run(transport=transport, show_banner=False, **options)  # type: ignore[arg-type]
