@@ -1,6 +1,7 @@
 """Composition root: settings in, a FastMCP server with its services out."""
 
 import hmac
+import importlib
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -165,4 +166,21 @@ def build_server(services: Services, *, auth: AuthProvider | None = None) -> Fas
     runs.register_run_tools(mcp, services)
     resources.register_resources(mcp, services)
     prompts.register_prompts(mcp, services)
+    if services.settings.mount_server:
+        mcp.mount(load_server(services.settings.mount_server))
     return mcp
+
+
+def load_server(path: str) -> FastMCP:
+    """The FastMCP server named by TASKLOOM_MOUNT_SERVER (`package.module:attribute`)."""
+    module, _, attribute = path.partition(":")
+    try:
+        server = getattr(importlib.import_module(module), attribute or "server")
+    except (ImportError, AttributeError) as exc:
+        raise TaskloomError(
+            f"TASKLOOM_MOUNT_SERVER {path!r} names nothing importable ({exc}); give "
+            "package.module:attribute of a FastMCP server, or leave it empty."
+        ) from exc
+    if not isinstance(server, FastMCP):
+        raise TaskloomError(f"TASKLOOM_MOUNT_SERVER {path!r} is not a FastMCP server.")
+    return server

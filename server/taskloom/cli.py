@@ -65,6 +65,8 @@ ENV_HELP = """
                              TASKLOOM_EVENT_STORE_MAX_EVENTS_PER_STREAM 1000,
                              TASKLOOM_EVENT_STORE_TTL_S 900)
   TASKLOOM_OWNER             owner of tasks created without HTTP auth (default local)
+  TASKLOOM_MOUNT_SERVER      module:attribute of a FastMCP server served beside Taskloom's
+                             own tools (tests mount the conformance fixtures this way)
 """
 
 

@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     max_output_bytes: int = Field(default=65536, ge=1024, description="stored output per step")
     max_tasks_per_owner: int = Field(default=1000, ge=1)
     owner: str = Field(default="local", description="owner of tasks created without HTTP auth")
+    mount_server: str = Field(
+        default="",
+        description="module:attribute of a FastMCP server whose tools, resources and prompts are "
+        "served beside Taskloom's (the MCP conformance tests mount their fixtures this way)",
+    )
 
     @field_validator("mcp_config", "secrets_file", mode="before")
     @classmethod
