@@ -61,8 +61,8 @@ ENV_HELP = """
   TASKLOOM_MAX_OUTPUT_BYTES  stored output per step (default 65536)
   TASKLOOM_MAX_TASKS_PER_OWNER  tasks one owner may have (default 1000)
   TASKLOOM_EVENT_STORE_MAX_EVENTS  Streamable HTTP: messages kept for clients that reconnect
-                             with Last-Event-ID (default 10000; also
-                             TASKLOOM_EVENT_STORE_MAX_EVENTS_PER_STREAM 1000,
+                             with Last-Event-ID (default 2000; also
+                             TASKLOOM_EVENT_STORE_MAX_EVENTS_PER_STREAM 500,
                              TASKLOOM_EVENT_STORE_TTL_S 900)
   TASKLOOM_OWNER             owner of tasks created without HTTP auth (default local)
   TASKLOOM_MOUNT_SERVER      module:attribute of a FastMCP server served beside Taskloom's

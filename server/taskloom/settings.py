@@ -75,13 +75,13 @@ class Settings(BaseSettings):
         "declare it; adds about 0.3 s to start-up",
     )
     event_store_max_events: int = Field(
-        default=10000,
+        default=2000,
         ge=100,
         description="Streamable HTTP: messages kept in memory for clients that reconnect "
         "(Last-Event-ID); the oldest go first",
     )
     event_store_max_events_per_stream: int = Field(
-        default=1000, ge=10, description="Streamable HTTP: messages kept per response stream"
+        default=500, ge=10, description="Streamable HTTP: messages kept per response stream"
     )
     event_store_ttl_s: int = Field(
         default=900, ge=10, description="Streamable HTTP: seconds a kept message can be replayed"
