@@ -178,7 +178,8 @@ async def set_level(client: Client[Any], level: Any) -> None:
 
 
 async def run_two_steps(client: Client[Any], **call: Any) -> str:
-    created = await client.call_tool("create_task", task_args(steps=TWO_STEPS, trigger=None))
+    args = task_args(name="Two steps", steps=TWO_STEPS, trigger=None)
+    created = await client.call_tool("create_task", args)
     task_id = created.structured_content["task"]["id"]
     result = await client.call_tool("run_task", {"task_id": task_id}, **call)
     run_id: str = result.structured_content["run"]["id"]
@@ -195,7 +196,8 @@ FAILED_LOG = [("info", "step 1/1: fetch (http_request)"), ("warning", "finished:
 
 async def run_failing_step(client: Client[Any], **call: Any) -> None:
     bad = {"id": "fetch", "tool": "http_request", "args": {"url": "http://127.0.0.1:9/x"}}
-    created = await client.call_tool("create_task", task_args(steps=[bad], trigger=None))
+    args = task_args(name="Failing step", steps=[bad], trigger=None)
+    created = await client.call_tool("create_task", args)
     task_id = created.structured_content["task"]["id"]
     await client.call_tool("run_task", {"task_id": task_id}, **call)
 
