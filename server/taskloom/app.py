@@ -1,16 +1,20 @@
 """Composition root: settings in, a FastMCP server with its services out."""
 
 import hmac
+import importlib
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from fastmcp import FastMCP
 from fastmcp.server.auth import AccessToken, AuthProvider, TokenVerifier
+from mcp.shared.exceptions import MCPDeprecationWarning
 
 from taskloom import __version__
-from taskloom.api import resources, runs, tasks
+from taskloom.api import prompts, resources, runs, tasks
 from taskloom.api.common import ArgumentErrors
+from taskloom.api.protocol import ProtocolErrors
 from taskloom.api.schemas import CompactSchemas
 from taskloom.clock import Clock, SystemClock
 from taskloom.errors import TaskloomError
@@ -28,6 +32,11 @@ from taskloom_tools.catalog import builtin_tools
 
 if TYPE_CHECKING:
     import httpx
+    from fastmcp.server.event_store import EventStore
+
+# Protocol lists (tools, resources, prompts) are paged, even though one page holds them all, so
+# that FastMCP checks a `cursor` and refuses one it did not issue instead of ignoring it.
+LIST_PAGE_SIZE = 100
 
 INSTRUCTIONS = """\
 Taskloom runs background work for the user on a schedule. A task is a chain of steps; each step
@@ -123,6 +132,21 @@ class BearerTokens(TokenVerifier):
 BRIEF_SCHEMAS = frozenset({"update_task", "dry_run", "preview_schedule"})
 
 
+def build_event_store(settings: Settings) -> "EventStore":
+    """Streamable HTTP keeps each stream's recent messages in memory, so a client that lost its
+    connection (e.g. during a long run_task) reconnects with Last-Event-ID and gets what it
+    missed, the result included. Bounded in count, per stream and in age."""
+    from fastmcp.server.event_store import EventStore
+    from key_value.aio.stores.memory import MemoryStore
+
+    storage = MemoryStore(max_entries_per_collection=settings.event_store_max_events)
+    return EventStore(
+        storage=storage,
+        max_events_per_stream=settings.event_store_max_events_per_stream,
+        ttl=settings.event_store_ttl_s,
+    )
+
+
 def build_server(services: Services, *, auth: AuthProvider | None = None) -> FastMCP:
     @asynccontextmanager
     async def lifespan(_: FastMCP) -> AsyncIterator[dict[str, Any]]:
@@ -132,14 +156,20 @@ def build_server(services: Services, *, auth: AuthProvider | None = None) -> Fas
         finally:
             await services.stop()
 
+    # Run progress also goes to clients as log messages; the SDK marks logging deprecated from
+    # 2026-07-28 on (SEP-2577) and would print that warning to stderr beside our JSON logs.
+    warnings.filterwarnings(
+        "ignore", "The logging capability is deprecated", MCPDeprecationWarning, "mcp|fastmcp"
+    )
     mcp = FastMCP(
         "taskloom",
         instructions=INSTRUCTIONS,
         version=__version__,
         lifespan=lifespan,
         mask_error_details=True,
-        middleware=[ArgumentErrors(), CompactSchemas(BRIEF_SCHEMAS)],
+        middleware=[ArgumentErrors(), ProtocolErrors(), CompactSchemas(BRIEF_SCHEMAS)],
         auth=auth,
+        list_page_size=LIST_PAGE_SIZE,
     )
     if services.settings.mcp_tasks:
         from fastmcp_tasks import TasksExtension  # ~0.3 s of imports: only when asked for
@@ -149,5 +179,22 @@ def build_server(services: Services, *, auth: AuthProvider | None = None) -> Fas
     tasks.register_schedule_tools(mcp, services)
     runs.register_run_tools(mcp, services)
     resources.register_resources(mcp, services)
-    resources.register_prompts(mcp, services)
+    prompts.register_prompts(mcp, services)
+    if services.settings.mount_server:
+        mcp.mount(load_server(services.settings.mount_server))
     return mcp
+
+
+def load_server(path: str) -> FastMCP:
+    """The FastMCP server named by TASKLOOM_MOUNT_SERVER (`package.module:attribute`)."""
+    module, _, attribute = path.partition(":")
+    try:
+        server = getattr(importlib.import_module(module), attribute or "server")
+    except (ImportError, AttributeError) as exc:
+        raise TaskloomError(
+            f"TASKLOOM_MOUNT_SERVER {path!r} names nothing importable ({exc}); give "
+            "package.module:attribute of a FastMCP server, or leave it empty."
+        ) from exc
+    if not isinstance(server, FastMCP):
+        raise TaskloomError(f"TASKLOOM_MOUNT_SERVER {path!r} is not a FastMCP server.")
+    return server

@@ -67,6 +67,10 @@ ENV_HELP = """
   TASKLOOM_SANDBOX_WALL_S    seconds per step evaluation before the worker is killed (default 10)
   TASKLOOM_SANDBOX_VALUE_BYTES  largest value a step evaluation hands back (default 16 MiB)
   TASKLOOM_MAX_TASKS_PER_OWNER  tasks one owner may have (default 1000)
+  TASKLOOM_EVENT_STORE_MAX_EVENTS  Streamable HTTP: messages kept for clients that reconnect
+                             with Last-Event-ID (default 2000; also
+                             TASKLOOM_EVENT_STORE_MAX_EVENTS_PER_STREAM 500,
+                             TASKLOOM_EVENT_STORE_TTL_S 900)
   TASKLOOM_OWNER             owner of tasks created without HTTP auth (default local)
   TASKLOOM_MAX_CONCURRENT_RUNS  runs one principal may have running at once (default 50)
   TASKLOOM_MAX_RUNS_PER_MINUTE  runs one principal may start per minute (default 300)
@@ -75,6 +79,8 @@ ENV_HELP = """
   TASKLOOM_SECRET_GRANTS     with several HTTP tokens: NAME=principal,principal;NAME2=...
                              (a secret nobody is granted is usable by nobody)
   TASKLOOM_OPERATORS         principals that see processes, hosts and pids (comma-separated)
+  TASKLOOM_MOUNT_SERVER      module:attribute of a FastMCP server served beside Taskloom's
+                             own tools (tests mount the conformance fixtures this way)
 """
 
 

@@ -6,6 +6,7 @@ import ipaddress
 import os
 import signal
 import sys
+from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -84,7 +85,7 @@ def serve(settings: Settings, *, transport: str, host: str, port: int) -> None:
     _quiet_fastmcp()
     from taskloom import logging as tl_logging
     from taskloom.api.http import register_http_routes
-    from taskloom.app import build_auth, build_server, build_services
+    from taskloom.app import build_auth, build_event_store, build_server, build_services
 
     tl_logging.configure(settings.log_level, settings.log_format)
     auth = build_auth(settings)
@@ -104,6 +105,9 @@ def serve(settings: Settings, *, transport: str, host: str, port: int) -> None:
     _stop_on_signals(services)
     register_http_routes(mcp, services, auth)
     options = _http_options(transport, host, port)
+    if transport == "http":  # FastMCP's run() takes no event store; the app it builds does
+        store = build_event_store(settings)
+        mcp.http_app = partial(mcp.http_app, event_store=store)  # type: ignore[method-assign]
     log.info("serving", transport=transport, url=f"http://{host}:{port}{options['path']}")
     mcp.run(transport=transport, show_banner=False, **options)  # type: ignore[arg-type]
 
@@ -113,9 +117,11 @@ async def _stdio_until_stopped(mcp: "FastMCP", services: "Services") -> int:
     services) or SIGINT/SIGTERM comes: then the services stop here, in-flight runs get the
     grace, and the exit code is returned. Waiting for the MCP session to end instead would
     wait for the thread that blocks reading stdin, which only the client can release."""
+    from taskloom.stdio import serve_stdio  # answers a line that is not JSON-RPC
+
     signals = StopSignals(services.runs.hurry, lambda: services.stopping)
     signals.install()
-    serving = asyncio.create_task(mcp.run_stdio_async(show_banner=False))
+    serving = asyncio.create_task(serve_stdio(mcp))
     stop = asyncio.create_task(signals.requested.wait())
     await asyncio.wait([serving, stop], return_when=asyncio.FIRST_COMPLETED)
     if serving.done():

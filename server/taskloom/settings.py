@@ -95,6 +95,18 @@ class Settings(BaseSettings):
         description="serve run_task as an MCP background task (tasks extension) to clients that "
         "declare it; adds about 0.3 s to start-up",
     )
+    event_store_max_events: int = Field(
+        default=2000,
+        ge=100,
+        description="Streamable HTTP: messages kept in memory for clients that reconnect "
+        "(Last-Event-ID); the oldest go first",
+    )
+    event_store_max_events_per_stream: int = Field(
+        default=500, ge=10, description="Streamable HTTP: messages kept per response stream"
+    )
+    event_store_ttl_s: int = Field(
+        default=900, ge=10, description="Streamable HTTP: seconds a kept message can be replayed"
+    )
     step_timeout_s: float = Field(default=300, gt=0, description="default timeout of one step")
     max_output_bytes: int = Field(
         default=65536, ge=1024, description="stored output (and arguments) per step"
@@ -147,6 +159,11 @@ class Settings(BaseSettings):
         default="",
         description="comma-separated principals that see every process and run in "
         "scheduler_status (the local stdio user always does)",
+    )
+    mount_server: str = Field(
+        default="",
+        description="module:attribute of a FastMCP server whose tools, resources and prompts are "
+        "served beside Taskloom's (the MCP conformance tests mount their fixtures this way)",
     )
 
     @field_validator("mcp_config", "secrets_file", mode="before")

@@ -425,7 +425,7 @@ async def test_author_task_prompt_lists_step_tools(loom: Loom) -> None:
     prompt = await loom.client.get_prompt("author_task", {"goal": "watch lamp prices"})
     text = prompt.messages[0].content.text  # type: ignore[union-attr]
     assert "watch lamp prices" in text
-    assert "- http_request:" in text
+    assert "### http_request\n" in text
     assert "dry_run" in text
 
 

@@ -1,10 +1,9 @@
-"""Resources (tasks, task output, runs) and the task-authoring prompt."""
+"""Resources: tasks, a task's latest output, runs."""
 
 import json
-from typing import Annotated, Any
+from typing import Any
 
 from fastmcp import FastMCP
-from pydantic import Field
 
 from taskloom.answers import run_view
 from taskloom.api.bounded import Place, bound, call_text, dumps, fit, shorten_lists, size_of
@@ -12,6 +11,7 @@ from taskloom.api.common import (
     answer,
     owner_of,
 )
+from taskloom.api.protocol import found
 from taskloom.api.runs import run_place
 from taskloom.api.tasks import task_place_of, task_view, tasks_place
 from taskloom.runs.model import RunStatus
@@ -30,18 +30,18 @@ def register_resources(mcp: FastMCP, s: Services) -> None:
     @mcp.resource("taskloom://tasks/{task_id}", mime_type="application/json")
     async def task_resource(task_id: str) -> str:
         """One task in full, with its next fire times."""
-        details = await answer(s.task_details(task_id, owner=owner_of(s)))
+        details = await found(s.task_details(task_id, owner=owner_of(s)))
         return _bounded_json(s, task_view(details), task_place_of(details))
 
     @mcp.resource("taskloom://tasks/{task_id}/output", mime_type="text/markdown")
     async def task_output(task_id: str) -> str:
         """The latest successful run's output as a document."""
-        return await answer(_latest_output(s, task_id))
+        return await found(_latest_output(s, task_id))
 
     @mcp.resource("taskloom://runs/{run_id}", mime_type="application/json")
     async def run_resource(run_id: str) -> str:
         """One run with its step results."""
-        run = await answer(s.runs.get(run_id, owner=owner_of(s)))
+        run = await found(s.runs.get(run_id, owner=owner_of(s)))
         return _bounded_json(s, run_view(run), run_place(run))
 
 
@@ -84,40 +84,3 @@ def _bounded_body(s: Services, head: str, body: str, run_id: str, *, json_text: 
         f"{text[:shown]}\n\n(Truncated: {shown} of {len(text)} characters shown. "
         f"Read on with {more}.)\n"
     )
-
-
-AUTHOR_PROMPT = """You are setting up a Taskloom task for this goal:
-
-{goal}
-
-Available step tools (name: description):
-{tools}
-
-Do this:
-1. Pick the fewest steps that reach the goal. Each step is {{"id", "tool", "args"}}; args may use
-   earlier outputs as Jinja2, e.g. "{{{{ steps.fetch.output.json }}}}" (one expression keeps its
-   JSON type; use `| tojson` to embed objects in text). Secrets: "{{{{ secrets.NAME }}}}".
-2. Choose a trigger ({schedule_hint}); timezone defaults to {timezone}. Check it with
-   preview_schedule.
-3. Test the chain with dry_run and fix what fails.
-4. Call create_task, then tell the user the next fire times and how to see results
-   (task_history, get_run, or the resource taskloom://tasks/<id>/output)."""
-
-
-def register_prompts(mcp: FastMCP, s: Services) -> None:
-    @mcp.prompt
-    async def author_task(
-        goal: Annotated[str, Field(description="what the user wants done, and when")],
-    ) -> str:
-        """Guide for turning a goal into a Taskloom task with the available step tools."""
-        tools = await s.catalog.list()
-        listing = "\n".join(f"- {t.name}: {t.description.splitlines()[0]}" for t in tools)
-        return AUTHOR_PROMPT.format(
-            goal=goal,
-            tools=listing,
-            schedule_hint='cron + timezone, {"every": "30m"}, {"at": ...}, {"event": ...}',
-            timezone=s.settings.timezone,
-        )
-
-
-# -- plain HTTP routes beside /mcp (http and sse transports) ----------------------------------

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from fastmcp import Context, FastMCP
 from fastmcp.tools import ToolResult
 from fastmcp.utilities.tasks import TaskConfig
+from mcp_types import LoggingLevel
 from pydantic import Field
 
 from taskloom.answers import (
@@ -177,10 +178,18 @@ def register_run_tools(mcp: FastMCP, s: Services) -> None:
         return reply_lists(s, status.model_dump(mode="json"))
 
 
-def _progress(ctx: Context) -> Any:
+def _progress(ctx: Context, **ids: str) -> Any:
+    """Each step's start and the run's end, as a progress notification and as a log message
+    (notifications/message), which the client filters by the level it asked for (logging/setLevel,
+    or the request's log level in the 2026-07-28 era). A client that went away loses neither."""
+
     async def report(done: int, total: int, message: str) -> None:
+        failed = done == total and not message.endswith("succeeded")
+        level: LoggingLevel = "warning" if failed else "info"
+        extra = {**ids, "done": done, "total": total}
         try:
             await ctx.report_progress(done, total, message)
+            await ctx.log(message, level=level, logger_name="taskloom.run", extra=extra)
         except Exception:
             return
 
@@ -210,7 +219,8 @@ async def _run_now(
     task, run = await s.runs.admit_manual(task_id, owner=owner_of(s))
     if run.status == RunStatus.QUEUED:
         return RunAnswer(run=run, message="Queued behind the run in progress (overlap 'queue').")
-    job = s.runs.launch(task, run, progress=_progress(ctx) if wait else None)
+    progress = _progress(ctx, run_id=run.id, task_id=task.id) if wait else None
+    job = s.runs.launch(task, run, progress=progress)
     if not wait:
         return RunAnswer(run=run, message="Started; call get_run with this id for the result.")
     try:

@@ -7,6 +7,7 @@ one file.
 """
 
 import base64
+import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -75,7 +76,9 @@ def encode_cursor(last_id: str) -> str:
     return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None) -> str | None:
+def decode_cursor(cursor: str | None, prefix: str) -> str | None:
+    """The id a cursor of a `prefix` listing (`tsk` or `run`) continues after; anything else,
+    such as a list_tasks cursor given to task_history, is refused rather than read as a filter."""
     if not cursor:
         return None
     try:
@@ -83,10 +86,13 @@ def decode_cursor(cursor: str | None) -> str | None:
         value = base64.urlsafe_b64decode(padded.encode()).decode()
     except (ValueError, UnicodeDecodeError):
         value = ""
-    if not value.startswith(("tsk_", "run_")):
+    if not re.fullmatch(rf"{prefix}_[0-9a-z]{{26}}", value):
+        listing = "list_tasks" if prefix == "tsk" else "task_history"
         raise InvalidInput(
-            "cursor", cursor, "Pass the next_cursor of a previous answer unchanged, or omit it."
-        )
+            "cursor", cursor,
+            f"It is not a cursor {listing} gave: pass the next_cursor of the previous "
+            f"{listing} answer unchanged, or omit cursor for the first page.",
+        )  # fmt: skip
     return value
 
 
@@ -289,7 +295,7 @@ class Store:
             query = query.where(col(TaskRow.status) == status)
         if name_contains:
             query = query.where(func.lower(col(TaskRow.name)).contains(name_contains.lower()))
-        after = decode_cursor(cursor)
+        after = decode_cursor(cursor, "tsk")
         if after:
             query = query.where(col(TaskRow.id) > after)
         async with self.read() as s:
@@ -375,7 +381,7 @@ class Store:
             query = query.where(col(RunRow.task_id) == task_id)
         if statuses:
             query = query.where(col(RunRow.status).in_([s.value for s in statuses]))
-        before = decode_cursor(cursor)
+        before = decode_cursor(cursor, "run")
         if before:
             query = query.where(col(RunRow.id) < before)
         async with self.read() as s:
