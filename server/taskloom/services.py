@@ -28,6 +28,9 @@ from taskloom.store.stats import figures
 from taskloom.tasks.service import TaskService, fire_time
 from taskloom_tools.base import ToolContext
 
+# Seconds after start before the sandbox workers are started (see Services._warm_sandbox).
+SANDBOX_WARM_AFTER_S = 3.0
+
 if TYPE_CHECKING:
     import httpx
 
@@ -110,15 +113,25 @@ class Services:
     _stopped: "asyncio.Task[None] | None" = field(default=None, init=False, repr=False)
     sandbox: Sandbox | None = None
     _warming: "asyncio.Task[None] | None" = field(default=None, init=False, repr=False)
+    _warm_started: bool = field(default=False, init=False, repr=False)
 
     async def start(self, *, schedule: bool = True) -> None:
         """Open the store; with `schedule` (and TASKLOOM_SCHEDULER on), fire tasks here too."""
         await self.store.open()
         await self.tool_contexts.start()
         if self.sandbox is not None:
-            self._warming = asyncio.create_task(self.sandbox.warm_up(), name="sandbox-warm-up")
+            self._warming = asyncio.create_task(self._warm_sandbox(), name="sandbox-warm-up")
         if schedule and self.scheduler is not None:
             await self.scheduler.start()
+
+    async def _warm_sandbox(self) -> None:
+        """Start the sandbox workers once start-up is over: a long-lived process has them ready
+        for its first run, and a short-lived one (a CLI command, a test's server) never pays
+        for two fresh interpreters it does not use."""
+        await asyncio.sleep(SANDBOX_WARM_AFTER_S)
+        self._warm_started = True
+        assert self.sandbox is not None
+        await self.sandbox.warm_up()
 
     @property
     def stopping(self) -> bool:
@@ -141,6 +154,8 @@ class Services:
         await self.tool_contexts.stop()
         if self.sandbox is not None:
             if self._warming is not None:  # its workers must exist before close stops them
+                if not self._warm_started:
+                    self._warming.cancel()
                 await asyncio.gather(self._warming, return_exceptions=True)
             await self.sandbox.close()
         await self.store.close()

@@ -2,6 +2,7 @@
 `bob` is the neighbour whose answers must keep coming."""
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -84,3 +85,8 @@ async def neighbour_polling(server: HttpServer) -> AsyncIterator[Neighbour]:
     assert seen.failures == []
     assert seen.answers >= 1
     assert server.process.poll() is None, server.log.read_text()[-3000:]
+
+
+def named(prefix: str) -> str:
+    """A task name of its own: names are unique per owner, and the server outlives a test."""
+    return f"{prefix} {uuid.uuid4().hex[:8]}"

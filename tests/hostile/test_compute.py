@@ -9,7 +9,7 @@ import pytest
 from fastmcp import Client
 
 from tests.fixtures.taskloom_process import HttpServer
-from tests.hostile.conftest import ALICE, call, client, neighbour_polling
+from tests.hostile.conftest import ALICE, call, client, named, neighbour_polling
 from tests.mcp.conftest import eventually
 
 pytestmark = pytest.mark.slow
@@ -102,7 +102,7 @@ async def test_fifty_extract_steps_every_second_spare_the_neighbour(server: Http
         step(f"e{i}", "extract", data="{{ range(100000)|list }}", expression="length(@)")
         for i in range(50)
     ]
-    task = {"name": "hostile fifty", "steps": steps, "trigger": {"every": 1}}
+    task = {"name": named("hostile fifty"), "steps": steps, "trigger": {"every": 1}}
     async with neighbour_polling(server), client(server, ALICE) as alice:
         task_id = (await call(alice, "create_task", task))["task"]["id"]
 
@@ -127,7 +127,7 @@ async def test_a_failed_hostile_run_is_recorded_and_the_next_run_works(
     """A saved task whose step hits a limit records a failed run; a sane run follows."""
     async with neighbour_polling(server), client(server, ALICE) as alice:
         bomb = step("bomb", "extract", data=[1], expression=BOMB)
-        created = await call(alice, "create_task", {"name": "bomb", "steps": [bomb]})
+        created = await call(alice, "create_task", {"name": named("bomb"), "steps": [bomb]})
         run = (await call(alice, "run_task", {"task_id": created["task"]["id"]}))["run"]
         assert run["status"] == "failed"
         assert OVER_A_LIMIT.search(run["steps"][0]["error"]), run["steps"][0]["error"]

@@ -21,6 +21,7 @@ from taskloom.errors import Conflict
 from taskloom.tasks.model import TaskSpec
 from tests.conftest import make_settings
 from tests.fixtures.taskloom_process import HttpServer, http_server
+from tests.hostile.conftest import named
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +68,7 @@ async def refusal(c: Client[Any], tool: str, args: dict[str, Any]) -> str:
 
 
 async def create(c: Client[Any], steps: list[dict[str, Any]], **fields: Any) -> str:
-    answer = await call(c, "create_task", {"name": "hostile", "steps": steps, **fields})
+    answer = await call(c, "create_task", {"name": named("hostile"), "steps": steps, **fields})
     return str(answer["task"]["id"])
 
 

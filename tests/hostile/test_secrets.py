@@ -17,6 +17,7 @@ from fastmcp.exceptions import ToolError
 
 from tests.fixtures.api_server import ApiServer
 from tests.fixtures.taskloom_process import HttpServer, http_server
+from tests.hostile.conftest import named
 
 pytestmark = pytest.mark.slow
 
@@ -119,10 +120,12 @@ async def test_a_transformed_secret_is_refused_at_create_update_and_dry_run(
 ) -> None:
     """Each transform is refused at create_task, update_task and dry_run, naming the field."""
     async with client(server, ALICE) as alice:
-        message = await refused(alice, "create_task", {"name": "t", "steps": [render(template)]})
+        message = await refused(
+            alice, "create_task", {"name": named("t"), "steps": [render(template)]}
+        )
         assert "steps[0].args.template" in message
         assert "may only stand whole" in message
-        ok = await alice.call_tool("create_task", {"name": "t", "steps": [render("hi")]})
+        ok = await alice.call_tool("create_task", {"name": named("t"), "steps": [render("hi")]})
         task_id = ok.structured_content["task"]["id"]  # type: ignore[index]
         patch = {"task_id": task_id, "steps": [header(template)]}
         message = await refused(alice, "update_task", patch)
@@ -145,7 +148,7 @@ async def test_a_whole_secret_is_refused_where_a_tool_would_compute_on_it(
 ) -> None:
     """A secret passed to a tool whose output is computed from it is refused at create."""
     async with client(server, ALICE) as alice:
-        message = await refused(alice, "create_task", {"name": "t", "steps": [step]})
+        message = await refused(alice, "create_task", {"name": named("t"), "steps": [step]})
     assert "may not be passed to" in message
     assert f"'{step['tool']}'" in message
 
@@ -155,7 +158,7 @@ async def test_a_principal_without_a_grant_cannot_use_the_secret(server: HttpSer
     steps = [render("key={{ secrets.API_TOKEN }}")]
     async with client(server, BOB) as bob:
         for tool, args in [
-            ("create_task", {"name": "t", "steps": steps}),
+            ("create_task", {"name": named("t"), "steps": steps}),
             ("dry_run", {"steps": steps}),
         ]:
             message = await refused(bob, tool, args)
@@ -163,7 +166,7 @@ async def test_a_principal_without_a_grant_cannot_use_the_secret(server: HttpSer
             assert "'API_TOKEN' is not granted to 'bob'" in message
             assert "TASKLOOM_SECRET_GRANTS" in message
         hook = {
-            "name": "t",
+            "name": named("t"),
             "steps": [render("hi")],
             "notify": {"webhook_url": "{{ secrets.HOOK_URL }}"},
         }
@@ -198,7 +201,7 @@ async def test_legitimate_runs_leave_no_form_of_the_secret_anywhere(
         },
     ]
     task = {
-        "name": "uses a secret",
+        "name": named("uses a secret"),
         "steps": steps,
         "notify": {"on": "always", "webhook_url": "{{ secrets.HOOK_URL }}"},
     }

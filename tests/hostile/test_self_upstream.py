@@ -17,6 +17,7 @@ pytestmark = pytest.mark.slow
 async def test_an_upstream_entry_at_our_own_url_is_refused(tmp_path: Path) -> None:
     """An entry naming this server's own HTTP URL (any loopback spelling) offers no tools."""
     config = tmp_path / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {}}))  # the server checks it exists at start
     with http_server(tmp_path / "t.db", TASKLOOM_MCP_CONFIG=str(config)) as server:
         # The config is read at first use, so it can name the port the server was given.
         own = server.url.replace("127.0.0.1", "localhost") + "/mcp"

@@ -241,7 +241,12 @@ _START_S = 120.0
 def serve_child() -> None:
     """The worker process's entry point: argv holds its socket's fd and its limits."""
     limits = SandboxLimits(**json.loads(sys.argv[2]))
-    _serve(Connection(int(sys.argv[1])), limits)
+    try:
+        _serve(Connection(int(sys.argv[1])), limits)
+    except (BrokenPipeError, ConnectionResetError, EOFError):
+        # The parent is gone (stopped, or killed): nobody is left to answer, and a traceback
+        # on the stderr we share with it would only be noise in its log.
+        os._exit(0)
 
 
 def _serve(conn: Connection, limits: SandboxLimits) -> None:

@@ -11,13 +11,13 @@ built-in tools whose output is computed from their input (`extract`, `llm_prompt
 
 import functools
 from collections.abc import Iterator
-from typing import Any
 
 from jinja2 import TemplateSyntaxError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from taskloom.access import Access, grant_hint
 from taskloom.errors import InvalidInput, InvalidInputs
+from taskloom.runs.templating import template_leaves
 from taskloom.tasks.model import Step, TaskFields
 
 ROOT = "secrets"
@@ -240,14 +240,3 @@ def _parsed(source: str) -> nodes.Template | None:
 def _body(text: str) -> list[nodes.Node] | None:
     template = _parsed(text)
     return None if template is None else list(template.body)
-
-
-def template_leaves(value: Any, path: str) -> Iterator[tuple[str, str]]:
-    if isinstance(value, str) and ("{{" in value or "{%" in value):
-        yield path, value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from template_leaves(item, f"{path}.{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from template_leaves(item, f"{path}[{index}]")

@@ -94,7 +94,7 @@ def has_template(value: str) -> bool:
 
 def any_template(value: Any) -> bool:
     """Whether any string inside `value` (dicts and lists walked) is a template."""
-    return next(_template_leaves(value, ""), None) is not None
+    return next(template_leaves(value, ""), None) is not None
 
 
 def resolve_args(
@@ -125,7 +125,7 @@ def used_steps(value: Any) -> set[str] | None:
     """The step ids the templates in `value` read (`steps.X`, `steps['X']`), or None when one
     uses `steps` otherwise (a loop over it, a dynamic key, a syntax error): then all of them."""
     names: set[str] = set()
-    for _, source in _template_leaves(value, "args"):
+    for _, source in template_leaves(value, "args"):
         try:
             template = _parse(source)
         except TemplateSyntaxError:
@@ -366,7 +366,7 @@ def _available(value: Any) -> str:
 
 def _referenced(root: str, value: Any, step_id: str, where: str) -> set[str]:
     names: set[str] = set()
-    for path, source in _template_leaves(value, where):
+    for path, source in template_leaves(value, where):
         try:
             _compile(source)  # also catches what only compiling finds, such as unknown filters
         except TemplateSyntaxError as exc:
@@ -389,15 +389,16 @@ def _is_name(node: nodes.Node, name: str) -> bool:
     return isinstance(node, nodes.Name) and node.name == name
 
 
-def _template_leaves(value: Any, path: str) -> Iterator[tuple[str, str]]:
+def template_leaves(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """Each template string in `value` (nested dicts and lists) with its path under `path`."""
     if isinstance(value, str) and has_template(value):
         yield path, value
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from _template_leaves(item, f"{path}.{key}")
+            yield from template_leaves(item, f"{path}.{key}")
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from _template_leaves(item, f"{path}[{index}]")
+            yield from template_leaves(item, f"{path}[{index}]")
 
 
 def _names_by_form(values: Mapping[str, str]) -> dict[str, str]:

@@ -108,39 +108,6 @@ class Claims:
             row.last_attempt_at = plan.to_start[-1].started_at
         return Claimed(task=task, plan=plan)
 
-    async def claim_event(
-        self, name: str, owner: str | None, make: Callable[[Task, int, int], Run]
-    ) -> list[tuple[Task, Run]]:
-        """Record one run per active task listening to event `name` (overlap policy applied)."""
-        query = (
-            select(TaskRow)
-            .where(TaskRow.event_name == name)
-            .where(TaskRow.status == TaskStatus.ACTIVE.value)
-            .order_by(col(TaskRow.id))
-        )
-        if owner is not None:
-            query = query.where(TaskRow.owner == owner)
-        started: list[tuple[Task, Run]] = []
-        async with self.store.write() as s:
-            for row in (await s.exec(self._locked(query))).all():
-                task = row.to_domain()
-                run = make(task, *await self._in_flight(s, row.id))
-                s.add(RunRow.from_domain(run, row.owner))
-                if run.status == RunStatus.RUNNING:
-                    row.last_attempt_at = run.started_at
-                started.append((task, run))
-        return started
-
-    async def _in_flight(self, s: AsyncSession, task_id: str) -> tuple[int, int]:
-        rows = await s.exec(
-            select(RunRow.status, func.count())
-            .where(RunRow.task_id == task_id)
-            .where(col(RunRow.status).in_(ACTIVE))
-            .group_by(col(RunRow.status))
-        )
-        counts = dict(rows.all())
-        return counts.get(RunStatus.RUNNING.value, 0), counts.get(RunStatus.QUEUED.value, 0)
-
     async def claim_queued(
         self, holder: str, now: datetime, lease_until: datetime, limit: int
     ) -> list[tuple[Task, Run]]:

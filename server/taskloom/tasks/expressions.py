@@ -12,7 +12,7 @@ from typing import Any
 from jinja2 import Environment, TemplateSyntaxError, meta, nodes
 
 from taskloom.errors import InvalidInput
-from taskloom.runs.templating import has_template
+from taskloom.runs.templating import has_template, template_leaves
 from taskloom.tasks.model import Step
 from taskloom.tasks.suggest import did_you_mean
 
@@ -40,7 +40,9 @@ def check_expressions(where: str, step: Step, raw_args: frozenset[str]) -> list[
     """Problems in `step`'s templates (except the arguments its tool renders itself) and in an
     `extract` step's literal JMESPath expression."""
     problems = _check_jmespath(where, step)
-    for path, source in _leaves({k: v for k, v in step.args.items() if k not in raw_args}):
+    for path, source in template_leaves(
+        {k: v for k, v in step.args.items() if k not in raw_args}, "args"
+    ):
         try:
             parsed = _parse(source)
         except TemplateSyntaxError:
@@ -52,7 +54,7 @@ def check_expressions(where: str, step: Step, raw_args: frozenset[str]) -> list[
 
 def uses_name(args: dict[str, Any], name: str) -> bool:
     """Whether any template in `args` reads the variable `name` (e.g. `event`)."""
-    for _, source in _leaves(args):
+    for _, source in template_leaves(args, "args"):
         try:
             if name in meta.find_undeclared_variables(_parse(source)):
                 return True
@@ -130,14 +132,3 @@ def _key(node: nodes.Getattr | nodes.Getitem) -> str | None:
 
 def _is_steps(node: nodes.Node) -> bool:
     return isinstance(node, nodes.Name) and node.name == "steps"
-
-
-def _leaves(value: Any, path: str = "args") -> Iterator[tuple[str, str]]:
-    if isinstance(value, str) and has_template(value):
-        yield path, value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _leaves(item, f"{path}.{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _leaves(item, f"{path}[{index}]")
