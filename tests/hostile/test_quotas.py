@@ -88,10 +88,14 @@ def statuses(db: Path) -> dict[str, int]:
     return {str(status): int(count) for status, count in rows}
 
 
-async def cancel_all(c: Client[Any], db: Path, owner: str) -> None:
-    """Cancel `owner`'s runs still going, then check that none of theirs is left going."""
-    for run_id in going(db, owner):
-        await call(c, "cancel_run", {"run_id": run_id})
+async def cancel_all(c: Client[Any], db: Path, owner: str, deadline_s: float = 60.0) -> None:
+    """Cancel `owner`'s runs still going until none is left going (a queued run may start as
+    the one before it is cancelled, so this polls, with a generous deadline)."""
+    deadline = asyncio.get_running_loop().time() + deadline_s
+    while (left := going(db, owner)) and asyncio.get_running_loop().time() < deadline:
+        for run_id in left:  # one that ended meanwhile answers "nothing to cancel": fine
+            await c.call_tool("cancel_run", {"run_id": run_id}, raise_on_error=False)
+        await asyncio.sleep(0.2)
     assert going(db, owner) == []
 
 
