@@ -16,6 +16,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,6 +31,7 @@ from taskloom.clock import FrozenClock, SystemClock
 from taskloom.runs.model import Run
 from taskloom.scheduling.scheduler import Scheduler
 from taskloom.services import Services
+from taskloom.settings import Settings
 from taskloom.store.claims import Claimed
 from taskloom.store.tables import ProcessRow, RunRow, TaskRow
 from taskloom.tasks.model import Task, TaskSpec
@@ -202,6 +204,15 @@ async def pair(
     settings = make_settings(
         tmp_path, database_url=db_url, lease_s=LEASE_S, http_allow_hosts="127.0.0.1"
     )
+    async with two_processes(settings, clock) as both:
+        yield both
+
+
+@asynccontextmanager
+async def two_processes(
+    settings: Settings, clock: FrozenClock
+) -> AsyncIterator[tuple[Services, Services]]:
+    """Services A and B on `settings`' database, store open, no scheduler loops running."""
     both = [build_services(settings, clock, role=name) for name in ("a", "b")]
     for services in both:
         await services.start(schedule=False)

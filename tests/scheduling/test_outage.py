@@ -11,13 +11,20 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from taskloom.app import build_services
 from taskloom.clock import FrozenClock
 from taskloom.errors import StoreUnavailable
 from taskloom.runs.model import RunStatus
 from taskloom.services import Services
 from tests.conftest import _blocking, _pg_admin, make_settings
-from tests.scheduling.conftest import LEASE_S, T0, claim_due, hourly, runs_of, scheduler
+from tests.scheduling.conftest import (
+    LEASE_S,
+    T0,
+    claim_due,
+    hourly,
+    runs_of,
+    scheduler,
+    two_processes,
+)
 
 
 @pytest.fixture
@@ -25,12 +32,8 @@ async def two(
     pg_url: str, tmp_path: Path, clock: FrozenClock
 ) -> AsyncIterator[tuple[Services, Services]]:
     settings = make_settings(tmp_path, database_url=pg_url, lease_s=LEASE_S)
-    both = [build_services(settings, clock, role=name) for name in ("a", "b")]
-    for services in both:
-        await services.start(schedule=False)
-    yield both[0], both[1]
-    for services in both:
-        await services.stop(grace_s=0)
+    async with two_processes(settings, clock) as both:
+        yield both
 
 
 def outage(pg_url: str, *, down: bool) -> None:
