@@ -24,7 +24,7 @@ def make_task(n: int = 0, owner: str = "local", **extra: object) -> Task:
     )
     at = T0 + timedelta(milliseconds=n)
     return Task(
-        **dict(spec),
+        **spec.fields(),
         id=new_id("tsk", at),
         owner=owner,
         timezone="Europe/Berlin",

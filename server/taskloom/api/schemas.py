@@ -6,12 +6,16 @@ exactly the same values. Input validation never reads these schemas (FastMCP val
 the function's signature), so rewriting them changes what the client reads, not what we accept.
 """
 
-from collections.abc import Sequence
-from typing import Any
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, TypeVar
 
 import mcp_types as mt
 from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 from fastmcp.tools import Tool
+from pydantic import BaseModel
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 # Keywords that only constrain a value of one JSON type, so they let null through unchanged.
 _TYPED = frozenset(
@@ -82,15 +86,43 @@ def _once(schema: Any, seen: set[str]) -> None:
         _once(value, seen)
 
 
-def compact_tool(tool: Tool, *, brief: frozenset[str] = frozenset()) -> Tool:
-    """`brief` tools leave the nested models' docs to create_task (they take the same ones)."""
-    parameters = compact(tool.parameters)
-    if tool.name in brief:
+def takes(model: type[BaseModel], *leading: inspect.Parameter) -> Callable[[F], F]:
+    """A tool whose arguments are `leading` and then the fields of `model`, each with its type,
+    constraints, default and description: FastMCP builds the tool's schema and validates its
+    arguments from this signature, so both come from the model's one definition. The tool
+    function takes them as keywords (`**fields`)."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    fields = [
+        inspect.Parameter(name, keyword, annotation=Annotated[info.annotation, info])
+        for name, info in model.model_fields.items()
+    ]
+
+    def bind(fn: F) -> F:
+        returns = inspect.signature(fn).return_annotation
+        signature = inspect.Signature([*leading, *fields], return_annotation=returns)
+        fn.__signature__ = signature  # type: ignore[attr-defined]
+        fn.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()}
+        fn.__annotations__["return"] = returns
+        return fn
+
+    return bind
+
+
+def compact_parameters(parameters: dict[str, Any], *, brief: bool = False) -> dict[str, Any]:
+    """A tool's input schema as clients see it; `brief`: nested models without their docs."""
+    parameters = compact(parameters)
+    if brief:
         parameters["properties"] = {
             name: {**compact(prop, docs=False), **_own_doc(prop)}
             for name, prop in parameters["properties"].items()
         }
     _once(parameters, set())
+    return parameters
+
+
+def compact_tool(tool: Tool, *, brief: frozenset[str] = frozenset()) -> Tool:
+    """`brief` tools leave the nested models' docs to create_task (they take the same ones)."""
+    parameters = compact_parameters(tool.parameters, brief=tool.name in brief)
     update: dict[str, Any] = {"parameters": parameters}
     if tool.output_schema is not None:
         update["output_schema"] = compact(tool.output_schema)

@@ -334,7 +334,7 @@ class RunService:
         now = self.clock.now()
         tz = trial.task.timezone if trial.task else self.settings.timezone
         return Task(
-            **dict(spec),
+            **spec.fields(),
             id=DRY_RUN_ID,
             owner=trial.owner,
             timezone=tz,

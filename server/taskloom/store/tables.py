@@ -45,7 +45,7 @@ def _json() -> Any:
     return Field(default=None, sa_column=Column(JSON(), nullable=True))
 
 
-SPEC_FIELDS = set(TaskFields.model_fields) - {"name", "description", "enabled"}
+SPEC_FIELDS = set(TaskFields.model_fields) - {"name", "description"}
 
 
 class TaskRow(SQLModel, table=True):
@@ -63,7 +63,6 @@ class TaskRow(SQLModel, table=True):
     timezone: str = Field(sa_column=Column(String(64), nullable=False))
     trigger_kind: str = Field(sa_column=Column(String(16), nullable=False))
     event_name: str | None = Field(default=None, sa_column=Column(String(100), index=True))
-    enabled: bool = True
     status: str = Field(sa_column=Column(String(16), nullable=False))
     revision: int = 1
     created_at: datetime = _time(nullable=False)
@@ -90,7 +89,6 @@ class TaskRow(SQLModel, table=True):
             timezone=task.timezone,
             trigger_kind=trigger_kind(trigger),
             event_name=trigger.get("event") if isinstance(trigger, dict) else None,
-            enabled=task.enabled,
             status=task.status.value,
             revision=task.revision,
             **{f: getattr(task, f) for f in _TASK_STATE},
@@ -105,7 +103,6 @@ class TaskRow(SQLModel, table=True):
                 "name": self.name,
                 "description": self.description,
                 "timezone": self.timezone,
-                "enabled": self.enabled,
                 "status": TaskStatus(self.status),
                 "revision": self.revision,
                 **{f: getattr(self, f) for f in _TASK_STATE},
