@@ -329,16 +329,18 @@ def run_now(task_id: str) -> None:
     from rich.progress import Progress
 
     async def go(s: Any) -> Any:
-        task, run = await s.runs.admit_manual(task_id, owner=None)
-        if run.status.value == "queued":
-            return run
         with Progress(console=err, transient=True) as bar:
-            line = bar.add_task(task.name, total=len(task.steps))
 
-            async def progress(done: int, total: int, message: str) -> None:
-                bar.update(line, completed=done, description=message)
+            def watch(task: Any, run: Any) -> Any:
+                line = bar.add_task(task.name, total=len(task.steps))
 
-            return await s.runs.execute(task, run, progress=progress)
+                async def progress(done: int, total: int, message: str) -> None:
+                    bar.update(line, completed=done, description=message)
+
+                return progress
+
+            started = await s.runs.start_manual(task_id, owner=None, watch=watch)
+            return started.run if started.job is None else await started.job
 
     run = _run(go)
     if run.status.value == "queued":

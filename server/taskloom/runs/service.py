@@ -3,7 +3,7 @@ around each run (summary, notification, the task's last_* fields)."""
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -69,6 +69,15 @@ class Trial:
         return RunTrigger.SCHEDULE if self.fire_time is not None else RunTrigger.MANUAL
 
 
+@dataclass(frozen=True)
+class ManualStart:
+    """A manual run as started: `job` executes it here; None when it was queued."""
+
+    task: Task
+    run: Run
+    job: "asyncio.Task[Run] | None"
+
+
 class RunService:
     def __init__(
         self,
@@ -122,9 +131,27 @@ class RunService:
             lease_expires_at=now + timedelta(seconds=self.settings.lease_s) if held else None,
         )
 
+    async def start_manual(
+        self,
+        task_id: str,
+        *,
+        owner: str | None,
+        watch: Callable[[Task, Run], Progress | None] | None = None,
+    ) -> "ManualStart":
+        """Run a task now, outside its schedule: the one way `run_task` and `taskloom run` start
+        a run. Refused when the task has finished, past the owner's quotas, or by its overlap
+        policy; queued behind the run in progress under overlap 'queue'; else executed by this
+        process, reporting to `watch(task, run)`'s progress callback."""
+        task, run = await self.admit_manual(task_id, owner=owner)
+        if run.status == RunStatus.QUEUED:
+            return ManualStart(task, run, None)
+        progress = watch(task, run) if watch is not None else None
+        return ManualStart(task, run, self.launch(task, run, progress=progress))
+
     async def admit_manual(self, task_id: str, *, owner: str | None) -> tuple[Task, Run]:
         """Record a manual run of the task under its overlap policy and the owner's quotas:
-        running (held by this process, for the caller to execute) or queued; else refused."""
+        running (held by this process, for the caller to execute) or queued; else refused.
+        `start_manual` is the use-case; this is its admission alone."""
 
         def make(task: Task, busy: int, queued: int) -> Run:
             check_runnable(task)
