@@ -310,7 +310,7 @@ def runs_list(
     columns = ["run", "status", "trigger", "fire time", "ms", "error"]
     table = _table(*(columns if task else ["run", "task_id", *columns[1:]]), title="Runs")
     for r in page.items:
-        cells = [r.status.value, r.trigger.value, _when(r.fire_time, "UTC"),
+        cells = [r.status.value, r.cause.value, _when(r.fire_time, "UTC"),
                  str(r.duration_ms or "-"), (r.error or "")[:60]]  # fmt: skip
         table.add_row(r.id, *([] if task else [r.task_id]), *cells)
     out.print(table if page.items else "No runs yet.")

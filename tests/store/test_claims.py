@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import col, select
 
-from taskloom.domain.runs import Run, RunStatus, RunTrigger
+from taskloom.domain.runs import Run, RunCause, RunStatus
 from taskloom.domain.tasks import Task
 from taskloom.store.claims import Claims, ProcessInfo
 from taskloom.store.recorder import RunRecorder
@@ -49,12 +49,12 @@ async def test_a_queued_retry_of_an_allow_task_starts_beside_its_running_run(
         await store.add_task(task, max_per_owner=10)
         await running(store, task, 0 if task is allow else 1)
         retry = make_run(task, 2 if task is allow else 3).model_copy(
-            update={"status": RunStatus.QUEUED, "trigger": RunTrigger.RETRY, "attempt": 2,
+            update={"status": RunStatus.QUEUED, "cause": RunCause.RETRY, "attempt": 2,
                     "started_at": None, "finished_at": None, "steps": []}
         )  # fmt: skip
         await store.add_run(retry, owner=task.owner)
     taken = await Claims(store).claim_queued(ME, T0, T0 + timedelta(minutes=1), 10)
-    assert [(task.id, run.trigger) for task, run in taken] == [(allow.id, RunTrigger.RETRY)]
+    assert [(task.id, run.cause) for task, run in taken] == [(allow.id, RunCause.RETRY)]
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
 from taskloom.app import build_services
-from taskloom.domain.runs import RunStatus, RunTrigger
+from taskloom.domain.runs import RunCause, RunStatus
 from taskloom.store.migrate import MIGRATIONS_DIR, schema_head
 from taskloom.store.sql import Store
 from tests.conftest import make_settings
@@ -118,7 +118,7 @@ async def test_the_app_works_on_an_upgraded_database(
             assert stored is not None
             assert stored.status == run["status"]
         task = await services.tasks.get(rows.TASK_EVENT, owner=None)
-        run = services.runs.new_run(task, RunTrigger.MANUAL)
+        run = services.runs.new_run(task, RunCause.MANUAL)
         await services.store.start_run(run, owner=task.owner)
         finished = await services.runs.execute(task, run)
         assert finished.status == RunStatus.SUCCEEDED

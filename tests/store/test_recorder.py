@@ -5,7 +5,7 @@ import asyncio
 from datetime import timedelta
 
 from taskloom.domain.outcome import Outcome
-from taskloom.domain.runs import Run, RunStatus, RunTrigger, StepStatus
+from taskloom.domain.runs import Run, RunCause, RunStatus, StepStatus
 from taskloom.store.recorder import RunRecorder
 from taskloom.store.sql import Store
 from tests.store.test_store_contract import make_run, make_task
@@ -81,7 +81,7 @@ async def test_a_retry_is_inserted_with_the_recorded_run(store: Store) -> None:
     await store.add_task(task, max_per_owner=10)
     run = (await held_run(store, make_run(task))).model_copy(update={"status": RunStatus.FAILED})
     retry = make_run(task, 60, status=RunStatus.QUEUED).model_copy(
-        update={"trigger": RunTrigger.RETRY, "attempt": 2, "fire_time": run.fire_time}
+        update={"cause": RunCause.RETRY, "attempt": 2, "fire_time": run.fire_time}
     )
     assert await RunRecorder(store).finish(run, holder=ME, outcome=KEEP, follow_up=retry)
     stored = await store.get_run(retry.id, owner="local")

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from taskloom.domain.runs import Run, RunStatus, RunTrigger, StepResult, StepStatus
+from taskloom.domain.runs import Run, RunCause, RunStatus, StepResult, StepStatus
 from taskloom.domain.tasks import Task, TaskSpec, TaskStatus
 from taskloom.errors import Conflict, InvalidInput
 from taskloom.ids import new_id
@@ -41,7 +41,7 @@ def make_run(task: Task, n: int = 0, status: RunStatus = RunStatus.SUCCEEDED) ->
         id=new_id("run", at),
         task_id=task.id,
         status=status,
-        trigger=RunTrigger.SCHEDULE,
+        cause=RunCause.SCHEDULE,
         fire_time=at,
         created_at=at,
         started_at=at,

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from taskloom import __version__
 from taskloom.app import build_services
 from taskloom.cli import app
-from taskloom.domain.runs import RunTrigger
+from taskloom.domain.runs import RunCause
 from taskloom.domain.tasks import TaskSpec
 from taskloom.services import Services
 from taskloom.settings import Settings
@@ -68,7 +68,7 @@ def run_id(task_id: str) -> str:
 
     async def execute(s: Services) -> str:
         task = await s.tasks.get(task_id, owner=None)
-        run = s.runs.new_run(task, RunTrigger.MANUAL)
+        run = s.runs.new_run(task, RunCause.MANUAL)
         await s.store.start_run(run, owner=task.owner)
         return (await s.runs.execute(task, run)).id
 
@@ -221,7 +221,7 @@ def test_run_follows_the_overlap_policy(task_id: str) -> None:
 
     async def hold(s: Services) -> str:
         task = await s.tasks.get(task_id, owner=None)
-        run = s.runs.new_run(task, RunTrigger.MANUAL)
+        run = s.runs.new_run(task, RunCause.MANUAL)
         await s.store.start_run(run, owner=task.owner)
         return run.id
 

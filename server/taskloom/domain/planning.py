@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from taskloom.domain import triggers
-from taskloom.domain.runs import Run, RunStatus, RunTrigger
+from taskloom.domain.runs import Run, RunCause, RunStatus
 from taskloom.domain.tasks import CronTrigger, IntervalTrigger, OnceTrigger, Task
 
 # A fire claimed at most this late is on time (the timer and the claim take a moment); an older
@@ -24,7 +24,7 @@ CATCHUP_BOUND = 100
 COUNT_CAP = 10_000
 NO_PROCESS = "no Taskloom process was running at this time"
 
-NewRun = Callable[[RunTrigger, datetime, RunStatus], Run]
+NewRun = Callable[[RunCause, datetime, RunStatus], Run]
 # Why a fire was not claimed at its time when something is known (e.g. the database was
 # unreachable then); None: no process was running.
 LateReason = Callable[[datetime], str | None]
@@ -93,7 +93,7 @@ def plan_fire(
         plan.runs += _catch_up(task, due.fires, now, slots, new_run, grace, why_late)
     else:
         plan.runs += [
-            _start(task, f, RunTrigger.SCHEDULE, slots, new_run, why_late(f)) for f in due.fires
+            _start(task, f, RunCause.SCHEDULE, slots, new_run, why_late(f)) for f in due.fires
         ]
     plan.next_fire_at, plan.finished = _next(task, max([now, *due.fires]))
     return plan
@@ -135,7 +135,7 @@ def _beyond_bound(task: Task, due: _Due, new_run: NewRun, bound: int, why_late: 
         anchor=task.anchor,
         cap=COUNT_CAP,
     )
-    run = new_run(RunTrigger.CATCHUP, first, RunStatus.MISSED)
+    run = new_run(RunCause.CATCHUP, first, RunStatus.MISSED)
     shown = f"{count} fires" if count is not None else f"more than {COUNT_CAP} fires"
     return run.model_copy(
         update={
@@ -175,7 +175,7 @@ def _catch_up(
         if f not in chosen
     ]
     for i, fire in enumerate(chosen):
-        kind = RunTrigger.SCHEDULE if fire in on_time else RunTrigger.CATCHUP
+        kind = RunCause.SCHEDULE if fire in on_time else RunCause.CATCHUP
         if i > 0:
             runs.append(new_run(kind, fire, RunStatus.QUEUED))
         else:
@@ -185,13 +185,13 @@ def _catch_up(
 
 def event_run(task: Task, now: datetime, *, busy: int, queued: int, new_run: NewRun) -> Run:
     """The run an event starts for a listening task, under its overlap policy."""
-    return _start(task, now, RunTrigger.EVENT, _Slots(busy, queued), new_run, None)
+    return _start(task, now, RunCause.EVENT, _Slots(busy, queued), new_run, None)
 
 
 def _start(
     task: Task,
     fire: datetime,
-    kind: RunTrigger,
+    kind: RunCause,
     slots: _Slots,
     new_run: NewRun,
     late: str | None,
@@ -219,7 +219,7 @@ def _start(
 def _missed(
     task: Task, fire: datetime, new_run: NewRun, *, in_window: bool, why: str | None
 ) -> Run:
-    run = new_run(RunTrigger.CATCHUP, fire, RunStatus.MISSED)
+    run = new_run(RunCause.CATCHUP, fire, RunStatus.MISSED)
     if not in_window:
         policy = f"it is older than the catch-up window ({task.catchup_window_s} s)"
     elif task.catchup == "skip":

@@ -7,7 +7,7 @@ scheduler queues it); one module so both follow the same backoff.
 import random
 from datetime import datetime, timedelta
 
-from taskloom.domain.runs import Run, RunStatus, RunTrigger
+from taskloom.domain.runs import Run, RunCause, RunStatus
 from taskloom.domain.tasks import RetryPolicy, Task
 from taskloom.ids import new_id
 
@@ -30,7 +30,7 @@ def retry_run(task: Task, run: Run, now: datetime) -> Run | None:
         id=new_id("run", now),
         task_id=task.id,
         status=RunStatus.QUEUED,
-        trigger=RunTrigger.RETRY,
+        cause=RunCause.RETRY,
         fire_time=run.fire_time,
         attempt=run.attempt + 1,
         created_at=now,

@@ -111,7 +111,7 @@ class Runner:
         state = _RunState(task, run, self.clock.now(), secrets, prev)
         bound = structlog.contextvars.bound_contextvars(task_id=task.id, run_id=run.id)
         with bound:
-            log.info("run_started", trigger=run.trigger.value, attempt=run.attempt)
+            log.info("run_started", cause=run.cause.value, attempt=run.attempt)
             try:
                 async with asyncio.timeout(task.timeout_s):
                     await self._steps(state, persist, progress, lease)
@@ -327,7 +327,7 @@ class _RunState:
             "task": {"id": self.task.id, "name": self.task.name, "timezone": self.task.timezone},
             "run": {
                 "id": self.run.id,
-                "trigger": self.run.trigger.value,
+                "trigger": self.run.cause.value,  # templates' name for it
                 "attempt": self.run.attempt,
                 "fire_time": fire.isoformat() if fire else None,
                 "started_at": self.started.isoformat(),

@@ -16,7 +16,7 @@ from taskloom.clock import Clock
 from taskloom.domain.outcome import Outcome
 from taskloom.domain.planning import event_run
 from taskloom.domain.retry import retry_run
-from taskloom.domain.runs import Run, RunStatus, RunTrigger, StepResult, StepStatus
+from taskloom.domain.runs import Run, RunCause, RunStatus, StepResult, StepStatus
 from taskloom.domain.tasks import Step, Task, TaskSpec, TaskStatus
 from taskloom.domain.templates import Secrets
 from taskloom.errors import Conflict, InvalidInput, NotFound, TaskloomError
@@ -63,10 +63,10 @@ class Trial:
     progress: Progress | None = None
 
     @property
-    def kind(self) -> RunTrigger:
+    def kind(self) -> RunCause:
         if self.event is not None:
-            return RunTrigger.EVENT
-        return RunTrigger.SCHEDULE if self.fire_time is not None else RunTrigger.MANUAL
+            return RunCause.EVENT
+        return RunCause.SCHEDULE if self.fire_time is not None else RunCause.MANUAL
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ class RunService:
     def new_run(
         self,
         task: Task,
-        trigger: RunTrigger,
+        cause: RunCause,
         *,
         fire_time: datetime | None = None,
         attempt: int = 1,
@@ -121,7 +121,7 @@ class RunService:
             id=new_id("run", now),
             task_id=task.id,
             status=status,
-            trigger=trigger,
+            cause=cause,
             fire_time=fire_time,
             attempt=attempt,
             created_at=now,
@@ -155,7 +155,7 @@ class RunService:
 
         def make(task: Task, busy: int, queued: int) -> Run:
             check_runnable(task)
-            return self.new_run(task, RunTrigger.MANUAL, status=manual_status(task, busy, queued))
+            return self.new_run(task, RunCause.MANUAL, status=manual_status(task, busy, queued))
 
         return await self.admission.admit_manual(task_id, owner, self.clock.now(), make)
 
@@ -316,7 +316,7 @@ class RunService:
         now = self.clock.now()
 
         def make(task: Task, busy: int, queued: int) -> Run:
-            def new(kind: RunTrigger, _: datetime, status: RunStatus) -> Run:
+            def new(kind: RunCause, _: datetime, status: RunStatus) -> Run:
                 return self.new_run(task, kind, event=payload, status=status)
 
             return event_run(task, now, busy=busy, queued=queued, new_run=new)

@@ -30,7 +30,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from taskloom.clock import Clock
 from taskloom.domain.planning import FirePlan, plan_fire
 from taskloom.domain.retry import retry_run
-from taskloom.domain.runs import Run, RunStatus, RunTrigger
+from taskloom.domain.runs import Run, RunCause, RunStatus
 from taskloom.domain.tasks import Task
 from taskloom.runs.service import RunService
 from taskloom.scheduling.outage import Outage
@@ -296,8 +296,8 @@ class Scheduler:
 
         return plan
 
-    def _run_factory(self, task: Task) -> Callable[[RunTrigger, datetime, RunStatus], Run]:
-        def make(kind: RunTrigger, fire: datetime, status: RunStatus) -> Run:
+    def _run_factory(self, task: Task) -> Callable[[RunCause, datetime, RunStatus], Run]:
+        def make(kind: RunCause, fire: datetime, status: RunStatus) -> Run:
             return self.runs.new_run(task, kind, fire_time=fire, status=status)
 
         return make

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
-from taskloom.domain.runs import Run, RunStatus, RunTrigger, StepResult, StepStatus
+from taskloom.domain.runs import Run, RunCause, RunStatus, StepResult, StepStatus
 from taskloom.domain.tasks import Task, TaskFields, TaskStatus, trigger_kind
 
 
@@ -166,7 +166,7 @@ class RunRow(SQLModel, table=True):
             id=self.id,
             task_id=self.task_id,
             status=RunStatus(self.status),
-            trigger=RunTrigger(self.trigger),
+            cause=RunCause(self.trigger),
             fire_time=self.fire_time,
             attempt=self.attempt,
             created_at=self.created_at,
