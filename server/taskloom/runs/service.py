@@ -22,7 +22,7 @@ from taskloom.domain.templates import Secrets
 from taskloom.errors import Conflict, InvalidInput, NotFound, TaskloomError
 from taskloom.ids import new_id
 from taskloom.runs.holdings import Holdings
-from taskloom.runs.runner import Progress, Runner, StepCaller, secret_names
+from taskloom.runs.runner import CatalogStepCaller, Progress, Runner, secret_names
 from taskloom.secrets import load_secrets
 from taskloom.settings import Settings
 from taskloom.store.admission import Admission, Quotas
@@ -85,7 +85,7 @@ class RunService:
         clock: Clock,
         settings: Settings,
         runner: Runner,
-        caller: StepCaller,
+        caller: CatalogStepCaller,
         process_id: str,
     ) -> None:
         self.store = store
@@ -335,7 +335,7 @@ class RunService:
         of fire (event payload, fire time, the stored task whose last run is `prev`)."""
         spec = TaskSpec(name=trial.task.name if trial.task else "dry run", steps=list(steps))
         around = Surroundings(now=self.clock.now(), settings=self.settings, dry_run=True)
-        warnings = await validate_task(spec, self.runner.caller.catalog, around)
+        warnings = await validate_task(spec, self.caller.catalog, around)
         check_grants(spec, owner=trial.owner, access=self.access)
         task = self._trial_task(spec, trial)
         run = self.new_run(task, trial.kind, fire_time=trial.fire_time, event=trial.event)
