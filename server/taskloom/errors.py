@@ -53,10 +53,6 @@ class StoreUnavailable(TaskloomError):
     """The database cannot be reached or refused the operation."""
 
 
-class StepFailed(TaskloomError):
-    """A step tool failed; the message is what the run records for that step."""
-
-
 def _short(value: Any, limit: int = 120) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

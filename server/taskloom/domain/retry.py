@@ -5,6 +5,7 @@ scheduler queues it); one module so both follow the same backoff.
 """
 
 import random
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from taskloom.domain.runs import Run, RunCause, RunStatus
@@ -37,3 +38,12 @@ def retry_run(task: Task, run: Run, now: datetime) -> Run | None:
         not_before=now + timedelta(seconds=delay),
         event=run.event,
     )
+
+
+def doubling(first_s: float, cap_s: float) -> Iterator[float]:
+    """Waits that double from `first_s` up to `cap_s`, without end: for retrying a write while
+    the database is unreachable (not a task's retry policy, which `backoff_delay` follows)."""
+    wait = first_s
+    while True:
+        yield wait
+        wait = min(wait * 2, cap_s)

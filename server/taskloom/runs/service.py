@@ -1,5 +1,5 @@
-"""Run use-cases: run a task now, dry-run a chain, read history, cancel; and the bookkeeping
-around each run (summary, notification, the task's last_* fields)."""
+"""Run use-cases: run a task now, dry-run a chain, read history, cancel; each run's execution
+under its lease, handing its end to `Aftermath` (summary, final record, retry, notification)."""
 
 import asyncio
 import json
@@ -13,41 +13,33 @@ import structlog
 from taskloom.access import Access
 from taskloom.answers import RunAnswer
 from taskloom.clock import Clock
-from taskloom.domain.outcome import Outcome
 from taskloom.domain.planning import event_run
-from taskloom.domain.retry import retry_run
 from taskloom.domain.runs import Run, RunCause, RunStatus, StepResult, StepStatus
 from taskloom.domain.tasks import Step, Task, TaskSpec, TaskStatus
 from taskloom.domain.templates import Secrets
 from taskloom.errors import Conflict, InvalidInput, NotFound, TaskloomError
 from taskloom.ids import new_id
+from taskloom.runs.aftermath import Aftermath
 from taskloom.runs.holdings import Holdings
 from taskloom.runs.runner import CatalogStepCaller, Progress, Runner, secret_names
 from taskloom.secrets import load_secrets
 from taskloom.settings import Settings
 from taskloom.store.admission import Admission, Quotas
-from taskloom.store.recorder import RunRecorder, is_outage
+from taskloom.store.recorder import RunRecorder
 from taskloom.store.sql import Page, Store
 from taskloom.tasks.readiness import Surroundings
-from taskloom.tasks.secret_use import check_grants, is_secret_reference, secret_names_in
+from taskloom.tasks.secret_use import check_grants
 from taskloom.tasks.validate import validate_task
 
 log = structlog.get_logger(__name__)
 
 DRY_RUN_ID = "tsk_dry_run"
 RUN_HINT = "Call task_history to see the ids of recent runs."
-# A final record that cannot be written because the database is unreachable is retried with
-# this backoff (seconds, doubling) until it lands: the run is not executed again.
-FINAL_RETRY_FIRST_S, FINAL_RETRY_MAX_S = 0.2, 5.0
 # At shutdown, final records still being retried after the grace get this much longer.
 FINAL_WAIT_S = 5.0
 LEASE_LOST = (
     "Interrupted: this process could not renew the run's lease in time (was the database "
     "unreachable?), so it stopped before the next step rather than risk running it twice."
-)
-SUMMARY_PROMPT = (
-    "Below is the output of a scheduled task named {name!r}. In at most two short sentences, "
-    "state the key insight or change a busy person needs. No preamble.\n\n{output}"
 )
 
 
@@ -63,7 +55,7 @@ class Trial:
     progress: Progress | None = None
 
     @property
-    def kind(self) -> RunCause:
+    def cause(self) -> RunCause:
         if self.event is not None:
             return RunCause.EVENT
         return RunCause.SCHEDULE if self.fire_time is not None else RunCause.MANUAL
@@ -95,6 +87,9 @@ class RunService:
         self.caller = caller
         self.process_id = process_id
         self.recorder = RunRecorder(store)
+        self.aftermath = Aftermath(
+            store, self.recorder, caller, clock, settings, process_id, self._secrets_for
+        )
         self.admission = Admission(store, Quotas.from_settings(settings))
         self.access = Access.from_settings(settings)
         self.inflight: dict[str, asyncio.Task[Run]] = {}
@@ -228,7 +223,10 @@ class RunService:
         """The final record, in a task of its own that shutdown can wait for (the runner shields
         it from the run's cancellation)."""
         self.holdings.finishing(run.id)
-        job = asyncio.create_task(self._finish(task, run), name=f"{run.id}-final")
+        ending = self.aftermath.finish(
+            task, run, stopping=self.stopping, retry=task.id != DRY_RUN_ID
+        )
+        job = asyncio.create_task(ending, name=f"{run.id}-final")
         self._finals.add(job)
         job.add_done_callback(self._finals.discard)
         job.add_done_callback(lambda _: self.holdings.release(run.id))
@@ -266,48 +264,6 @@ class RunService:
             }
         )
 
-    async def _finish(self, task: Task, run: Run) -> Run:
-        if run.status == RunStatus.CANCELLED and self.stopping:
-            run = run.model_copy(
-                update={
-                    "status": RunStatus.INTERRUPTED,
-                    "error": "Interrupted: Taskloom was shutting down and the run did not finish "
-                    "within the grace period.",
-                }
-            )
-        if run.status == RunStatus.SUCCEEDED and task.summary.enabled:
-            run = run.model_copy(update={"summary": await self._summarise(task, run)})
-        outcome = Outcome(pause_on_failure=task.pause_on_failure, max_runs=task.max_runs)
-        again = retry_run(task, run, self.clock.now()) if task.id != DRY_RUN_ID else None
-        recorded = await self._record_final(run, outcome, again)
-        if again is not None and recorded:
-            log.info("run_retry_queued", run_id=again.id, attempt=again.attempt)
-        if not recorded:
-            log.warning("run_not_recorded", run_id=run.id, reason="no longer held by us")
-            return run
-        await self._notify(task, run)
-        return run
-
-    async def _record_final(self, run: Run, outcome: Outcome, again: Run | None) -> bool:
-        """Write the final record, retried with backoff while the database is unreachable, for
-        as long as this process still holds the run (the heartbeat keeps renewing it meanwhile),
-        so a finished run is recorded once and never executed again because a write failed."""
-        delay, failures = FINAL_RETRY_FIRST_S, 0
-        while True:
-            try:
-                return await self.recorder.finish(
-                    run, holder=self.process_id, outcome=outcome, follow_up=again
-                )
-            except Exception as exc:
-                if not is_outage(exc):
-                    log.error("run_final_write_failed", run_id=run.id, error=str(exc)[:300])
-                    return False
-                failures += 1
-                if failures == 1:
-                    log.warning("run_final_write_retrying", run_id=run.id, error=str(exc)[:200])
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, FINAL_RETRY_MAX_S)
-
     # -- events ------------------------------------------------------------------------------
 
     async def emit(self, name: str, payload: dict[str, Any], *, owner: str | None) -> list[Run]:
@@ -338,7 +294,7 @@ class RunService:
         warnings = await validate_task(spec, self.caller.catalog, around)
         check_grants(spec, owner=trial.owner, access=self.access)
         task = self._trial_task(spec, trial)
-        run = self.new_run(task, trial.kind, fire_time=trial.fire_time, event=trial.event)
+        run = self.new_run(task, trial.cause, fire_time=trial.fire_time, event=trial.event)
         prev = None
         if trial.task is not None:
             prev = await self.store.last_finished_run(trial.task.id, before=run.id)
@@ -452,73 +408,6 @@ class RunService:
             log.warning("run_final_write_abandoned", run=job.get_name())
         if pending:
             await asyncio.wait(pending, timeout=1)
-
-    # -- after a run -------------------------------------------------------------------------
-
-    async def _summarise(self, task: Task, run: Run) -> str | None:
-        output = json.dumps(run.output, default=str)[:8000]
-        args = {
-            "prompt": SUMMARY_PROMPT.format(name=task.name, output=output),
-            "model": task.summary.model or self.settings.summary_model,
-            "max_tokens": task.summary.max_tokens,
-        }
-        try:
-            result = await self.caller.call("llm_prompt", args, 60.0, {})
-        except Exception as exc:
-            log.warning("summary_failed", run_id=run.id, error=str(exc)[:300])
-            return None
-        text = result.get("text") if isinstance(result, dict) else None
-        return str(text).strip() if text else None
-
-    async def _notify(self, task: Task, run: Run) -> None:
-        if not await self._should_notify(task, run):
-            return
-        verdict = "succeeded" if run.status == RunStatus.SUCCEEDED else run.status.value
-        detail = run.summary or run.error or _excerpt(run.output)
-        args: dict[str, Any] = {
-            "title": f"Taskloom: {task.name} {verdict}",
-            "message": detail,
-            "desktop": task.notify.desktop,
-        }
-        if task.notify.webhook_url:
-            try:
-                args["webhook_url"] = self._webhook_url(task)
-            except TaskloomError as exc:
-                log.warning("notify_failed", run_id=run.id, error=exc.message[:300])
-                return
-        # The URL is a credential (often a secret's value): never in the log.
-        hide = Secrets({"notify.webhook_url": args.get("webhook_url", "")})
-        try:
-            await self.caller.call("notify", args, 30.0, {})
-        except Exception as exc:
-            log.warning("notify_failed", run_id=run.id, error=hide.redact(str(exc))[:300])
-
-    def _webhook_url(self, task: Task) -> str:
-        """The task's webhook URL, or the value of the secret it names."""
-        url = task.notify.webhook_url or ""
-        if not is_secret_reference(url):
-            return url
-        (name,) = secret_names_in(url)
-        value = self._secrets_for(task.owner, {name}).mapping.get(name)
-        if value is None:
-            raise TaskloomError(f"notify.webhook_url names secret {name!r}, which is not set.")
-        return value
-
-    async def _should_notify(self, task: Task, run: Run) -> bool:
-        on = task.notify.on
-        if on == "always":
-            return True
-        if on == "failure":
-            return run.status in (RunStatus.FAILED, RunStatus.INTERRUPTED)
-        if on == "change":
-            previous = await self.store.last_finished_run(task.id, before=run.id)
-            return previous is None or previous.output != run.output
-        return False
-
-
-def _excerpt(value: Any, limit: int = 500) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def manual_status(task: Task, busy: int, queued: int) -> RunStatus:
