@@ -175,11 +175,11 @@ def _catch_up(
         if f not in chosen
     ]
     for i, fire in enumerate(chosen):
-        kind = RunCause.SCHEDULE if fire in on_time else RunCause.CATCHUP
+        cause = RunCause.SCHEDULE if fire in on_time else RunCause.CATCHUP
         if i > 0:
-            runs.append(new_run(kind, fire, RunStatus.QUEUED))
+            runs.append(new_run(cause, fire, RunStatus.QUEUED))
         else:
-            runs.append(_start(task, fire, kind, slots, new_run, why_late(fire)))
+            runs.append(_start(task, fire, cause, slots, new_run, why_late(fire)))
     return runs
 
 
@@ -188,10 +188,21 @@ def event_run(task: Task, now: datetime, *, busy: int, queued: int, new_run: New
     return _start(task, now, RunCause.EVENT, _Slots(busy, queued), new_run, None)
 
 
+def overlap_status(task: Task, busy: int, queued: int) -> RunStatus | None:
+    """What the task's overlap policy makes of a new run while `busy` of its runs go and
+    `queued` wait: start it (running), queue it, or None: not now (a fire is recorded skipped,
+    a manual start refused). The one place the policy is decided, for every cause."""
+    if busy == 0 or task.overlap == "allow":
+        return RunStatus.RUNNING
+    if task.overlap == "queue" and queued == 0:
+        return RunStatus.QUEUED
+    return None
+
+
 def _start(
     task: Task,
     fire: datetime,
-    kind: RunCause,
+    cause: RunCause,
     slots: _Slots,
     new_run: NewRun,
     late: str | None,
@@ -199,15 +210,16 @@ def _start(
     """A run for this fire under the overlap policy: started, queued, or recorded as skipped
     (as missed, with the cause, when the fire could not be claimed at its time: the overlap is
     then an effect of that cause, not the reason)."""
-    if slots.busy == 0 or task.overlap == "allow":
+    status = overlap_status(task, slots.busy, slots.queued)
+    if status == RunStatus.RUNNING:
         slots.busy += 1
-        return new_run(kind, fire, RunStatus.RUNNING)
-    if task.overlap == "queue" and slots.queued == 0:
+    if status == RunStatus.QUEUED:
         slots.queued += 1
-        return new_run(kind, fire, RunStatus.QUEUED)
+    if status is not None:
+        return new_run(cause, fire, status)
     if late is not None:
-        return _finished(new_run(kind, fire, RunStatus.MISSED), f"Missed: {late}.")
-    run = new_run(kind, fire, RunStatus.SKIPPED)
+        return _finished(new_run(cause, fire, RunStatus.MISSED), f"Missed: {late}.")
+    run = new_run(cause, fire, RunStatus.SKIPPED)
     reason = "a run is already waiting" if task.overlap == "queue" else "the previous run"
     return _finished(
         run,

@@ -13,7 +13,7 @@ import structlog
 from taskloom.access import Access
 from taskloom.answers import RunAnswer
 from taskloom.clock import Clock
-from taskloom.domain.planning import event_run
+from taskloom.domain.planning import event_run, overlap_status
 from taskloom.domain.runs import Run, RunCause, RunStatus, StepResult, StepStatus
 from taskloom.domain.tasks import Step, Task, TaskSpec, TaskStatus
 from taskloom.domain.templates import Secrets
@@ -413,10 +413,9 @@ class RunService:
 def manual_status(task: Task, busy: int, queued: int) -> RunStatus:
     """A manual run under the task's overlap policy: started, queued behind the run in
     progress, or refused (nothing recorded)."""
-    if busy == 0 or task.overlap == "allow":
-        return RunStatus.RUNNING
-    if task.overlap == "queue" and queued == 0:
-        return RunStatus.QUEUED
+    status = overlap_status(task, busy, queued)
+    if status is not None:
+        return status
     waiting = " and one is already queued" if task.overlap == "queue" else ""
     raise Conflict(
         f"Task {task.id!r} already has a run in progress{waiting}; its overlap policy is "
