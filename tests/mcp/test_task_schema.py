@@ -11,19 +11,22 @@ from fastmcp import Client
 from fastmcp.utilities.json_schema import compress_schema, dereference_refs
 from pydantic import BaseModel
 
-from taskloom.api.schemas import compact_parameters
+from taskloom.api.schemas import compact_parameters, descriptions
 from taskloom.domain.tasks import TaskPatch, TaskSpec
 from tests.mcp.conftest import WAIT_STEP, task_args
 
 Path = tuple[str | int, ...]
 
 
-def derived(model: type[BaseModel], *, brief: bool = False) -> dict[str, Any]:
+def derived(
+    model: type[BaseModel], *, brief: bool = False, known: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """The model's JSON schema as the server presents a tool's arguments: references inlined,
-    titles and the model's own docstring left out, then compacted."""
+    titles and the model's own docstring left out, then compacted (`brief`: without the docs
+    create_task already gives, `known`)."""
     schema = compress_schema(dereference_refs(model.model_json_schema()), prune_titles=True)
     schema.pop("description", None)
-    return compact_parameters(schema, brief=brief)
+    return compact_parameters(schema, brief=brief, known=known)
 
 
 async def input_schema(client: Client[Any], name: str) -> dict[str, Any]:
@@ -37,13 +40,14 @@ async def test_create_task_advertises_the_task_spec(client: Client[Any]) -> None
 
 
 async def test_update_task_advertises_the_task_patch(client: Client[Any]) -> None:
-    """update_task's input schema, as a client lists it, is task_id beside TaskPatch's schema."""
+    """update_task's input schema, as a client lists it, is task_id beside TaskPatch's schema
+    (its argument docs left to create_task's)."""
     schema = await input_schema(client, "update_task")
     task_id = schema["properties"].pop("task_id")
     assert task_id["type"] == "string"
     assert schema["required"] == ["task_id"]
     del schema["required"]
-    assert schema == derived(TaskPatch, brief=True)
+    assert schema == derived(TaskPatch, brief=True, known=descriptions(derived(TaskSpec)))
 
 
 def beyond_limits(schema: dict[str, Any], path: Path = ()) -> Iterator[tuple[Path, Any]]:

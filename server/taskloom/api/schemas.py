@@ -108,21 +108,37 @@ def takes(model: type[BaseModel], *leading: inspect.Parameter) -> Callable[[F], 
     return bind
 
 
-def compact_parameters(parameters: dict[str, Any], *, brief: bool = False) -> dict[str, Any]:
-    """A tool's input schema as clients see it; `brief`: nested models without their docs."""
+def compact_parameters(
+    parameters: dict[str, Any], *, brief: bool = False, known: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """A tool's input schema as clients see it. `brief`: nested models without their docs, and
+    no argument description another tool already gives (`known`, e.g. create_task's)."""
     parameters = compact(parameters)
     if brief:
         parameters["properties"] = {
-            name: {**compact(prop, docs=False), **_own_doc(prop)}
+            name: {**compact(prop, docs=False), **_own_doc(prop, known)}
             for name, prop in parameters["properties"].items()
         }
     _once(parameters, set())
     return parameters
 
 
-def compact_tool(tool: Tool, *, brief: frozenset[str] = frozenset()) -> Tool:
+def descriptions(schema: Any) -> frozenset[str]:
+    """Every description text in a (compacted) schema."""
+    if isinstance(schema, list):
+        return frozenset().union(*(descriptions(item) for item in schema))
+    if not isinstance(schema, dict):
+        return frozenset()
+    own = schema.get("description")
+    found = frozenset({own}) if isinstance(own, str) else frozenset()
+    return found.union(*(descriptions(value) for value in schema.values()))
+
+
+def compact_tool(
+    tool: Tool, *, brief: frozenset[str] = frozenset(), known: frozenset[str] = frozenset()
+) -> Tool:
     """`brief` tools leave the nested models' docs to create_task (they take the same ones)."""
-    parameters = compact_parameters(tool.parameters, brief=tool.name in brief)
+    parameters = compact_parameters(tool.parameters, brief=tool.name in brief, known=known)
     update: dict[str, Any] = {"parameters": parameters}
     if tool.output_schema is not None:
         update["output_schema"] = compact(tool.output_schema)
@@ -131,13 +147,17 @@ def compact_tool(tool: Tool, *, brief: frozenset[str] = frozenset()) -> Tool:
     return tool.model_copy(update=update)
 
 
-def _own_doc(prop: dict[str, Any]) -> dict[str, Any]:
-    return {"description": prop["description"]} if "description" in prop else {}
+def _own_doc(prop: dict[str, Any], known: frozenset[str]) -> dict[str, Any]:
+    text = prop.get("description")
+    if not isinstance(text, str) or " ".join(text.split()) in known:
+        return {}
+    return {"description": " ".join(text.split())}
 
 
 class CompactSchemas(Middleware):
     """Sends every tool's schemas compacted; `brief` names the tools whose nested models are
-    documented in create_task's schema, not again in theirs."""
+    documented in create_task's schema, not again in theirs, nor the arguments the other tools
+    describe."""
 
     def __init__(self, brief: frozenset[str] = frozenset()) -> None:
         self.brief = brief
@@ -147,4 +167,7 @@ class CompactSchemas(Middleware):
         context: MiddlewareContext[mt.ListToolsRequest],
         call_next: CallNext[mt.ListToolsRequest, Sequence[Tool]],
     ) -> Sequence[Tool]:
-        return [compact_tool(tool, brief=self.brief) for tool in await call_next(context)]
+        tools = list(await call_next(context))
+        full = {t.name: compact_tool(t) for t in tools if t.name not in self.brief}
+        known = descriptions([tool.parameters for tool in full.values()])
+        return [full.get(t.name) or compact_tool(t, brief=self.brief, known=known) for t in tools]
