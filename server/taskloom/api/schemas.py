@@ -4,6 +4,9 @@ Every chat pays for `tools/list` before it says a word. Pydantic writes an optio
 `{"anyOf": [{...}, {"type": "null"}], "default": null}`; `{..., "type": [..., "null"]}` accepts
 exactly the same values. Input validation never reads these schemas (FastMCP validates against
 the function's signature), so rewriting them changes what the client reads, not what we accept.
+
+`takes` gives a tool the signature of a domain model's fields, so the schema and the validation
+of a tool that takes a model (create_task, update_task) both come from the model's definition.
 """
 
 import inspect
