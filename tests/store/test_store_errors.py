@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from taskloom.errors import StoreUnavailable
-from taskloom.store.sql import Store
+from taskloom.store.sql import SqlStore as Store
 
 
 async def test_a_damaged_file_is_named_as_damaged(tmp_path: Path) -> None:
