@@ -45,15 +45,17 @@ class Database:
             self.dialect.prepare()
         except OSError as exc:
             raise StoreUnavailable(self._unavailable(exc)) from exc
-        self._engine, self._writer = self.dialect.engines()
+        async with self._guard():
+            self._engine, self._writer = self.dialect.engines()
         if migrate:
             await self.migrate()
 
     async def close(self) -> None:
-        for engine in {self._engine, self._writer} - {None}:
-            assert engine is not None
-            await engine.dispose()
-        self._engine = self._writer = None
+        engines, self._engine, self._writer = {self._engine, self._writer} - {None}, None, None
+        async with self._guard():
+            for engine in engines:
+                assert engine is not None
+                await engine.dispose()
 
     async def migrate(self) -> None:
         """Bring the schema to the newest migration; cheap when it already is there."""
