@@ -13,13 +13,12 @@ from taskloom.clock import Clock
 from taskloom.domain.outcome import Outcome
 from taskloom.domain.retry import doubling, retry_run
 from taskloom.domain.runs import Run, RunStatus
+from taskloom.domain.storage import Store
 from taskloom.domain.tasks import Task
 from taskloom.domain.templates import Secrets
-from taskloom.errors import TaskloomError
+from taskloom.errors import TaskloomError, is_outage
 from taskloom.runs.runner import CatalogStepCaller
 from taskloom.settings import Settings
-from taskloom.store.recorder import RunRecorder, is_outage
-from taskloom.store.sql import Store
 from taskloom.tasks.secret_use import is_secret_reference, secret_names_in
 
 log = structlog.get_logger(__name__)
@@ -39,7 +38,6 @@ class Aftermath:
     def __init__(
         self,
         store: Store,
-        recorder: RunRecorder,
         caller: CatalogStepCaller,
         clock: Clock,
         settings: Settings,
@@ -47,7 +45,6 @@ class Aftermath:
         secrets_for: SecretsFor,
     ) -> None:
         self.store = store
-        self.recorder = recorder
         self.caller = caller
         self.clock = clock
         self.settings = settings
@@ -88,7 +85,7 @@ class Aftermath:
         waits, failures = doubling(FINAL_RETRY_FIRST_S, FINAL_RETRY_MAX_S), 0
         while True:
             try:
-                return await self.recorder.finish(
+                return await self.store.finish_run(
                     run, holder=self.holder, outcome=outcome, follow_up=again
                 )
             except Exception as exc:
