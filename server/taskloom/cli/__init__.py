@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 import traceback
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -168,7 +169,8 @@ def status(as_json: JsonFlag = False) -> None:
     line(f"Runs in flight: {len(st.runs_in_flight)}   queued: {st.queue_depth} "
          f"({st.queue_due} due)   tasks: {counts}")  # fmt: skip
     if st.next_fires:
-        rows = [[f.at.local, f.task_id, f.name] for f in st.next_fires]
+        rows = [[when(datetime.fromisoformat(f.at.utc), tz), f.task_id, f.name]
+                for f in st.next_fires]  # fmt: skip
         table(["next fire", "task", "name"], rows, title="Next fires")
     if st.per_task:
         table(["task", "name", "runs", "success", "mean ms"], [_health(h) for h in st.per_task],

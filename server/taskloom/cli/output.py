@@ -87,6 +87,11 @@ def _styled(column: str, value: str) -> Text:
     return Text(value, style=style or "")
 
 
+def _pair(key: str, value: str, pad: int) -> Text:
+    """`key  value`, the key dimmed (its style only: `Text + Text` would dim the value too)."""
+    return Text.assemble((f"{key:<{pad}}  ", "dim"), _styled(key, value))
+
+
 def _drawn(columns: Sequence[str], rows: Sequence[Sequence[str]], title: str) -> None:
     grid = Table(title=title or None, title_justify="left")
     for name in columns:
@@ -105,8 +110,7 @@ def _records(columns: Sequence[str], rows: Sequence[Sequence[str]], title: str) 
         if index:
             out.print()
         for column, value in zip(columns, row, strict=True):
-            text = Text(f"{column:<{pad}}  ", style="dim") + _styled(column, value)
-            out.print(text, overflow="fold")
+            out.print(_pair(column, value, pad), overflow="fold")
 
 
 def _plain(columns: Sequence[str], rows: Sequence[Sequence[str]], title: str) -> None:
@@ -122,7 +126,6 @@ def pairs(*items: tuple[str, str]) -> None:
     pad = max(len(k) for k, _ in items)
     for key, value in items:
         if interactive():
-            text = Text(f"{key:<{pad}}  ", style="dim") + _styled(key, " ".join(value.split()))
-            out.print(text, soft_wrap=True)
+            out.print(_pair(key, " ".join(value.split()), pad), soft_wrap=True)
         else:
             line(f"{key:<{pad}}  {' '.join(value.split())}")

@@ -70,8 +70,8 @@ def tasks_show(task_id: str, as_json: JsonFlag = False) -> None:
     pairs(
         ("id", task.id), ("name", task.name), ("owner", task.owner),
         ("status", task.status.value), ("trigger", trigger_words(task.trigger, task.timezone)),
-        ("next fires", ", ".join(f.local for f in answer.next_fires) or "-"),
-        ("last run", f"{task.last_run_status or '-'} {when(task.last_run_at, task.timezone)}"),
+        ("next fires", _fires(answer.next_fires, task.timezone)),
+        ("last run", _last_run(task)),
         ("runs", str(task.run_count)), ("file set", task.managed_by or "-"),
     )  # fmt: skip
     for warning in answer.warnings:
@@ -84,6 +84,19 @@ def tasks_show(task_id: str, as_json: JsonFlag = False) -> None:
         rows = [[r.id, r.status.value, r.trigger.value, when(r.fire_time or r.created_at, "UTC"),
                  str(r.duration_ms or "-")] for r in answer.recent_runs]  # fmt: skip
         table(["run", "status", "trigger", "time", "ms"], rows)
+
+
+def _fires(fires: list[Any], tz: str) -> str:
+    from datetime import datetime
+
+    shown = [f"{datetime.fromisoformat(f.local):%Y-%m-%d %H:%M}" for f in fires]
+    return f"{', '.join(shown)} ({tz})" if shown else "-"
+
+
+def _last_run(task: Any) -> str:
+    if task.last_run_at is None:
+        return task.last_run_status or "-"
+    return f"{task.last_run_status or '-'} at {when(task.last_run_at, task.timezone)}"
 
 
 @tasks_app.command("create")
