@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import TypeAdapter
 
+from taskloom.domain.tasks import TaskSpec, Trigger
+from taskloom.domain.triggers import describe_trigger
 from taskloom.errors import InvalidInputs
-from taskloom.scheduling.triggers import describe_trigger
 from taskloom.tasks.files import (
     MAX_FILE_BYTES,
     BadTaskFile,
@@ -16,7 +17,6 @@ from taskloom.tasks.files import (
     task_document,
     to_yaml,
 )
-from taskloom.tasks.model import TaskSpec, Trigger
 
 STEP = "steps:\n  - {id: a, tool: wait, args: {seconds: 0}}\n"
 

@@ -14,10 +14,10 @@ from taskloom.api.common import (
 from taskloom.api.protocol import found
 from taskloom.api.runs import run_place
 from taskloom.api.tasks import task_place_of, task_view, tasks_place
-from taskloom.runs.model import RunStatus
+from taskloom.domain.runs import RunStatus
+from taskloom.domain.tasks import Task
 from taskloom.services import Services
 from taskloom.tasks.files import task_document, to_yaml
-from taskloom.tasks.model import Task
 
 
 def register_resources(mcp: FastMCP, s: Services) -> None:

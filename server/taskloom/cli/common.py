@@ -97,6 +97,6 @@ def guarded(call: Callable[[], T]) -> T:
     except TaskloomError as exc:
         raise fail(cli_message(exc), exit_code(exc)) from None
     except ValidationError as exc:
-        from taskloom.api.common import format_validation_error
+        from taskloom.tasks.suggest import format_validation_error
 
         raise fail(cli_message(format_validation_error(exc)), 1) from None

@@ -7,7 +7,7 @@ import typer
 from taskloom.cli import app, runs_app
 from taskloom.cli.common import JsonFlag, run
 from taskloom.cli.output import emit_json, err, line, pairs, table, when
-from taskloom.runs.model import RunStatus
+from taskloom.domain.runs import RunStatus
 
 
 @runs_app.command("list")

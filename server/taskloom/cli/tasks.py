@@ -9,7 +9,7 @@ import typer
 from taskloom.cli import tasks_app
 from taskloom.cli.common import JsonFlag, run
 from taskloom.cli.output import emit_json, line, pairs, table, when
-from taskloom.tasks.model import TaskStatus
+from taskloom.domain.tasks import TaskStatus
 
 FileOption = Annotated[
     Path, typer.Option("--file", "-f", help="a task file (.yaml, .yml or .json)", dir_okay=False)
@@ -20,7 +20,7 @@ OwnerOption = Annotated[
 
 
 def trigger_words(trigger: Any, tz: str) -> str:
-    from taskloom.scheduling.triggers import describe_trigger
+    from taskloom.domain.triggers import describe_trigger
 
     return describe_trigger(trigger, tz)
 

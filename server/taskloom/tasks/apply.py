@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from taskloom.answers import TaskAnswer
+from taskloom.domain.tasks import ClearableField, Task, TaskFields, TaskPatch, TaskSpec
 from taskloom.errors import InvalidInput, InvalidInputs
 from taskloom.tasks.files import TaskDocument, task_document, to_yaml
-from taskloom.tasks.model import ClearableField, Task, TaskFields, TaskPatch, TaskSpec
 from taskloom.tasks.service import TaskService
 from taskloom.tasks.validate import validate_task
 

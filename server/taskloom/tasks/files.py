@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from taskloom.domain.tasks import TaskFields, TaskPatch, TaskSpec
 from taskloom.errors import InvalidInput, InvalidInputs, TaskloomError
-from taskloom.tasks.model import TaskFields, TaskPatch, TaskSpec
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_DOCUMENTS = 1000  # tasks in one file, and task files in one directory
@@ -211,8 +211,7 @@ def read_patch(file: Path) -> TaskPatch:
 def _field_problems(
     exc: ValidationError, source: str, model: type[TaskSpec] | type[TaskPatch] = TaskSpec
 ) -> InvalidInputs:
-    # Imported here: the MCP surface's wording of pydantic errors, shared with create_task.
-    from taskloom.api.common import format_validation_error
+    from taskloom.tasks.suggest import format_validation_error
 
     return format_validation_error(exc, prefix=f"{source}: ", arguments=model.model_fields)
 
