@@ -60,15 +60,18 @@ class Cli:
         )  # fmt: skip
         return Result(done.returncode, done.stdout, done.stderr)
 
-    def tty(self, *args: str, columns: int) -> Result:
-        """`taskloom ARGS` with stdout a terminal `columns` wide (stderr and stdin piped)."""
+    def tty(self, *args: str, columns: int, typed: str | None = None) -> Result:
+        """`taskloom ARGS` with stdout a terminal `columns` wide and stderr piped; with `typed`,
+        stdin is that terminal too and `typed` is what the user types into it."""
         leader, follower = pty.openpty()
         fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
         with subprocess.Popen(
             [str(TASKLOOM), *args], stdout=follower, stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL, env=cli_env(self.db),
+            stdin=subprocess.DEVNULL if typed is None else follower, env=cli_env(self.db),
         ) as process:  # fmt: skip
             os.close(follower)
+            if typed is not None:
+                os.write(leader, typed.encode())  # kept by the terminal until it is read
             shown = _drain(leader)
             stderr = process.stderr.read() if process.stderr else b""
             code = process.wait(TIMEOUT_S)

@@ -1,6 +1,7 @@
 """Tasks as files through the console script: export, apply (diff first), prune, round trips."""
 
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +11,8 @@ import pytest
 from tests.cli.conftest import EXAMPLES, Cli
 
 pytestmark = pytest.mark.slow
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 EVERY_FIELD = """\
 name: Every field
@@ -158,6 +161,18 @@ def test_prune_deletes_the_sets_tasks_missing_from_the_files(
     assert names(cli) == {
         "Smoke test after deploy", "Morning crypto prices", "Every field", "Made by hand",
     }  # fmt: skip
+
+
+def test_in_a_terminal_apply_asks_before_applying(cli: Cli, task_dir: Path) -> None:
+    """In a terminal, apply shows the diff, asks, and applies once the user answers y."""
+    result = cli.tty(
+        "tasks", "apply", "-f", str(task_dir / "every-field.yaml"), columns=120, typed="y\n"
+    )
+    assert result.code == 0, result.stderr
+    shown = ANSI.sub("", result.stdout)
+    assert "+name: Every field" in shown
+    assert "Apply 1 change? [y/N]" in shown
+    assert names(cli) == {"Every field"}
 
 
 def test_json_task_files_apply_like_yaml_ones(cli: Cli, write: Callable[[str, str], Path]) -> None:

@@ -6,7 +6,9 @@ from typing import Any
 
 from fastmcp import Client
 
+from taskloom.app import build_server, build_services
 from taskloom.tasks.files import read_documents
+from tests.conftest import make_settings
 from tests.mcp.conftest import task_args
 
 
@@ -32,3 +34,22 @@ async def test_task_json_resource_still_reads_beside_the_yaml_one(client: Client
     contents = await client.read_resource(f"taskloom://tasks/{task_id}")
     assert contents[0].text.startswith("{")
     assert task_id in contents[0].text
+
+
+async def test_a_task_file_longer_than_the_answer_budget_ends_with_where_to_read_on(
+    tmp_path: Path,
+) -> None:
+    """A task file over TASKLOOM_MAX_ANSWER_BYTES is cut at a line and says how to read it all."""
+    settings = make_settings(tmp_path, max_answer_bytes=4096)
+    steps = [
+        {"id": f"s{n}", "tool": "render", "args": {"template": "x" * 400, "data": {}}}
+        for n in range(20)
+    ]
+    async with Client(build_server(build_services(settings))) as client:
+        created = await client.call_tool("create_task", task_args(name="Long", steps=steps))
+        task_id = created.structured_content["task"]["id"]
+        read = await client.read_resource_mcp(f"taskloom://tasks/{task_id}.yaml")
+    assert len(read.model_dump_json(by_alias=True, exclude_none=True).encode()) <= 4096
+    text = read.contents[0].text  # type: ignore[union-attr]
+    assert text.splitlines()[0] == "name: Long"
+    assert text.endswith(f"read the task with get_task(task_id={task_id!r}).\n")
