@@ -229,3 +229,16 @@ def test_status_reports_processes_queue_and_tasks(task_id: str) -> None:
     assert "No Taskloom process is scheduling." in result.stdout
     assert "Runs in flight: 0" in result.stdout
     assert "tasks: 1 active" in result.stdout
+
+
+def test_error_wording_names_commands_instead_of_mcp_tools() -> None:
+    """A domain message that names MCP tools reads, on the command line, with the commands."""
+    from taskloom.cli.common import cli_message
+    from taskloom.errors import InvalidInput, InvalidInputs
+
+    fix = "Pick another name, or change that task with update_task(task_id='tsk_1', ...)."
+    message = cli_message(InvalidInputs([InvalidInput("name", "Digest", fix)]))
+    assert message == (
+        "1 problem: name: 'Digest' is not valid. Pick another name, or change that task with "
+        "`taskloom tasks update tsk_1 -f FILE`."
+    )
