@@ -162,9 +162,11 @@ def test_update_from_a_file_changes_only_its_fields(
         (["tasks", "apply", "-f", "{dir}"], 2, "pass --yes to apply or --dry-run"),
         (["tasks", "apply", "-f", "{dir}/nothing.yaml", "--yes"], 1, "no such file"),
         (["tasks", "create", "-f", "{dir}/bad.yaml"], 1, "steps[0].tool: 'wiat' is not valid"),
+        (["tasks", "apply", "-f", "{dir}", "--set", "two words", "--yes"], 1,
+         "--set: 'two words' is not valid"),
     ],
     ids=["unknown-task", "unknown-run", "bad-status", "missing-argument", "unknown-command",
-         "apply-without-a-terminal", "missing-file", "invalid-task"],
+         "apply-without-a-terminal", "missing-file", "invalid-task", "bad-set-name"],
 )  # fmt: skip
 def test_an_error_is_one_line_with_exit_1_or_2(
     cli: Cli, tmp_path: Path, args: list[str], code: int, message: str

@@ -8,6 +8,7 @@ file with their name is applied (which takes them into the set).
 """
 
 import difflib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
@@ -20,6 +21,7 @@ from taskloom.tasks.service import TaskService
 from taskloom.tasks.validate import validate_task
 
 DEFAULT_SET = "files"
+SET_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 CLEARABLE: tuple[ClearableField, ...] = (
     "trigger", "end_at", "max_runs", "timeout_s", "pause_on_failure", "catchup_window_s",
 )  # fmt: skip
@@ -52,6 +54,9 @@ class Applier:
     """Plans and applies task files for one owner and one file set."""
 
     def __init__(self, tasks: TaskService, *, owner: str, file_set: str = DEFAULT_SET) -> None:
+        if not SET_NAME.fullmatch(file_set):
+            fix = "Name the set with 1 to 64 letters, digits, '.', '_' or '-', e.g. 'work'."
+            raise InvalidInput("--set", file_set, fix)
         self.tasks = tasks
         self.owner = owner
         self.file_set = file_set
