@@ -74,7 +74,7 @@ class Applier:
         if problems:
             raise InvalidInputs(problems)
         if prune:
-            changes += await self._pruned({d.spec.name for d in documents})
+            changes += await self._pruned({d.spec.name.casefold() for d in documents})
         return changes
 
     async def apply(self, change: Change) -> TaskAnswer | None:
@@ -117,9 +117,10 @@ class Applier:
         return []
 
     async def _pruned(self, kept: set[str]) -> list[Change]:
+        """Deletions of the set's tasks whose (case-folded) names are not in `kept`."""
         changes = []
         for task in await self.owned():
-            if task.managed_by == self.file_set and task.name not in kept:
+            if task.managed_by == self.file_set and task.name.casefold() not in kept:
                 before = to_yaml(task_document(task.spec()))
                 changes.append(Change("delete", task.name, None, task, None, before, ""))
         return changes
@@ -157,10 +158,10 @@ def _changed(patch: dict[str, object]) -> frozenset[str]:
 
 
 def _check_unique(documents: list[TaskDocument]) -> None:
-    seen: dict[str, str] = {}
+    seen: dict[str, str] = {}  # names are unique per owner ignoring case
     problems = []
     for doc in documents:
-        other = seen.setdefault(doc.spec.name, doc.source)
+        other = seen.setdefault(doc.spec.name.casefold(), doc.source)
         if other != doc.source:
             fix = f"{other} has a task of this name too; names are unique per owner."
             problems.append(InvalidInput(f"{doc.source}: name", doc.spec.name, fix))
