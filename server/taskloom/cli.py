@@ -79,6 +79,10 @@ ENV_HELP = """
   TASKLOOM_SECRET_GRANTS     with several HTTP tokens: NAME=principal,principal;NAME2=...
                              (a secret nobody is granted is usable by nobody)
   TASKLOOM_OPERATORS         principals that see processes, hosts and pids (comma-separated)
+  TASKLOOM_RETENTION_DAYS    finished runs older than this are pruned (default 90; 0: keep
+                             forever); TASKLOOM_RETENTION_FAILED_DAYS (180; 0: forever),
+                             TASKLOOM_RETENTION_KEEP_LAST (20 newest per task always kept),
+                             TASKLOOM_RETENTION_BATCH (500), TASKLOOM_RETENTION_INTERVAL_S (600)
   TASKLOOM_MOUNT_SERVER      module:attribute of a FastMCP server served beside Taskloom's
                              own tools (tests mount the conformance fixtures this way)
 """
@@ -271,7 +275,11 @@ def worker() -> None:
 @app.command()
 def status() -> None:
     """Processes alive, runs in flight, queue, next fires and per-task health."""
-    st = _run(lambda s: s.status(owner=None))
+
+    async def go(s: Any) -> Any:
+        return await s.status(owner=None), await s.retention.footprint()
+
+    st, footprint = _run(go)
     procs = _table("process", "role", "pid", "last heartbeat", title="Taskloom processes")
     for p in st.processes:
         procs.add_row(p.id, p.role, str(p.pid), _when(p.last_heartbeat, st.server_timezone))
@@ -287,6 +295,11 @@ def status() -> None:
         mean = f"{h.mean_duration_ms:.0f}" if h.mean_duration_ms is not None else "-"
         health.add_row(h.task_id, h.name, str(h.runs), f"{h.success_rate:.0%}", mean)
     out.print(health)
+    from taskloom.cli_retention import storage_lines
+    from taskloom.runs.retention import RetentionPolicy
+
+    for line in storage_lines(footprint, RetentionPolicy.from_settings(_settings())):
+        out.print(line, markup=False, highlight=False)
 
 
 @runs_app.command("list")
@@ -321,6 +334,25 @@ def runs_show(run_id: str) -> None:
     """One run with its step results (JSON)."""
     run = _run(lambda s: s.runs.get(run_id, owner=None))
     out.print_json(run.model_dump_json())
+
+
+@runs_app.command("prune")
+def runs_prune(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="only show what would go")] = False,
+    vacuum: Annotated[
+        bool, typer.Option("--vacuum", help="then give the space back (locks the database)")
+    ] = False,
+) -> None:
+    """Remove the runs the retention policy (TASKLOOM_RETENTION_*) lets go, now."""
+    from taskloom.cli_retention import prune, prune_table, size
+
+    report, names, footprint = _run(lambda s: prune(s, dry_run=dry_run, vacuum=vacuum))
+    if dry_run:
+        out.print(prune_table(report, names) if report.per_task else "Nothing to prune.")
+        out.print(f"{report.pruned} runs would be removed (--dry-run: nothing was).")
+        return
+    out.print(f"Removed {report.pruned} runs and their step results. Database: "
+              f"{size(footprint.database_bytes)}, {footprint.runs} runs kept.")  # fmt: skip
 
 
 @app.command("run")
