@@ -2,11 +2,11 @@
 real SQLite file."""
 
 import pytest
+from tests.store.test_retention import add_runs, saved_task
+from tests.unit.test_cli import invoke, through_services
 
 from taskloom.services import Services
 from taskloom.store.tables import RunRow
-from tests.store.test_retention import add_runs, saved_task
-from tests.unit.test_cli import invoke, through_services
 
 
 @pytest.fixture(autouse=True)
