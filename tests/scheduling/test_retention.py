@@ -1,5 +1,6 @@
 """Pruning does not stop firing: while a large prune goes through its batches, a task's fires are
-claimed, run and recorded, on SQLite and PostgreSQL, on a frozen clock."""
+claimed, run and recorded, on SQLite and PostgreSQL, on a frozen clock; and a started scheduler
+prunes on its own."""
 
 import asyncio
 import uuid
@@ -11,10 +12,19 @@ import pytest
 
 from taskloom.clock import FrozenClock
 from taskloom.runs.model import RunStatus
+from taskloom.runs.retention import Retention, RetentionPolicy
+from taskloom.scheduling.scheduler import Scheduler
 from taskloom.services import Services
 from taskloom.tasks.model import Task, TaskSpec
 from tests.conftest import make_settings
-from tests.scheduling.conftest import T0, claim_due, drain, scheduler, two_processes
+from tests.scheduling.conftest import (
+    T0,
+    claim_due,
+    drain,
+    scheduler,
+    two_processes,
+    wait_until,
+)
 from tests.store.test_retention import add_runs, stored_ids
 from tests.store.test_store_contract import make_task
 
@@ -69,3 +79,24 @@ async def test_fires_go_on_while_a_large_prune_runs(pruning: Services, clock: Fr
     assert {r.status for r in runs} == {RunStatus.SUCCEEDED}
     assert report.pruned == OLD_RUNS - 5
     assert len(await stored_ids(pruning.store, old_task)) == 5
+
+
+async def test_the_scheduler_prunes_on_its_own(pruning: Services, clock: FrozenClock) -> None:
+    """A started scheduler prunes old runs at its retention interval, with no one asking."""
+    old_task = make_task(98).model_copy(update={"trigger": None, "next_fire_at": None})
+    await pruning.store.add_task(old_task, max_per_owner=100)
+    await add_runs(pruning.store, old_task, [40 + i for i in range(30)])
+    policy = RetentionPolicy(days=30, keep_last=5, batch=10, interval_s=0.05)
+    ticking = Scheduler(
+        pruning.store, pruning.runs, clock, process_id="pruner", role="test",
+        retention=Retention(pruning.store, clock, policy, pause_s=0),
+    )  # fmt: skip
+    await ticking.start()
+    try:
+
+        async def pruned() -> bool:
+            return len(await stored_ids(pruning.store, old_task)) == 5
+
+        await wait_until(pruned, 30, what="the scheduler's prune")
+    finally:
+        await ticking.stop(grace_s=0)
