@@ -10,9 +10,9 @@ import pytest
 from fastmcp import Client
 
 from taskloom.access import Access, parse_grants
+from taskloom.domain.tasks import TaskSpec
 from taskloom.errors import InvalidInputs
-from taskloom.runs.secret_use import check_grants
-from taskloom.tasks.model import TaskSpec
+from taskloom.tasks.secret_use import check_grants
 from tests.fixtures.api_server import ApiServer
 from tests.mcp.conftest import Loom, task_args
 

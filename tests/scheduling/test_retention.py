@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from taskloom.clock import FrozenClock
-from taskloom.runs.model import RunStatus
+from taskloom.domain.runs import RunStatus
+from taskloom.domain.tasks import Task, TaskSpec
 from taskloom.runs.retention import Retention, RetentionPolicy
 from taskloom.scheduling.scheduler import Scheduler
 from taskloom.services import Services
-from taskloom.tasks.model import Task, TaskSpec
 from tests.conftest import make_settings
 from tests.scheduling.conftest import (
     T0,

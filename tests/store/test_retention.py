@@ -10,12 +10,12 @@ from sqlalchemy import func, insert
 from sqlmodel import col, select
 
 from taskloom.clock import FrozenClock
+from taskloom.domain.runs import Run, RunStatus
+from taskloom.domain.tasks import Task
 from taskloom.ids import new_id
-from taskloom.runs.model import Run, RunStatus
 from taskloom.runs.retention import Retention, RetentionPolicy
 from taskloom.store.sql import Store
 from taskloom.store.tables import RunRow, StepResultRow
-from taskloom.tasks.model import Task
 from tests.store.test_store_contract import T0, make_run, make_task
 
 DAY = timedelta(days=1)

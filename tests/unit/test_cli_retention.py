@@ -1,6 +1,8 @@
 """`taskloom runs prune` (and `--dry-run`) and the storage lines of `taskloom status`, against a
 real SQLite file."""
 
+from pathlib import Path
+
 import pytest
 from tests.store.test_retention import add_runs, saved_task
 from tests.unit.test_cli import invoke, through_services
@@ -10,7 +12,12 @@ from taskloom.store.tables import RunRow
 
 
 @pytest.fixture(autouse=True)
-def _policy(monkeypatch: pytest.MonkeyPatch) -> None:
+def _policy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A SQLite file of the test's own, the suite's logging kept (as in test_cli), and a policy
+    of 30 days and the last run of each task."""
+    monkeypatch.setenv("TASKLOOM_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("COLUMNS", "160")
+    monkeypatch.setattr("taskloom.logging.configure", lambda *_, **__: None)
     monkeypatch.setenv("TASKLOOM_RETENTION_DAYS", "30")
     monkeypatch.setenv("TASKLOOM_RETENTION_KEEP_LAST", "1")
 

@@ -9,14 +9,14 @@ from typing import Any
 
 import structlog
 
+from taskloom.domain.runs import Run, RunStatus
+from taskloom.domain.tasks import Task
+from taskloom.domain.templates import Secrets
 from taskloom.errors import TaskloomError
-from taskloom.runs.model import Run, RunStatus
 from taskloom.runs.runner import StepCaller
-from taskloom.runs.secret_use import is_secret_reference, notify_urls, secret_names_in
-from taskloom.runs.templating import Secrets
 from taskloom.store.notes import RunNotes
 from taskloom.store.sql import Store
-from taskloom.tasks.model import Task
+from taskloom.tasks.secret_use import is_secret_reference, notify_urls, secret_names_in
 from taskloom_tools.apprise_channel import DELIVERY_TIMEOUT_S
 
 log = structlog.get_logger(__name__)
@@ -91,11 +91,12 @@ class Notifier:
         return value
 
     async def _not_delivered(self, run: Run, reason: str) -> None:
-        log.warning("notify_failed", run_id=run.id, error=reason[:300])
+        """Recorded on the run first (what people read), then logged."""
         try:
             await self.notes.add(run.id, f"{NOT_DELIVERED}: {reason}")
         except Exception as exc:  # the database went away meanwhile: the log line stays
             log.warning("notify_note_not_written", run_id=run.id, error=type(exc).__name__)
+        log.warning("notify_failed", run_id=run.id, error=reason[:300])
 
     async def should_notify(self, task: Task, run: Run) -> bool:
         on = task.notify.on

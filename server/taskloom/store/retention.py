@@ -27,7 +27,7 @@ from sqlalchemy import ColumnElement, and_, case, delete, false, func, or_, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
-from taskloom.runs.model import RunStatus
+from taskloom.domain.runs import RunStatus
 from taskloom.store.sql import Store
 from taskloom.store.tables import RunRow, StepResultRow
 

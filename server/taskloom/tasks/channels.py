@@ -12,9 +12,9 @@ import asyncio
 import sys
 from collections.abc import Iterator
 
+from taskloom.domain.tasks import FieldWarning, TaskFields
+from taskloom.domain.templates import has_template
 from taskloom.errors import InvalidInput
-from taskloom.runs.templating import has_template
-from taskloom.tasks.model import FieldWarning, TaskFields
 from taskloom_tools.apprise_channel import check
 from taskloom_tools.notify import desktop_argv
 
