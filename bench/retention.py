@@ -41,11 +41,12 @@ async def _prepare(cfg: Config, name: str, total: int) -> tuple[str, object, lis
 async def retention(cfg: Config) -> list[Row]:
     from taskloom.clock import SystemClock
     from taskloom.runs.retention import Retention, RetentionPolicy
+    from taskloom.store.retention import RetentionStore
 
     total = 50_000 if cfg.quick else 500_000
     _, store, _ = await _prepare(cfg, "retention", total)
     policy = RetentionPolicy(days=90, keep_last=KEEP_LAST, failed_days=180, batch=500)
-    keeper = Retention(store, SystemClock(), policy)  # type: ignore[arg-type]
+    keeper = Retention(RetentionStore(store), SystemClock(), policy)  # type: ignore[arg-type]
     idle: list[float] = []
     stop = asyncio.Event()
     writer = asyncio.create_task(_writes(store, stop, idle))

@@ -27,6 +27,7 @@ from taskloom.scheduling.scheduler import Scheduler, Timing
 from taskloom.services import Services, ToolContexts, new_process_id
 from taskloom.settings import Settings, parse_http_tokens
 from taskloom.step_tools import StepCatalog
+from taskloom.store.retention import RetentionStore
 from taskloom.store.sql import Store
 from taskloom.tasks.service import TaskService
 from taskloom.upstream import UpstreamPool
@@ -85,7 +86,7 @@ def build_services(
     )
     runner = Runner(caller, clock, limits, sandbox)
     runs = RunService(store, clock, settings, runner, caller, process_id)
-    retention = Retention(store, clock, RetentionPolicy.from_settings(settings))
+    retention = Retention(RetentionStore(store), clock, RetentionPolicy.from_settings(settings))
     scheduler = None
     if settings.scheduler:
         timing = timing or Timing(lease_s=settings.lease_s)

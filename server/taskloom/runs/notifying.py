@@ -31,13 +31,14 @@ class Notifier:
     def __init__(
         self,
         store: Store,
+        notes: RunNotes,
         caller: StepCaller,
         secrets_for: Callable[[str, set[str]], Secrets],
     ) -> None:
         self.store = store
+        self.notes = notes
         self.caller = caller
         self.secrets_for = secrets_for
-        self.notes = RunNotes(store)
 
     async def after(self, task: Task, run: Run) -> None:
         """Notify about a recorded run as the task's policy says."""

@@ -16,7 +16,6 @@ import structlog
 
 from taskloom.clock import Clock
 from taskloom.store.retention import Cutoffs, Footprint, Prunable, RetentionStore
-from taskloom.store.sql import Store
 
 if TYPE_CHECKING:
     from taskloom.settings import Settings
@@ -81,13 +80,13 @@ class PruneReport:
 class Retention:
     def __init__(
         self,
-        store: Store,
+        sql: RetentionStore,
         clock: Clock,
         policy: RetentionPolicy,
         *,
         pause_s: float = BATCH_PAUSE_S,
     ) -> None:
-        self.sql = RetentionStore(store)
+        self.sql = sql
         self.clock = clock
         self.policy = policy
         self.pause_s = pause_s

@@ -27,6 +27,7 @@ from taskloom.runs.runner import Progress, Runner, StepCaller, secret_names
 from taskloom.secrets import load_secrets
 from taskloom.settings import Settings
 from taskloom.store.admission import Admission, Quotas
+from taskloom.store.notes import RunNotes
 from taskloom.store.recorder import RunRecorder, is_outage
 from taskloom.store.sql import Page, Store
 from taskloom.tasks.readiness import Surroundings
@@ -89,7 +90,7 @@ class RunService:
         self.recorder = RunRecorder(store)
         self.admission = Admission(store, Quotas.from_settings(settings))
         self.access = Access.from_settings(settings)
-        self.notifier = Notifier(store, caller, self._secrets_for)
+        self.notifier = Notifier(store, RunNotes(store), caller, self._secrets_for)
         self.inflight: dict[str, asyncio.Task[Run]] = {}
         self.holdings = Holdings()
         self._finals: set[asyncio.Task[Run]] = set()
