@@ -74,6 +74,19 @@ async def test_an_unknown_scheme_is_refused_at_create(client: Client[Any]) -> No
     assert "ntfy://" in text
 
 
+async def test_a_credential_in_a_literal_url_is_warned_about(client: Client[Any]) -> None:
+    """A literal URL with a token is accepted with a warning to keep it in a secret, which does
+    not repeat the token."""
+    token = "123456789:abcdefg_hijklmnop"
+    notify = {"on": "failure", "urls": [f"tgram://{token}/12315544"]}
+    answer = await client.call_tool("create_task", task_args(name="Tg", notify=notify))
+    content = answer.structured_content
+    assert content is not None
+    (warning,) = [w for w in content["warnings"] if w["field"] == "notify.urls[0]"]
+    assert "{{ secrets.NOTIFY_URL }}" in warning["message"]
+    assert token not in warning["message"]
+
+
 async def test_a_malformed_step_url_is_refused_by_dry_run(client: Client[Any]) -> None:
     """dry_run refuses a notify step whose Apprise URL its service cannot parse."""
     step = {"id": "tell", "tool": "notify", "args": {"message": "hi", "urls": ["tgram://"]}}

@@ -141,6 +141,21 @@ async def check(url: str) -> Problem | None:
     return await asyncio.to_thread(problem, url)
 
 
+def hidden_form(url: str) -> str | None:
+    """The URL as Apprise shows it with its credentials masked, when it carries any (a token,
+    a password); None when it carries none or is not a deliverable URL. Blocking."""
+    if problem(url) is not None:
+        return None
+    plugin = _instantiate(url)
+    shown = str(plugin.url(privacy=True)).split("?", 1)[0]
+    return shown if plugin.url(privacy=False) != plugin.url(privacy=True) else None
+
+
+async def credential(url: str) -> str | None:
+    """`hidden_form` off the event loop."""
+    return await asyncio.to_thread(hidden_form, url)
+
+
 async def deliver(url: str, title: str, body: str, allow: str, level: str = "info") -> None:
     """Send one notification to `url`; raise StepToolError naming the service and why it
     failed (the URL itself is a credential: never shown)."""

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from taskloom.domain.tasks import FieldWarning, TaskFields
 from taskloom.domain.templates import has_template
 from taskloom.errors import InvalidInput
-from taskloom_tools.apprise_channel import check
+from taskloom_tools.apprise_channel import check, credential
 from taskloom_tools.notify import desktop_argv
 
 NO_DESKTOP_FIX = (
@@ -28,16 +28,25 @@ async def check_channels(fields: TaskFields) -> tuple[list[InvalidInput], list[F
     """(mistakes, warnings) of the task's notification channels."""
     urls = list(_literal_urls(fields))
     found = await asyncio.gather(*(check(url) for _, url in urls))
+    secrets = await asyncio.gather(*(credential(url) for _, url in urls))
     errors: list[InvalidInput] = []
     warnings = _desktop_warnings(fields)
-    for (where, url), problem in zip(urls, found, strict=True):
-        if problem is None:
-            continue
-        if problem.is_mistake:
+    for (where, url), problem, hidden in zip(urls, found, secrets, strict=True):
+        if problem is not None and problem.is_mistake:
             errors.append(InvalidInput(where, url, problem.message))
-        else:
+        elif problem is not None:
             warnings.append(FieldWarning(field=where, message=problem.message))
+        elif hidden is not None:
+            warnings.append(FieldWarning(field=where, message=_in_the_open(hidden)))
     return errors, warnings
+
+
+def _in_the_open(hidden: str) -> str:
+    return (
+        f"This URL carries a credential ({hidden}), which the task keeps and shows as written "
+        "(get_task, list_tasks). Keep it in a secret: set TASKLOOM_SECRET_NOTIFY_URL (or a "
+        "line NOTIFY_URL=... in the secrets file) and write '{{ secrets.NOTIFY_URL }}' instead."
+    )
 
 
 def _literal_urls(fields: TaskFields) -> Iterator[tuple[str, str]]:
