@@ -16,13 +16,14 @@ KEEP_LAST = 20
 
 async def _writes(store: object, stop: asyncio.Event, out: list[float]) -> None:
     """Small write transactions, one every 20 ms, timed, until `stop` is set."""
-    from taskloom.store.sql import Store
+    from taskloom.store.database import bump
+    from taskloom.store.sql import SqlStore
 
-    assert isinstance(store, Store)
+    assert isinstance(store, SqlStore)
     while not stop.is_set():
         started = time.perf_counter()
         async with store.write() as s:
-            await store.bump(s, "bench_retention")
+            await bump(s, "bench_retention")
         out.append((time.perf_counter() - started) * 1000)
         await asyncio.sleep(0.02)
 
@@ -41,12 +42,11 @@ async def _prepare(cfg: Config, name: str, total: int) -> tuple[str, object, lis
 async def retention(cfg: Config) -> list[Row]:
     from taskloom.clock import SystemClock
     from taskloom.runs.retention import Retention, RetentionPolicy
-    from taskloom.store.retention import RetentionStore
 
     total = 50_000 if cfg.quick else 500_000
     _, store, _ = await _prepare(cfg, "retention", total)
     policy = RetentionPolicy(days=90, keep_last=KEEP_LAST, failed_days=180, batch=500)
-    keeper = Retention(RetentionStore(store), SystemClock(), policy)  # type: ignore[arg-type]
+    keeper = Retention(store, SystemClock(), policy)
     idle: list[float] = []
     stop = asyncio.Event()
     writer = asyncio.create_task(_writes(store, stop, idle))

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from taskloom.domain.storage import Footprint
     from taskloom.runs.retention import PruneReport, RetentionPolicy
     from taskloom.services import Services
-    from taskloom.store.retention import Footprint
 
 
 def size(value: int | None) -> str:

@@ -16,7 +16,6 @@ from taskloom.domain.tasks import Task, TaskSpec
 from taskloom.runs.retention import Retention, RetentionPolicy
 from taskloom.scheduling.scheduler import Scheduler
 from taskloom.services import Services
-from taskloom.store.retention import RetentionStore
 from tests.conftest import make_settings
 from tests.scheduling.conftest import (
     T0,
@@ -90,7 +89,7 @@ async def test_the_scheduler_prunes_on_its_own(pruning: Services, clock: FrozenC
     policy = RetentionPolicy(days=30, keep_last=5, batch=10, interval_s=0.05)
     ticking = Scheduler(
         pruning.store, pruning.runs, clock, process_id="pruner", role="test",
-        retention=Retention(RetentionStore(pruning.store), clock, policy, pause_s=0),
+        retention=Retention(pruning.store, clock, policy, pause_s=0),
     )  # fmt: skip
     await ticking.start()
     try:

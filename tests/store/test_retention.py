@@ -14,8 +14,7 @@ from taskloom.domain.runs import Run, RunStatus
 from taskloom.domain.tasks import Task
 from taskloom.ids import new_id
 from taskloom.runs.retention import Retention, RetentionPolicy
-from taskloom.store.retention import RetentionStore
-from taskloom.store.sql import Store
+from taskloom.store.sql import SqlStore as Store
 from taskloom.store.tables import RunRow, StepResultRow
 from tests.store.test_store_contract import T0, make_run, make_task
 
@@ -66,7 +65,7 @@ async def saved_task(store: Store, n: int) -> Task:
 def retention(store: Store, **policy: object) -> Retention:
     values: dict[str, object] = {"days": 30, "keep_last": 2, "failed_days": 90, "batch": 3}
     chosen = RetentionPolicy(**{**values, **policy})  # type: ignore[arg-type]
-    return Retention(RetentionStore(store), FrozenClock(T0), chosen, pause_s=0)
+    return Retention(store, FrozenClock(T0), chosen, pause_s=0)
 
 
 async def test_old_runs_go_and_the_newest_stay(store: Store) -> None:

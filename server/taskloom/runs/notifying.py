@@ -10,12 +10,11 @@ from typing import Any
 import structlog
 
 from taskloom.domain.runs import Run, RunStatus
+from taskloom.domain.storage import Store
 from taskloom.domain.tasks import Task
 from taskloom.domain.templates import Secrets
 from taskloom.errors import TaskloomError
 from taskloom.runs.runner import StepCaller
-from taskloom.store.notes import RunNotes
-from taskloom.store.sql import Store
 from taskloom.tasks.secret_use import is_secret_reference, notify_urls, secret_names_in
 from taskloom_tools.apprise_channel import DELIVERY_TIMEOUT_S
 
@@ -31,12 +30,10 @@ class Notifier:
     def __init__(
         self,
         store: Store,
-        notes: RunNotes,
         caller: StepCaller,
         secrets_for: Callable[[str, set[str]], Secrets],
     ) -> None:
         self.store = store
-        self.notes = notes
         self.caller = caller
         self.secrets_for = secrets_for
 
@@ -94,7 +91,7 @@ class Notifier:
     async def _not_delivered(self, run: Run, reason: str) -> None:
         """Recorded on the run first (what people read), then logged."""
         try:
-            await self.notes.add(run.id, f"{NOT_DELIVERED}: {reason}")
+            await self.store.note_on_run(run.id, f"{NOT_DELIVERED}: {reason}")
         except Exception as exc:  # the database went away meanwhile: the log line stays
             log.warning("notify_note_not_written", run_id=run.id, error=type(exc).__name__)
         log.warning("notify_failed", run_id=run.id, error=reason[:300])

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from taskloom.clock import Clock
-from taskloom.store.retention import Cutoffs, Footprint, Prunable, RetentionStore
+from taskloom.domain.storage import Cutoffs, Footprint, Prunable, Store
 
 if TYPE_CHECKING:
     from taskloom.settings import Settings
@@ -80,13 +80,13 @@ class PruneReport:
 class Retention:
     def __init__(
         self,
-        sql: RetentionStore,
+        store: Store,
         clock: Clock,
         policy: RetentionPolicy,
         *,
         pause_s: float = BATCH_PAUSE_S,
     ) -> None:
-        self.sql = sql
+        self.store = store
         self.clock = clock
         self.policy = policy
         self.pause_s = pause_s
@@ -97,10 +97,10 @@ class Retention:
             return PruneReport(0, [], dry_run)
         cutoffs = self.policy.cutoffs(self.clock.now())
         total, per_task = 0, []
-        for task_id in await self.sql.task_ids():
-            keep_from = await self.sql.keep_from(task_id, cutoffs.keep_last)
+        for task_id in await self.store.tasks_with_runs():
+            keep_from = await self.store.keep_from(task_id, cutoffs.keep_last)
             if dry_run:
-                found = await self.sql.preview(task_id, cutoffs, keep_from)
+                found = await self.store.prunable(task_id, cutoffs, keep_from)
                 per_task += [found] if found.runs else []
                 total += found.runs
             else:
@@ -112,14 +112,14 @@ class Retention:
     async def _prune_task(self, task_id: str, cutoffs: Cutoffs, keep_from: str | None) -> int:
         pruned = 0
         while True:
-            gone = await self.sql.prune_batch(task_id, cutoffs, keep_from, self.policy.batch)
+            gone = await self.store.prune_batch(task_id, cutoffs, keep_from, self.policy.batch)
             pruned += gone
             if gone < self.policy.batch:
                 return pruned
             await asyncio.sleep(self.pause_s)
 
     async def footprint(self) -> Footprint:
-        return await self.sql.footprint()
+        return await self.store.footprint()
 
     async def vacuum(self) -> None:
-        await self.sql.vacuum()
+        await self.store.vacuum()

@@ -20,7 +20,6 @@ two tables (no exclusive lock; it does not shrink the files, which only `VACUUM 
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import ColumnElement, and_, case, delete, false, func, or_, text
@@ -28,7 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
 from taskloom.domain.runs import RunStatus
-from taskloom.store.sql import Store
+from taskloom.domain.storage import Cutoffs, Footprint, Prunable
+from taskloom.store.database import Database
 from taskloom.store.tables import RunRow, StepResultRow
 
 # Never pruned, whatever their age: a run still to start or still going.
@@ -39,44 +39,14 @@ FAILED = (RunStatus.FAILED.value, RunStatus.INTERRUPTED.value)
 VACUUM_PAGES_PER_BATCH = 2000
 
 
-@dataclass(frozen=True)
-class Cutoffs:
-    """Runs finished before `before` go (failed ones before `failed_before`); None keeps
-    them forever. `keep_last` newest finished runs of each task always stay."""
-
-    before: datetime | None
-    failed_before: datetime | None
-    keep_last: int
-
-
-@dataclass(frozen=True)
-class Prunable:
-    """What a policy would remove of one task's runs."""
-
-    task_id: str
-    runs: int
-    failed: int
-    oldest: datetime | None
-    newest: datetime | None
-
-
-@dataclass(frozen=True)
-class Footprint:
-    database_bytes: int | None
-    free_bytes: int | None  # SQLite: pages on the free list (given back by a vacuum)
-    runs: int
-    oldest_run_at: datetime | None
-    auto_vacuum: str | None  # SQLite: none, full or incremental
-
-
 class RetentionStore:
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
-    async def task_ids(self) -> list[str]:
+    async def tasks_with_runs(self) -> list[str]:
         """Every task id that has runs, deleted tasks' included."""
         query = select(col(RunRow.task_id)).distinct().order_by(col(RunRow.task_id))
-        async with self.store.read() as s:
+        async with self.db.read() as s:
             return list((await s.exec(query)).all())
 
     async def keep_from(self, task_id: str, keep_last: int) -> str | None:
@@ -92,7 +62,7 @@ class RetentionStore:
             .offset(keep_last - 1)
             .limit(1)
         )
-        async with self.store.read() as s:
+        async with self.db.read() as s:
             return (await s.exec(query)).first()
 
     async def prune_batch(
@@ -101,11 +71,11 @@ class RetentionStore:
         """Delete up to `batch` of the task's prunable runs (oldest first) and their step
         results in one short transaction; return how many runs went."""
         where = _prunable(task_id, cutoffs, keep_from)
-        async with self.store.read() as s:
+        async with self.db.read() as s:
             ids = list((await s.exec(select(col(RunRow.id)).where(where).limit(batch))).all())
         if not ids:
             return 0
-        async with self.store.transaction() as conn:
+        async with self.db.transaction() as conn:
             # The status is checked again here: a run picked above that moved meanwhile stays.
             again = and_(col(RunRow.id).in_(ids), col(RunRow.status).not_in(LIVE))
             gone = select(col(RunRow.id)).where(again)
@@ -117,9 +87,9 @@ class RetentionStore:
     async def _give_back(self) -> None:
         """SQLite in incremental mode: return up to VACUUM_PAGES_PER_BATCH free pages to the
         operating system, in a write of its own (a no-op in the other modes)."""
-        if self.store.dialect != "sqlite":
+        if self.db.dialect.name != "sqlite":
             return
-        async with self.store._guard(), self.store._write_engine().connect() as conn:
+        async with self.db._guard(), self.db._write_engine().connect() as conn:
             raw = (await conn.get_raw_connection()).driver_connection
             assert raw is not None
             if (await (await raw.execute("PRAGMA auto_vacuum")).fetchone()) != (2,):
@@ -127,23 +97,23 @@ class RetentionStore:
             # Run to completion: a plain execute steps once and so frees one page.
             await raw.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES_PER_BATCH});")
 
-    async def preview(self, task_id: str, cutoffs: Cutoffs, keep_from: str | None) -> Prunable:
+    async def prunable(self, task_id: str, cutoffs: Cutoffs, keep_from: str | None) -> Prunable:
         where = _prunable(task_id, cutoffs, keep_from)
         failed = func.sum(case((col(RunRow.status).in_(FAILED), 1), else_=0))
         query = select(
             func.count(), failed, func.min(col(RunRow.created_at)), func.max(_ended_at())
         ).where(where)
-        async with self.store.read() as s:
+        async with self.db.read() as s:
             count, failed_count, oldest, newest = (await s.exec(query)).one()
         return Prunable(task_id, int(count), int(failed_count or 0), _aware(oldest), _aware(newest))
 
     async def footprint(self) -> Footprint:
-        async with self.store.read() as s:
+        async with self.db.read() as s:
             runs, oldest = (
                 await s.exec(select(func.count(), func.min(col(RunRow.created_at))))
             ).one()
             conn = await s.connection()
-            if self.store.dialect == "sqlite":
+            if self.db.dialect.name == "sqlite":
                 page = await _pragma(conn, "page_size")
                 size = page * await _pragma(conn, "page_count")
                 free = page * await _pragma(conn, "freelist_count")
@@ -158,9 +128,9 @@ class RetentionStore:
 
     async def vacuum(self) -> None:
         """Give the free space back to the operating system now (see the module docstring)."""
-        engine = self.store._write_engine()
-        if self.store.dialect == "sqlite":
-            async with self.store._guard(), engine.connect() as conn:
+        engine = self.db._write_engine()
+        if self.db.dialect.name == "sqlite":
+            async with self.db._guard(), engine.connect() as conn:
                 raw = await conn.get_raw_connection()
                 # VACUUM cannot run in a transaction; the switch to incremental takes effect
                 # with it, so later prunes give space back batch by batch.
@@ -168,7 +138,7 @@ class RetentionStore:
                 await raw.driver_connection.execute("VACUUM")  # type: ignore[union-attr]
             return
         auto = engine.execution_options(isolation_level="AUTOCOMMIT")
-        async with self.store._guard(), auto.connect() as conn:
+        async with self.db._guard(), auto.connect() as conn:
             await conn.execute(text("VACUUM (ANALYZE) runs, step_results"))
 
 
