@@ -91,3 +91,25 @@ def test_negative_days_is_a_bad_setting(monkeypatch: pytest.MonkeyPatch) -> None
     result = invoke("status")
     assert result.exit_code == 2
     assert "TASKLOOM_RETENTION_DAYS" in result.stderr
+
+
+def test_prune_json_reports_counts_and_storage(old_runs: str) -> None:
+    """`runs prune --dry-run --json` prints the count, the task and the storage figures."""
+    import json
+
+    result = invoke("runs", "prune", "--dry-run", "--json")
+    assert result.exit_code == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert (answer["pruned"], answer["per_task"][0]["task_id"]) == (3, old_runs)
+    assert answer["storage"]["runs"] == 4
+
+
+def test_status_json_carries_storage(old_runs: str) -> None:
+    """`status --json` adds the storage figures to scheduler_status's shape."""
+    import json
+
+    result = invoke("status", "--json")
+    assert result.exit_code == 0, result.stderr
+    storage = json.loads(result.stdout)["storage"]
+    assert storage["runs"] == 4
+    assert storage["oldest_run_at"].startswith("2026-")
