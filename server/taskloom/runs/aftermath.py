@@ -1,11 +1,11 @@
 """What follows a run's end, in one place: the summary, the final record with the task's outcome
-folded in and the retry queued, the notification, and their log events. Used for every run a
+folded in and the retry queued, the notification (`runs/notifying.py` says what and where), and
+their log events. Used for every run a
 process executes, whoever started it (schedule, run_task, `taskloom run`, an event, a retry)."""
 
 import asyncio
 import json
 from collections.abc import Callable
-from typing import Any
 
 import structlog
 
@@ -16,10 +16,10 @@ from taskloom.domain.runs import Run, RunStatus
 from taskloom.domain.storage import Store
 from taskloom.domain.tasks import Task
 from taskloom.domain.templates import Secrets
-from taskloom.errors import TaskloomError, is_outage
+from taskloom.errors import is_outage
+from taskloom.runs.notifying import Notifier
 from taskloom.runs.runner import CatalogStepCaller
 from taskloom.settings import Settings
-from taskloom.tasks.secret_use import is_secret_reference, secret_names_in
 
 log = structlog.get_logger(__name__)
 
@@ -49,7 +49,7 @@ class Aftermath:
         self.clock = clock
         self.settings = settings
         self.holder = holder
-        self._secrets_for = secrets_for
+        self.notifier = Notifier(store, caller, secrets_for)
 
     async def finish(self, task: Task, run: Run, *, stopping: bool, retry: bool = True) -> Run:
         """Everything that follows a run's end, in order: a cancel at shutdown becomes
@@ -75,7 +75,7 @@ class Aftermath:
         if not recorded:
             log.warning("run_not_recorded", run_id=run.id, reason="no longer held by us")
             return run
-        await self._notify(task, run)
+        await self.notifier.after(task, run)
         return run
 
     async def _record(self, run: Run, outcome: Outcome, again: Run | None) -> bool:
@@ -111,53 +111,3 @@ class Aftermath:
             return None
         text = result.get("text") if isinstance(result, dict) else None
         return str(text).strip() if text else None
-
-    async def _notify(self, task: Task, run: Run) -> None:
-        if not await self._should_notify(task, run):
-            return
-        verdict = "succeeded" if run.status == RunStatus.SUCCEEDED else run.status.value
-        detail = run.summary or run.error or _excerpt(run.output)
-        args: dict[str, Any] = {
-            "title": f"Taskloom: {task.name} {verdict}",
-            "message": detail,
-            "desktop": task.notify.desktop,
-        }
-        if task.notify.webhook_url:
-            try:
-                args["webhook_url"] = self._webhook_url(task)
-            except TaskloomError as exc:
-                log.warning("notify_failed", run_id=run.id, error=exc.message[:300])
-                return
-        # The URL is a credential (often a secret's value): never in the log.
-        hide = Secrets({"notify.webhook_url": args.get("webhook_url", "")})
-        try:
-            await self.caller.call("notify", args, 30.0, {})
-        except Exception as exc:
-            log.warning("notify_failed", run_id=run.id, error=hide.redact(str(exc))[:300])
-
-    def _webhook_url(self, task: Task) -> str:
-        """The task's webhook URL, or the value of the secret it names."""
-        url = task.notify.webhook_url or ""
-        if not is_secret_reference(url):
-            return url
-        (name,) = secret_names_in(url)
-        value = self._secrets_for(task.owner, {name}).mapping.get(name)
-        if value is None:
-            raise TaskloomError(f"notify.webhook_url names secret {name!r}, which is not set.")
-        return value
-
-    async def _should_notify(self, task: Task, run: Run) -> bool:
-        on = task.notify.on
-        if on == "always":
-            return True
-        if on == "failure":
-            return run.status in (RunStatus.FAILED, RunStatus.INTERRUPTED)
-        if on == "change":
-            previous = await self.store.last_finished_run(task.id, before=run.id)
-            return previous is None or previous.output != run.output
-        return False
-
-
-def _excerpt(value: Any, limit: int = 500) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
