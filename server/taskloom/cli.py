@@ -79,6 +79,9 @@ ENV_HELP = """
   TASKLOOM_SECRET_GRANTS     with several HTTP tokens: NAME=principal,principal;NAME2=...
                              (a secret nobody is granted is usable by nobody)
   TASKLOOM_OPERATORS         principals that see processes, hosts and pids (comma-separated)
+  TASKLOOM_METRICS_MAX_TASKS task ids labelled one by one in /metrics; later ones are
+                             labelled 'other' (default 50)
+  TASKLOOM_DASHBOARD_SESSION_S  how long a dashboard sign-in lasts (default 28800)
   TASKLOOM_MOUNT_SERVER      module:attribute of a FastMCP server served beside Taskloom's
                              own tools (tests mount the conformance fixtures this way)
 """
@@ -170,6 +173,23 @@ def serve(
         raise _fail(exc.message, 2) from exc
 
 
+@app.command(epilog=ENV_HELP)
+def dashboard(
+    host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8780,
+) -> None:
+    """Serve the web dashboard and /metrics on the same database (open it beside Claude
+    Desktop: http://127.0.0.1:8780/dashboard/). Sign-in with a token when TASKLOOM_HTTP_TOKENS
+    is set; on loopback without tokens the local user is signed in."""
+    from taskloom.dashboard.serving import serve_dashboard
+
+    settings = _settings()
+    try:
+        serve_dashboard(settings, host=host, port=port)
+    except TaskloomError as exc:
+        raise _fail(exc.message, 2) from exc
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply database migrations (also done automatically at start)."""
@@ -254,7 +274,14 @@ def tasks_delete(
 
 
 @app.command(epilog=ENV_HELP)
-def worker() -> None:
+def worker(
+    metrics_port: Annotated[
+        int | None, typer.Option(help="serve Prometheus metrics at /metrics on this port")
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="bind address of --metrics-port")] = (
+        "127.0.0.1"
+    ),
+) -> None:
     """Schedule and run tasks without serving MCP (for a user service; see `service install`).
     Stops gracefully on SIGTERM/SIGINT: in-flight runs get TASKLOOM_SHUTDOWN_GRACE_S to finish."""
     from taskloom import logging as tl_logging
@@ -263,7 +290,8 @@ def worker() -> None:
     settings = _settings()
     tl_logging.configure(settings.log_level, settings.log_format)
     try:
-        asyncio.run(run_worker(settings))
+        at = (metrics_host, metrics_port) if metrics_port is not None else None
+        asyncio.run(run_worker(settings, metrics_at=at))
     except TaskloomError as exc:
         raise _fail(exc.message, _exit_code(exc, 1)) from exc
 

@@ -2,8 +2,10 @@
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import case, func
+from sqlalchemy import select as select_columns
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -104,3 +106,74 @@ async def _per_task(s: AsyncSession, owner: str | None, top: int) -> list[TaskFi
         )
         for task_id, total, good, mean in rows
     ]
+
+
+@dataclass(frozen=True)
+class RunPoint:
+    """A run without its output or steps: enough for charts, timelines and lateness."""
+
+    run_id: str
+    task_id: str
+    status: str
+    trigger: str
+    fire_time: datetime | None
+    started_at: datetime | None
+    duration_ms: int | None
+
+
+_POINT: tuple[Any, ...] = tuple(
+    col(c)
+    for c in (
+        RunRow.id,
+        RunRow.task_id,
+        RunRow.status,
+        RunRow.trigger,
+        RunRow.fire_time,
+        RunRow.started_at,
+        RunRow.duration_ms,
+    )
+)
+
+
+async def recent_runs(
+    store: Store, task_ids: list[str], *, per_task: int, owner: str | None
+) -> dict[str, list[RunPoint]]:
+    """The newest `per_task` runs of each task, newest first, in one query (a window over the
+    (task_id, id) index) instead of one query per task."""
+    if not task_ids:
+        return {}
+    rank = (
+        func.row_number()
+        .over(partition_by=col(RunRow.task_id), order_by=col(RunRow.id).desc())
+        .label("rank")
+    )
+    inner = select_columns(*_POINT, rank).where(col(RunRow.task_id).in_(task_ids))
+    if owner is not None:
+        inner = inner.where(col(RunRow.owner) == owner)
+    ranked = inner.subquery()
+    query = select_columns(*[c for c in ranked.c if c.name != "rank"]).where(
+        ranked.c.rank <= per_task
+    )
+    async with store.read() as s:
+        rows = (await s.execute(query.order_by(ranked.c.id.desc()))).all()
+    found: dict[str, list[RunPoint]] = {task_id: [] for task_id in task_ids}
+    for row in rows:
+        found[row[1]].append(RunPoint(*row))
+    return found
+
+
+async def recent_starts(store: Store, *, owner: str | None, limit: int) -> list[RunPoint]:
+    """The newest `limit` started runs that belong to a scheduled instant (their lateness is
+    started_at - fire_time), newest first."""
+    query = (
+        select_columns(*_POINT)
+        .where(col(RunRow.fire_time).is_not(None))
+        .where(col(RunRow.started_at).is_not(None))
+        .where(col(RunRow.trigger).in_(["schedule", "catchup"]))
+        .order_by(col(RunRow.id).desc())
+        .limit(limit)
+    )
+    if owner is not None:
+        query = query.where(col(RunRow.owner) == owner)
+    async with store.read() as s:
+        return [RunPoint(*row) for row in (await s.execute(query)).all()]

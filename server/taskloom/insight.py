@@ -1,0 +1,27 @@
+"""Read-only views of run history for the dashboard and the metrics: recent runs per task and
+how late scheduled runs started. The queries live in the store (`store/stats.py`)."""
+
+from taskloom.store.sql import Store
+from taskloom.store.stats import RunPoint, recent_runs, recent_starts
+
+# Runs per task behind a sparkline and a success rate.
+RECENT_RUNS = 20
+# Scheduled runs behind the scheduler page's lateness figures.
+LATENESS_WINDOW = 50
+
+
+class Insight:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def recent_runs(
+        self, task_ids: list[str], *, owner: str | None, per_task: int = RECENT_RUNS
+    ) -> dict[str, list[RunPoint]]:
+        """Each task's newest runs, newest first (no outputs, no steps)."""
+        return await recent_runs(self.store, task_ids, per_task=per_task, owner=owner)
+
+    async def recent_starts(
+        self, *, owner: str | None, limit: int = LATENESS_WINDOW
+    ) -> list[RunPoint]:
+        """The newest scheduled runs that started, newest first."""
+        return await recent_starts(self.store, owner=owner, limit=limit)
