@@ -8,6 +8,8 @@ from datetime import datetime
 
 from markupsafe import Markup, escape
 
+MAX_BAR_STEP = 28.0
+
 
 @dataclass(frozen=True)
 class Point:
@@ -52,7 +54,8 @@ def duration_bars(points: Sequence[Point], width: int = 640, height: int = 140) 
     """One bar per run, its height the duration, its colour the status."""
     if not points:
         return Markup('<p class="muted">No runs yet.</p>')
-    top, step = _longest(points), width / len(points)
+    # Bars stay slim with few runs (one run is not a wall of colour).
+    top, step = _longest(points), min(width / len(points), MAX_BAR_STEP)
     bars = "".join(
         _bar(i * step, step, height, (p.duration_ms or 0) / top, p) for i, p in enumerate(points)
     )
@@ -78,14 +81,23 @@ def success_line(points: Sequence[Point], width: int = 640, height: int = 80) ->
     for i in range(len(ended)):
         window = ended[max(0, i - 4) : i + 1]
         rates.append(sum(p.status == "succeeded" for p in window) / len(window))
-    step = width / max(len(rates) - 1, 1)
-    xy = [(i * step, height - 4 - r * (height - 8)) for i, r in enumerate(rates)]
+    step = min(width / len(rates), MAX_BAR_STEP)  # under the duration chart's bars
+    xy = [(step * i + step / 2, height - 6 - r * (height - 12)) for i, r in enumerate(rates)]
     line = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
     label = (
         f"Success rate over the last five runs at each of {len(ended)} runs; now {rates[-1]:.0%}"
     )
-    grid = f'<line class="grid" x1="0" y1="4" x2="{width}" y2="4"/>'
-    return _svg(width, height, label, f'{grid}<polyline class="rate" points="{line}"/>')
+    grid = (
+        f'<line class="grid" x1="0" y1="6" x2="{width}" y2="6"/>'
+        f'<line class="grid" x1="0" y1="{height - 6}" x2="{width}" y2="{height - 6}"/>'
+        f'<text class="axis" x="{width - 4}" y="16">100 %</text>'
+        f'<text class="axis" x="{width - 4}" y="{height - 10}">0 %</text>'
+    )
+    dots = "".join(
+        f'<circle class="rate-dot" cx="{x:.1f}" cy="{y:.1f}" r="3"><title>{r:.0%}</title></circle>'
+        for (x, y), r in zip(xy, rates, strict=True)
+    )
+    return _svg(width, height, label, f'{grid}<polyline class="rate" points="{line}"/>{dots}')
 
 
 @dataclass(frozen=True)

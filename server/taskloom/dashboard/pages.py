@@ -19,7 +19,7 @@ from taskloom.tasks.model import Task
 # recent failures on the scheduler page.
 TASKS_PER_PAGE = 50
 RUNS_PER_PAGE = 50
-PREVIEW_FIRES = 10
+PREVIEW_FIRES = 5
 RECENT_FAILURES = 10
 TASK_STATUSES = ("", "active", "paused", "finished")
 
@@ -70,7 +70,8 @@ class Pages:
         definition = dumps(task.spec().model_dump(mode="json", exclude_defaults=True))
         return self.web.page(
             "task.html", viewer=viewer, task=task, summary=summary, runs=runs, tz=tz,
-            when=views.when, trigger=views.trigger_words(summary.trigger, tz),
+            when=views.when, fire_words=views.fire_words,
+            trigger=views.trigger_words(summary.trigger, tz),
             fires=self.s.tasks.upcoming(task, PREVIEW_FIRES), next_cursor=cursor,
             durations=charts.duration_bars(chart), success=charts.success_line(chart),
             definition=definition[: views.DEFINITION_CHARS],
@@ -125,6 +126,7 @@ class Pages:
         return self.web.page(
             "scheduler.html", viewer=viewer, st=status, starts=starts[:10], late=late,
             failures=failures.items, when=views.when, tz=self.s.settings.timezone,
+            fire_words=views.fire_words,
             nav="scheduler", lateness=_lateness_summary(late),
         )  # fmt: skip
 

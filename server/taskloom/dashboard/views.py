@@ -29,6 +29,11 @@ def when(at: datetime | None, tz: str) -> str:
     return at.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
+def fire_words(at: str, tz: str) -> str:
+    """A fire time from an answer (ISO 8601) as the page shows times."""
+    return when(datetime.fromisoformat(at), tz)
+
+
 def trigger_words(trigger: dict[str, Any] | None, tz: str) -> str:
     """A trigger as a sentence, with the timezone it is evaluated in."""
     if not trigger:
