@@ -129,8 +129,8 @@ async def test_pause_resume_and_run_now_from_the_task_page(
 ) -> None:
     """Pause (pressed from the keyboard), resume and run now on the task page change the task
     as the MCP tools see it, and run now opens the new run."""
-    trigger = {"every": 3600}
-    task_id = await create(http, "Page actions", waits(0.1, 0.2), trigger=trigger)
+    trigger = {"cron": "30 7 * * *", "timezone": "Europe/Berlin"}
+    task_id = await create(http, "Morning digest", waits(0.1, 0.2), trigger=trigger)
     page = await sign_in(browser, http, ALICE)
     await page.goto(f"{http.url}/dashboard/tasks/{task_id}")
     await page.get_by_role("button", name="Pause").focus()

@@ -17,7 +17,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from taskloom.app import build_server, build_services
 from taskloom.metrics import OTHER, BoundedLabels, Metrics
 from tests.conftest import make_settings
-from tests.fixtures.taskloom_process import HttpServer, free_port, http_server, server_env
+from tests.fixtures.taskloom_process import (
+    HttpServer,
+    free_port,
+    http_server,
+    log_events,
+    server_env,
+)
 
 ALICE = "alice-token-0123456789abcdef"
 BOB = "bob-token-0123456789abcdef"
@@ -82,6 +88,9 @@ async def test_metrics_count_real_runs_by_task_and_status(http: HttpServer) -> N
     beats = [k for k in samples if k[0] == "taskloom_process_heartbeat_timestamp_seconds"]
     assert [dict(labels)["role"] for _, labels in beats] == ["serve"]
     assert not any("run_" in v for _, labels in samples for _, v in labels)  # no run ids
+    finished = [e for e in log_events(http.log) if e["event"] == "run_finished"]
+    assert {e["task_id"] for e in finished} == {task_id}  # logs meet the metrics by task and run
+    assert all(e["run_id"].startswith("run_") for e in finished)
 
 
 @pytest.mark.parametrize("token", [None, BOB])
