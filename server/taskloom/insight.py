@@ -1,8 +1,11 @@
 """Read-only views of run history for the dashboard and the metrics: recent runs per task and
 how late scheduled runs started. The queries live in the store (`store/stats.py`)."""
 
+from datetime import datetime
+
+from taskloom.store.claims import Claims, ProcessInfo
 from taskloom.store.sql import Store
-from taskloom.store.stats import RunPoint, recent_runs, recent_starts
+from taskloom.store.stats import Gauges, RunPoint, gauges, recent_runs, recent_starts
 
 # Runs per task behind a sparkline and a success rate.
 RECENT_RUNS = 20
@@ -25,3 +28,11 @@ class Insight:
     ) -> list[RunPoint]:
         """The newest scheduled runs that started, newest first."""
         return await recent_starts(self.store, owner=owner, limit=limit)
+
+    async def gauges(self, now: datetime) -> Gauges:
+        """Queue, running runs and tasks by status, over every owner."""
+        return await gauges(self.store, now)
+
+    async def processes(self, alive_since: datetime) -> list[ProcessInfo]:
+        """The Taskloom processes whose heartbeat is newer than `alive_since`."""
+        return await Claims(self.store).processes(alive_since)

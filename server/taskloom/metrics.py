@@ -9,12 +9,14 @@ and upstream servers likewise (at most MAX_TOOL_LABELS and MAX_SERVER_LABELS val
 
 import asyncio
 import contextlib
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from taskloom.insight import Insight
 from taskloom.runs.model import Run, RunTrigger
 from taskloom.tasks.model import Task
 
@@ -59,6 +61,7 @@ class Metrics:
 
     def __init__(self, services: "Services") -> None:
         self.services = services
+        self.insight = Insight(services.store)
         self.registry = CollectorRegistry()
         self.task_label = BoundedLabels(services.settings.metrics_max_tasks)
         self.tool_label = BoundedLabels(MAX_TOOL_LABELS)
@@ -128,17 +131,22 @@ class Metrics:
     # -- read from the database --------------------------------------------------------------
 
     async def refresh(self) -> None:
-        """The gauges from the database, as an operator's scheduler_status sees it."""
-        status = await self.services.status(owner=None)
-        self.queue.set(status.queue_depth)
-        self.queue_due.set(status.queue_due)
-        self.running.set(len(status.runs_in_flight))
+        """The gauges from the database: counts in SQL, and the processes alive within a
+        lease (as scheduler_status counts them)."""
+        now = self.services.clock.now()
+        counts = await self.insight.gauges(now)
+        alive = await self.insight.processes(
+            now - timedelta(seconds=self.services.settings.lease_s)
+        )
+        self.queue.set(counts.queued)
+        self.queue_due.set(counts.queued_due)
+        self.running.set(counts.running)
         self.tasks.clear()
-        for name, count in status.tasks_by_status.items():
+        for name, count in counts.tasks_by_status.items():
             self.tasks.labels(status=name).set(count)
         self.heartbeat.clear()  # dead processes drop out (their rows are removed too)
-        for p in status.processes:
-            self.heartbeat.labels(process=p.id, role=p.role).set(p.last_heartbeat.timestamp())
+        for p in alive:
+            self.heartbeat.labels(process=p.id, role=p.role).set(p.heartbeat_at.timestamp())
 
     async def exposition(self) -> bytes:
         """The text format, gauges fresh; a database that cannot be read leaves them as they

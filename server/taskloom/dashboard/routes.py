@@ -60,7 +60,7 @@ def _gate(web: Web, method: str) -> "Callable[[Handler], Endpoint]":
                 if method == "GET" and not request.url.path.endswith(("/live", "/args", "/output")):
                     return RedirectResponse(f"{PREFIX}/login", status_code=303)
                 return web.error(None, 401, "Your session has ended; sign in again.")
-            if method == "POST" and not await _csrf_ok(web, request, viewer.csrf):
+            if method == "POST" and not await _csrf_ok(web, request, viewer):
                 return web.error(viewer, 403, "The form is stale (CSRF check failed); reload "
                                  "the page and try again.")  # fmt: skip
             return await handler(request, viewer)
@@ -70,12 +70,12 @@ def _gate(web: Web, method: str) -> "Callable[[Handler], Endpoint]":
     return wrap
 
 
-async def _csrf_ok(web: Web, request: Request, expected: str) -> bool:
+async def _csrf_ok(web: Web, request: Request, viewer: "Viewer") -> bool:
     if not same_origin(request):
         return False
     form = await read_form(request)
     given = request.headers.get("x-csrf-token") or (form or {}).get("csrf")
-    return form is not None and given is not None and given == expected
+    return form is not None and web.sessions.csrf_ok(viewer.session, given)
 
 
 def _login_form(web: Web) -> "Endpoint":

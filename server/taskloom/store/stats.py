@@ -177,3 +177,38 @@ async def recent_starts(store: Store, *, owner: str | None, limit: int) -> list[
         query = query.where(col(RunRow.owner) == owner)
     async with store.read() as s:
         return [RunPoint(*row) for row in (await s.execute(query)).all()]
+
+
+@dataclass(frozen=True)
+class Gauges:
+    """Database-wide counts for /metrics, counted in SQL (no rows loaded)."""
+
+    queued: int
+    queued_due: int
+    running: int
+    tasks_by_status: dict[str, int]
+
+
+async def gauges(store: Store, now: datetime) -> Gauges:
+    waiting = [RunStatus.QUEUED.value, RunStatus.RUNNING.value]
+    by_run = (
+        select_columns(col(RunRow.status), func.count())
+        .where(col(RunRow.status).in_(waiting))
+        .group_by(col(RunRow.status))
+    )
+    due = (
+        select_columns(func.count())
+        .where(col(RunRow.status) == RunStatus.QUEUED.value)
+        .where((col(RunRow.not_before).is_(None)) | (col(RunRow.not_before) <= now))
+    )
+    by_task = select_columns(col(TaskRow.status), func.count()).group_by(col(TaskRow.status))
+    async with store.read() as s:
+        runs = {str(k): int(v) for k, v in (await s.execute(by_run)).all()}
+        queued_due = int((await s.execute(due)).scalar_one())
+        tasks = {str(k): int(v) for k, v in (await s.execute(by_task)).all()}
+    return Gauges(
+        queued=runs.get(RunStatus.QUEUED.value, 0),
+        queued_due=queued_due,
+        running=runs.get(RunStatus.RUNNING.value, 0),
+        tasks_by_status=tasks,
+    )

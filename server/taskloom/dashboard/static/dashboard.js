@@ -9,9 +9,12 @@ function csrfToken() {
 }
 
 // A running run: swap in its changing part every second until it has finished. Open
-// <details> stay open across updates.
+// <details> stay open across updates; screen readers hear the run's status when it changes,
+// not the whole box every second.
 function followRun(box) {
   const url = box.dataset.live;
+  const said = document.getElementById("run-status");
+  let shown = null;
   const poll = async () => {
     let answer;
     try {
@@ -21,11 +24,15 @@ function followRun(box) {
     } catch (error) {
       return setTimeout(poll, POLL_MS * 5);
     }
-    const open = new Set([...box.querySelectorAll("details[open] pre")].map((pre) => pre.id));
-    box.innerHTML = answer.html;
-    box.querySelectorAll("details pre").forEach((pre) => {
-      if (open.has(pre.id)) pre.closest("details").open = true;
-    });
+    if (answer.html !== shown) {
+      const open = new Set([...box.querySelectorAll("details[open] pre")].map((pre) => pre.id));
+      box.innerHTML = answer.html;
+      box.querySelectorAll("details pre").forEach((pre) => {
+        if (open.has(pre.id)) pre.closest("details").open = true;
+      });
+      shown = answer.html;
+    }
+    if (said && box.dataset.status !== answer.status) said.textContent = `Run ${answer.status}`;
     box.dataset.status = answer.status;
     if (answer.finished) {
       delete box.dataset.live;
