@@ -182,10 +182,11 @@ def dashboard(
     Desktop: http://127.0.0.1:8780/dashboard/). Sign-in with a token when TASKLOOM_HTTP_TOKENS
     is set; on loopback without tokens the local user is signed in."""
     from taskloom.dashboard.serving import serve_dashboard
+    from taskloom.serve import is_loopback
 
     settings = _settings()
     try:
-        serve_dashboard(settings, host=host, port=port)
+        serve_dashboard(settings, host=host, port=port, loopback=is_loopback(host))
     except TaskloomError as exc:
         raise _fail(exc.message, 2) from exc
 

@@ -23,7 +23,8 @@ from taskloom.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1", "[::1]"]
+# The Host headers a dashboard bound to loopback answers (anything else may be DNS rebinding).
+LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
 
 
 def mount_dashboard(mcp: FastMCP, services: Services, auth: AuthProvider | None) -> None:
@@ -34,7 +35,7 @@ def mount_dashboard(mcp: FastMCP, services: Services, auth: AuthProvider | None)
         mcp.custom_route(route.path, methods=methods)(route.endpoint)
 
 
-def dashboard_app(services: Services, auth: AuthProvider | None, host: str) -> Starlette:
+def dashboard_app(services: Services, auth: AuthProvider | None, *, loopback: bool) -> Starlette:
     """`taskloom dashboard`: the pages and /metrics, the services opened without a scheduler
     (the MCP client's server or a worker schedules; runs started here execute here). On
     loopback only loopback Host headers are answered (no DNS rebinding)."""
@@ -55,27 +56,26 @@ def dashboard_app(services: Services, auth: AuthProvider | None, host: str) -> S
         *dashboard_routes(services, auth, Metrics(services)),
     ]
     middleware = []
-    if host in LOOPBACK_NAMES or host.startswith("127."):
-        allowed = [*LOOPBACK_NAMES, host]
-        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=allowed))
+    if loopback:
+        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=LOOPBACK_HOSTS))
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 
-def serve_dashboard(settings: Settings, *, host: str, port: int) -> None:
+def serve_dashboard(settings: Settings, *, host: str, port: int, loopback: bool) -> None:
+    """`loopback`: whether `host` is a loopback address (the caller's check, as `serve`'s)."""
     import uvicorn
 
     from taskloom import logging as tl_logging
     from taskloom.app import build_auth, build_services
-    from taskloom.serve import is_loopback
 
     tl_logging.configure(settings.log_level, settings.log_format)
     auth = build_auth(settings)
-    if auth is None and not is_loopback(host):
+    if auth is None and not loopback:
         raise TaskloomError(
             f"Refusing to serve the dashboard on {host} without sign-in: set "
             "TASKLOOM_HTTP_TOKENS (name=token pairs) or bind to 127.0.0.1."
         )
     services = build_services(settings, role="dashboard")
-    app = dashboard_app(services, auth, host)
+    app = dashboard_app(services, auth, loopback=loopback)
     log.info("dashboard_serving", url=f"http://{host}:{port}{PREFIX}/")
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
