@@ -16,9 +16,9 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from taskloom.domain.runs import Run, RunTrigger
+from taskloom.domain.tasks import Task
 from taskloom.insight import Insight
-from taskloom.runs.model import Run, RunTrigger
-from taskloom.tasks.model import Task
 
 if TYPE_CHECKING:
     from threading import Thread

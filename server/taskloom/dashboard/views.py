@@ -11,7 +11,7 @@ from markupsafe import Markup
 
 from taskloom.answers import TaskSummary
 from taskloom.dashboard import charts
-from taskloom.runs.model import Run, StepResult
+from taskloom.domain.runs import Run, StepResult
 from taskloom.store.stats import RunPoint
 
 # A step's arguments or output show this many characters first; "show more" loads MORE_CHARS
