@@ -154,6 +154,19 @@ async def test_pause_resume_and_run_now_from_the_task_page(
     await page.context.close()
 
 
+async def test_cancel_stops_a_running_run_from_its_page(browser: Browser, http: HttpServer) -> None:
+    """ "Cancel run" on a running run's page cancels it, as cancel_run does."""
+    task_id = await create(http, "Long wait", waits(120))
+    run = (await mcp(http, ALICE, "run_task", {"task_id": task_id, "wait": False}))["run"]
+    page = await sign_in(browser, http, ALICE)
+    await page.goto(f"{http.url}/dashboard/runs/{run['id']}")
+    await page.get_by_role("button", name="Cancel run").click()
+    await expect(page.locator("#run-live h1 .badge")).to_have_text("cancelled", timeout=DEADLINE_MS)
+    got = await mcp(http, ALICE, "get_run", {"run_id": run["id"]})
+    assert got["run"]["status"] == "cancelled"
+    await page.context.close()
+
+
 async def more_history(http: HttpServer, task_id: str) -> None:
     """A few more runs, one of them failed, so the task page's charts have something to say."""
     refused = {"id": "fetch", "tool": "http_request", "args": {"url": "http://127.0.0.1:9/"}}
