@@ -5,7 +5,14 @@ from datetime import datetime
 
 from taskloom.store.claims import Claims, ProcessInfo
 from taskloom.store.sql import Store
-from taskloom.store.stats import Gauges, RunPoint, gauges, recent_runs, recent_starts
+from taskloom.store.stats import (
+    Gauges,
+    RunPoint,
+    gauges,
+    next_fires,
+    recent_runs,
+    recent_starts,
+)
 
 # Runs per task behind a sparkline and a success rate.
 RECENT_RUNS = 20
@@ -29,9 +36,14 @@ class Insight:
         """The newest scheduled runs that started, newest first."""
         return await recent_starts(self.store, owner=owner, limit=limit)
 
-    async def gauges(self, now: datetime) -> Gauges:
-        """Queue, running runs and tasks by status, over every owner."""
-        return await gauges(self.store, now)
+    async def gauges(self, now: datetime, *, owner: str | None = None) -> Gauges:
+        """Queue, running runs and tasks by status, of one owner (None: every owner); counted
+        in SQL, unlike scheduler_status's per-task figures, which read every finished run."""
+        return await gauges(self.store, now, owner=owner)
+
+    async def next_fires(self, *, owner: str | None, limit: int) -> list[tuple[str, str, datetime]]:
+        """(task id, name, when) of the soonest fires of the owner's active tasks."""
+        return await next_fires(self.store, owner=owner, limit=limit)
 
     async def processes(self, alive_since: datetime) -> list[ProcessInfo]:
         """The Taskloom processes whose heartbeat is newer than `alive_since`."""

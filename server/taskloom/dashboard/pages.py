@@ -21,6 +21,7 @@ TASKS_PER_PAGE = 50
 RUNS_PER_PAGE = 50
 PREVIEW_FIRES = 5
 RECENT_FAILURES = 10
+NEXT_FIRES = 20
 TASK_STATUSES = ("", "active", "paused", "finished")
 
 
@@ -116,7 +117,12 @@ class Pages:
         return json_answer({"text": chunk, "next": end if end < len(text) else None})
 
     async def scheduler(self, request: Request, viewer: Viewer) -> Response:
-        status = await self.s.status(owner=viewer.owner, operator=viewer.operator)
+        """Counts in SQL, not scheduler_status's per-task figures (seconds on a big history)."""
+        now = self.s.clock.now()
+        counts = await self.insight.gauges(now, owner=viewer.owner)
+        alive_since = now - timedelta(seconds=self.s.settings.lease_s)
+        processes = await self.insight.processes(alive_since) if viewer.operator else []
+        fires = await self.insight.next_fires(owner=viewer.owner, limit=NEXT_FIRES)
         starts = await self.insight.recent_starts(owner=viewer.owner)
         late = [_lateness_ms(p) for p in starts]
         failures = await self.s.runs.history(
@@ -124,9 +130,9 @@ class Pages:
             statuses=[RunStatus.FAILED, RunStatus.INTERRUPTED],
         )  # fmt: skip
         return self.web.page(
-            "scheduler.html", viewer=viewer, st=status, starts=starts[:10], late=late,
+            "scheduler.html", viewer=viewer, now=now, counts=counts, processes=processes,
+            this_process=self.s.process_id, fires=fires, starts=starts[:10], late=late,
             failures=failures.items, when=views.when, tz=self.s.settings.timezone,
-            fire_words=views.fire_words,
             nav="scheduler", lateness=_lateness_summary(late),
         )  # fmt: skip
 

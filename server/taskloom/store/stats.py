@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func
+from sqlalchemy import case, func, union_all
 from sqlalchemy import select as select_columns
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -138,27 +138,25 @@ _POINT: tuple[Any, ...] = tuple(
 async def recent_runs(
     store: Store, task_ids: list[str], *, per_task: int, owner: str | None
 ) -> dict[str, list[RunPoint]]:
-    """The newest `per_task` runs of each task, newest first, in one query (a window over the
-    (task_id, id) index) instead of one query per task."""
+    """The newest `per_task` runs of each task, newest first, in one statement: one slice per
+    task, each read from the (task_id, id) index (a window over all their runs reads every run
+    of those tasks, ~30x slower with 1,000 runs per task)."""
     if not task_ids:
         return {}
-    rank = (
-        func.row_number()
-        .over(partition_by=col(RunRow.task_id), order_by=col(RunRow.id).desc())
-        .label("rank")
-    )
-    inner = select_columns(*_POINT, rank).where(col(RunRow.task_id).in_(task_ids))
-    if owner is not None:
-        inner = inner.where(col(RunRow.owner) == owner)
-    ranked = inner.subquery()
-    query = select_columns(*[c for c in ranked.c if c.name != "rank"]).where(
-        ranked.c.rank <= per_task
-    )
+    slices = []
+    for task_id in task_ids:
+        one = select_columns(*_POINT).where(col(RunRow.task_id) == task_id)
+        if owner is not None:
+            one = one.where(col(RunRow.owner) == owner)
+        part = one.order_by(col(RunRow.id).desc()).limit(per_task).subquery()
+        slices.append(select_columns(*part.c))
     async with store.read() as s:
-        rows = (await s.execute(query.order_by(ranked.c.id.desc()))).all()
+        rows = (await s.execute(union_all(*slices))).all()
     found: dict[str, list[RunPoint]] = {task_id: [] for task_id in task_ids}
     for row in rows:
         found[row[1]].append(RunPoint(*row))
+    for points in found.values():
+        points.sort(key=lambda p: p.run_id, reverse=True)
     return found
 
 
@@ -189,7 +187,7 @@ class Gauges:
     tasks_by_status: dict[str, int]
 
 
-async def gauges(store: Store, now: datetime) -> Gauges:
+async def gauges(store: Store, now: datetime, *, owner: str | None = None) -> Gauges:
     waiting = [RunStatus.QUEUED.value, RunStatus.RUNNING.value]
     by_run = (
         select_columns(col(RunRow.status), func.count())
@@ -202,6 +200,12 @@ async def gauges(store: Store, now: datetime) -> Gauges:
         .where((col(RunRow.not_before).is_(None)) | (col(RunRow.not_before) <= now))
     )
     by_task = select_columns(col(TaskRow.status), func.count()).group_by(col(TaskRow.status))
+    if owner is not None:
+        by_run, due = (
+            by_run.where(col(RunRow.owner) == owner),
+            due.where(col(RunRow.owner) == owner),
+        )
+        by_task = by_task.where(col(TaskRow.owner) == owner)
     async with store.read() as s:
         runs = {str(k): int(v) for k, v in (await s.execute(by_run)).all()}
         queued_due = int((await s.execute(due)).scalar_one())
@@ -212,3 +216,20 @@ async def gauges(store: Store, now: datetime) -> Gauges:
         running=runs.get(RunStatus.RUNNING.value, 0),
         tasks_by_status=tasks,
     )
+
+
+async def next_fires(
+    store: Store, *, owner: str | None, limit: int
+) -> list[tuple[str, str, datetime]]:
+    """(task id, name, next fire) of the active tasks that fire soonest."""
+    query = (
+        select_columns(col(TaskRow.id), col(TaskRow.name), col(TaskRow.next_fire_at))
+        .where(col(TaskRow.status) == TaskStatus.ACTIVE.value)
+        .where(col(TaskRow.next_fire_at).is_not(None))
+        .order_by(col(TaskRow.next_fire_at))
+        .limit(limit)
+    )
+    if owner is not None:
+        query = query.where(col(TaskRow.owner) == owner)
+    async with store.read() as s:
+        return [(i, n, at) for i, n, at in (await s.execute(query)).all() if at is not None]
