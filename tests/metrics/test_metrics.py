@@ -1,6 +1,7 @@
 """Prometheus metrics scraped from real servers after real runs, parsed with prometheus_client's
 own parser."""
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -91,6 +92,29 @@ async def test_metrics_count_real_runs_by_task_and_status(http: HttpServer) -> N
     finished = [e for e in log_events(http.log) if e["event"] == "run_finished"]
     assert {e["task_id"] for e in finished} == {task_id}  # logs meet the metrics by task and run
     assert all(e["run_id"].startswith("run_") for e in finished)
+
+
+async def test_scheduled_runs_report_their_start_lateness(http: HttpServer) -> None:
+    """A task that fires every second shows up in the start-lateness histogram."""
+    async with Client(StreamableHttpTransport(f"{http.url}/mcp", auth=ALICE)) as alice:
+        made = await call(alice, "create_task", {"name": "Every second", "steps": [WAIT],
+                                                 "trigger": {"every": 1}})  # fmt: skip
+        try:
+            samples = await _scrape_until_late(http.url)
+        finally:
+            await call(alice, "pause_task", {"task_id": made["task"]["id"]})
+    assert (
+        value(samples, "taskloom_run_start_lateness_seconds_count", trigger="schedule") or 0
+    ) >= 1
+
+
+async def _scrape_until_late(url: str) -> Samples:
+    async with asyncio.timeout(60):
+        while True:
+            samples = parse((await scrape(url, ALICE)).text)
+            if value(samples, "taskloom_run_start_lateness_seconds_count", trigger="schedule"):
+                return samples
+            await asyncio.sleep(0.2)
 
 
 @pytest.mark.parametrize("token", [None, BOB])
