@@ -11,13 +11,14 @@ from starlette.routing import Route
 
 from taskloom.dashboard.pages import Pages
 from taskloom.dashboard.sessions import COOKIE
-from taskloom.dashboard.web import PREFIX, Handler, Web, read_form, same_origin
+from taskloom.dashboard.web import PREFIX, Handler, Web, json_answer, read_form, same_origin
 from taskloom.services import Services
 
 if TYPE_CHECKING:
     from taskloom.metrics import Metrics
 
 STATIC = {"dashboard.css": "text/css", "dashboard.js": "text/javascript"}
+JSON_ENDPOINTS = ("/live", "/args", "/output")
 
 
 def dashboard_routes(
@@ -57,7 +58,9 @@ def _gate(web: Web, method: str) -> "Callable[[Handler], Endpoint]":
                 session = web.sessions.open(None)
                 return web.signed_in(request, session, str(request.url.path))
             if viewer is None:
-                if method == "GET" and not request.url.path.endswith(("/live", "/args", "/output")):
+                if request.url.path.endswith(JSON_ENDPOINTS):  # the page's script asked
+                    return json_answer({"error": "Your session has ended; sign in again."}, 401)
+                if method == "GET":
                     return RedirectResponse(f"{PREFIX}/login", status_code=303)
                 return web.error(None, 401, "Your session has ended; sign in again.")
             if method == "POST" and not await _csrf_ok(web, request, viewer):
