@@ -18,6 +18,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from taskloom.domain.runs import Run, RunTrigger
 from taskloom.domain.tasks import Task
+from taskloom.errors import TaskloomError
 from taskloom.insight import Insight
 
 if TYPE_CHECKING:
@@ -171,9 +172,15 @@ class MetricsServer:
     def start(self) -> None:
         from prometheus_client import start_http_server
 
-        self._server, self._thread = start_http_server(
-            self.port, addr=self.host, registry=self.metrics.registry
-        )
+        try:
+            self._server, self._thread = start_http_server(
+                self.port, addr=self.host, registry=self.metrics.registry
+            )
+        except OSError as exc:
+            raise TaskloomError(
+                f"--metrics-port {self.port} on {self.host}: cannot listen ({exc.strerror}); "
+                "pick a free port or another --metrics-host."
+            ) from exc
         self._refreshing = asyncio.create_task(self._refresh_loop(), name="metrics-refresh")
         log.info("metrics_serving", url=f"http://{self.host}:{self.port}/metrics")
 
