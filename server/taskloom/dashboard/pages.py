@@ -10,10 +10,10 @@ from starlette.responses import RedirectResponse, Response
 from taskloom.dashboard import charts, views
 from taskloom.dashboard.web import PREFIX, Viewer, Web, dumps, json_answer
 from taskloom.domain.runs import Run, RunStatus
+from taskloom.domain.storage import RunPoint
 from taskloom.domain.tasks import Task
 from taskloom.errors import NotFound, TaskloomError
 from taskloom.insight import Insight
-from taskloom.store.stats import RunPoint
 
 # Tasks per page of the task list, runs per page of a task's timeline, next fires previewed,
 # recent failures on the scheduler page.

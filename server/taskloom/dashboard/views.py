@@ -12,7 +12,7 @@ from markupsafe import Markup
 from taskloom.answers import TaskSummary
 from taskloom.dashboard import charts
 from taskloom.domain.runs import Run, StepResult
-from taskloom.store.stats import RunPoint
+from taskloom.domain.storage import RunPoint
 
 # A step's arguments or output show this many characters first; "show more" loads MORE_CHARS
 # at a time (each request answers at most that many).

@@ -1,15 +1,16 @@
 """Read-only figures for `scheduler_status` and `taskloom status`."""
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, union_all
+from sqlalchemy import Executable, case, func, union_all
 from sqlalchemy import select as select_columns
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from taskloom.domain.runs import RunStatus
-from taskloom.domain.storage import Figures, Lease, TaskFigures
+from taskloom.domain.storage import Figures, Gauges, Lease, RunPoint, TaskFigures
 from taskloom.domain.tasks import TaskStatus
 from taskloom.store.database import Database
 from taskloom.store.tables import RunRow, TaskRow
@@ -81,19 +82,6 @@ async def _per_task(s: AsyncSession, owner: str | None, top: int) -> list[TaskFi
     ]
 
 
-@dataclass(frozen=True)
-class RunPoint:
-    """A run without its output or steps: enough for charts, timelines and lateness."""
-
-    run_id: str
-    task_id: str
-    status: str
-    trigger: str
-    fire_time: datetime | None
-    started_at: datetime | None
-    duration_ms: int | None
-
-
 _POINT: tuple[Any, ...] = tuple(
     col(c)
     for c in (
@@ -109,7 +97,7 @@ _POINT: tuple[Any, ...] = tuple(
 
 
 async def recent_runs(
-    store: Store, task_ids: list[str], *, per_task: int, owner: str | None
+    db: Database, task_ids: list[str], *, per_task: int, owner: str | None
 ) -> dict[str, list[RunPoint]]:
     """The newest `per_task` runs of each task, newest first, in one statement: one slice per
     task, each read from the (task_id, id) index (a window over all their runs reads every run
@@ -123,8 +111,7 @@ async def recent_runs(
             one = one.where(col(RunRow.owner) == owner)
         part = one.order_by(col(RunRow.id).desc()).limit(per_task).subquery()
         slices.append(select_columns(*part.c))
-    async with store.read() as s:
-        rows = (await s.execute(union_all(*slices))).all()
+    rows = await _rows(db, union_all(*slices))
     found: dict[str, list[RunPoint]] = {task_id: [] for task_id in task_ids}
     for row in rows:
         found[row[1]].append(RunPoint(*row))
@@ -133,7 +120,7 @@ async def recent_runs(
     return found
 
 
-async def recent_starts(store: Store, *, owner: str | None, limit: int) -> list[RunPoint]:
+async def recent_starts(db: Database, *, owner: str | None, limit: int) -> list[RunPoint]:
     """The newest `limit` started runs that belong to a scheduled instant (their lateness is
     started_at - fire_time), newest first."""
     query = (
@@ -146,21 +133,10 @@ async def recent_starts(store: Store, *, owner: str | None, limit: int) -> list[
     )
     if owner is not None:
         query = query.where(col(RunRow.owner) == owner)
-    async with store.read() as s:
-        return [RunPoint(*row) for row in (await s.execute(query)).all()]
+    return [RunPoint(*row) for row in await _rows(db, query)]
 
 
-@dataclass(frozen=True)
-class Gauges:
-    """Database-wide counts for /metrics, counted in SQL (no rows loaded)."""
-
-    queued: int
-    queued_due: int
-    running: int
-    tasks_by_status: dict[str, int]
-
-
-async def gauges(store: Store, now: datetime, *, owner: str | None = None) -> Gauges:
+async def gauges(db: Database, now: datetime, *, owner: str | None = None) -> Gauges:
     waiting = [RunStatus.QUEUED.value, RunStatus.RUNNING.value]
     by_run = (
         select_columns(col(RunRow.status), func.count())
@@ -179,10 +155,9 @@ async def gauges(store: Store, now: datetime, *, owner: str | None = None) -> Ga
             due.where(col(RunRow.owner) == owner),
         )
         by_task = by_task.where(col(TaskRow.owner) == owner)
-    async with store.read() as s:
-        runs = {str(k): int(v) for k, v in (await s.execute(by_run)).all()}
-        queued_due = int((await s.execute(due)).scalar_one())
-        tasks = {str(k): int(v) for k, v in (await s.execute(by_task)).all()}
+    runs = {str(k): int(v) for k, v in await _rows(db, by_run)}
+    queued_due = int((await _rows(db, due))[0][0])
+    tasks = {str(k): int(v) for k, v in await _rows(db, by_task)}
     return Gauges(
         queued=runs.get(RunStatus.QUEUED.value, 0),
         queued_due=queued_due,
@@ -192,7 +167,7 @@ async def gauges(store: Store, now: datetime, *, owner: str | None = None) -> Ga
 
 
 async def next_fires(
-    store: Store, *, owner: str | None, limit: int
+    db: Database, *, owner: str | None, limit: int
 ) -> list[tuple[str, str, datetime]]:
     """(task id, name, next fire) of the active tasks that fire soonest."""
     query = (
@@ -204,5 +179,11 @@ async def next_fires(
     )
     if owner is not None:
         query = query.where(col(TaskRow.owner) == owner)
-    async with store.read() as s:
-        return [(i, n, at) for i, n, at in (await s.execute(query)).all() if at is not None]
+    return [(i, n, at) for i, n, at in await _rows(db, query) if at is not None]
+
+
+async def _rows(db: Database, query: Executable) -> Sequence[Any]:
+    """Rows of a Core query of plain columns (SQLModel's session only runs ORM-shaped ones)."""
+    async with db.read() as s:
+        conn = await s.connection()
+        return (await conn.execute(query)).all()
