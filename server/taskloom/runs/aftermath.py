@@ -43,13 +43,16 @@ class Aftermath:
         settings: Settings,
         holder: str,
         secrets_for: SecretsFor,
+        finished: list[Callable[[Task, Run], None]],
     ) -> None:
+        """`finished`: listeners told of each run recorded as finished (RunService.finished)."""
         self.store = store
         self.caller = caller
         self.clock = clock
         self.settings = settings
         self.holder = holder
         self.notifier = Notifier(store, caller, secrets_for)
+        self.finished = finished
 
     async def finish(self, task: Task, run: Run, *, stopping: bool, retry: bool = True) -> Run:
         """Everything that follows a run's end, in order: a cancel at shutdown becomes
@@ -75,6 +78,8 @@ class Aftermath:
         if not recorded:
             log.warning("run_not_recorded", run_id=run.id, reason="no longer held by us")
             return run
+        for listener in self.finished:
+            listener(task, run)
         await self.notifier.after(task, run)
         return run
 

@@ -89,7 +89,11 @@ class RunService:
             queued=settings.max_queued_runs,
         )
         self.access = Access.from_settings(settings)
-        self.aftermath = Aftermath(store, caller, clock, settings, process_id, self._secrets_for)
+        # Told of every run this process records as finished (the metrics observe them).
+        self.finished: list[Callable[[Task, Run], None]] = []
+        self.aftermath = Aftermath(
+            store, caller, clock, settings, process_id, self._secrets_for, self.finished
+        )
         self.inflight: dict[str, asyncio.Task[Run]] = {}
         self.holdings = Holdings()
         self._finals: set[asyncio.Task[Run]] = set()
