@@ -8,7 +8,7 @@ one file.
 
 import base64
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -302,10 +302,19 @@ class Store:
             rows = list((await s.exec(query)).all())
         return _page([r.to_domain() for r in rows], limit)
 
-    async def save_task(self, task: Task, *, expected_revision: int | None = None) -> Task:
-        """Write the whole task; with expected_revision, refuse if someone changed it meanwhile."""
+    async def save_task(
+        self,
+        task: Task,
+        *,
+        expected_revision: int | None = None,
+        unclaimed: Callable[[Task], list[Run]] | None = None,
+    ) -> Task:
+        """Write the whole task; with expected_revision, refuse if someone changed it meanwhile.
+        `unclaimed(stored)` gives the rows to record, in the same transaction, for the stored
+        task's due fires that the new next fire time leaves behind. The row is locked as a
+        fire's claim locks it, so a claim comes wholly before or after."""
         async with self.write() as s:
-            row = await s.get(TaskRow, task.id)
+            row = await s.get(TaskRow, task.id, with_for_update=self.dialect == "postgresql")
             if row is None:
                 raise Conflict(f"Task {task.id!r} was deleted meanwhile; nothing was saved.")
             if expected_revision is not None and row.revision != expected_revision:
@@ -313,6 +322,8 @@ class Store:
                     f"Task {task.id!r} changed meanwhile (revision {row.revision}, you edited "
                     f"{expected_revision}). Fetch it with get_task and apply your change again."
                 )
+            for run in unclaimed(row.to_domain()) if unclaimed else []:
+                s.add(RunRow.from_domain(run, row.owner))
             fresh = TaskRow.from_domain(task)
             for name, value in fresh.model_dump(exclude=RUN_OWNED_TASK_FIELDS).items():
                 setattr(row, name, value)

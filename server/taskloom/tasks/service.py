@@ -12,8 +12,10 @@ from taskloom.answers import FireTime, SchedulePreview, TaskAnswer, TaskList, Ta
 from taskloom.clock import Clock
 from taskloom.errors import InvalidInput, NotFound
 from taskloom.ids import new_id
+from taskloom.runs.model import Run
 from taskloom.runs.secret_use import check_grants
 from taskloom.scheduling import triggers
+from taskloom.scheduling.claims import unclaimed_fires
 from taskloom.settings import Settings
 from taskloom.step_tools import StepCatalog
 from taskloom.store.sql import Store
@@ -99,7 +101,9 @@ class TaskService:
             }
         )
         task = task.model_copy(update={"next_fire_at": self.next_fire(task, now)})
-        await self.store.save_task(task, expected_revision=current.revision)
+        await self.store.save_task(
+            task, expected_revision=current.revision, unclaimed=_left_behind(now, "edited")
+        )
         log.info("task_updated", task_id=task.id, fields=sorted(changes))
         await self._changed(task, task.id)
         message = f"Updated: {', '.join(sorted(changes))}."
@@ -121,7 +125,8 @@ class TaskService:
             }
         )
         task = task.model_copy(update={"next_fire_at": self.next_fire(task, now)})
-        await self.store.save_task(task, expected_revision=current.revision)
+        left_behind = None if enabled else _left_behind(now, "paused")
+        await self.store.save_task(task, expected_revision=current.revision, unclaimed=left_behind)
         log.info("task_resumed" if enabled else "task_paused", task_id=task_id)
         await self._changed(task, task.id)
         return self.answer(task, message="Resumed." if enabled else "Paused.")
@@ -251,3 +256,15 @@ def _no_fires_note(trigger: Trigger | None) -> str:
     if hasattr(trigger, "event"):
         return "An event trigger fires when emit_event names its event, not on a clock."
     return "This trigger has no fire time after the given instant."
+
+
+def _left_behind(now: datetime, change: str) -> Callable[[Task], list[Run]]:
+    """The missed rows for the stored task's fires that came due unclaimed (every process was
+    down or still starting): the edit computes the next fire from now, so no claim would ever
+    record them, and a fire must never vanish without a row."""
+
+    def unclaimed(stored: Task) -> list[Run]:
+        why = f"no Taskloom process had claimed it when the task was {change} at {now.isoformat()}"
+        return unclaimed_fires(stored, now, why=why)
+
+    return unclaimed
