@@ -181,10 +181,10 @@ async def seed_tasks(
     running processes rebuild their timers."""
     from sqlalchemy import insert
 
+    from taskloom.domain.tasks import Task
     from taskloom.ids import new_id
     from taskloom.store.sql import TASKS_REVISION
     from taskloom.store.tables import TaskRow
-    from taskloom.tasks.model import Task
 
     created = now() - timedelta(seconds=1)
     rows: list[dict[str, Any]] = []

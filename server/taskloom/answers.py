@@ -8,9 +8,9 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema
 
-from taskloom.runs.model import Run
+from taskloom.domain.runs import Run
+from taskloom.domain.tasks import FieldWarning, Task
 from taskloom.step_tools import StepToolInfo
-from taskloom.tasks.model import FieldWarning, Task
 
 
 class Answer(BaseModel):

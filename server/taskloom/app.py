@@ -18,6 +18,7 @@ from taskloom.api.protocol import ProtocolErrors
 from taskloom.api.schemas import CompactSchemas
 from taskloom.clock import Clock, SystemClock
 from taskloom.errors import TaskloomError
+from taskloom.runs import evaluation
 from taskloom.runs.runner import Limits, Runner, StepCaller
 from taskloom.runs.sandbox import Sandbox, SandboxLimits
 from taskloom.runs.service import RunService
@@ -78,6 +79,7 @@ def build_services(
             cpu_s=settings.sandbox_cpu_s,
             wall_s=settings.sandbox_wall_s,
             value_bytes=settings.sandbox_value_bytes,
+            preload=(evaluation.__name__,),
         )
     )
     runner = Runner(caller, clock, limits, sandbox)

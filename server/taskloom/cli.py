@@ -296,7 +296,7 @@ def runs_list(
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
 ) -> None:
     """Runs, newest first."""
-    from taskloom.runs.model import RunStatus
+    from taskloom.domain.runs import RunStatus
 
     statuses = [RunStatus(s) for s in status or []]
 

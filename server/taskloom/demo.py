@@ -17,10 +17,10 @@ from rich.console import Console
 from rich.table import Table
 
 from taskloom.app import build_services
-from taskloom.runs.model import RunStatus
+from taskloom.domain.runs import RunStatus
+from taskloom.domain.tasks import TaskSpec
 from taskloom.services import Services
 from taskloom.settings import Settings
-from taskloom.tasks.model import TaskSpec
 
 DEMO_NAME = "Demo: cheap-fruit digest"
 

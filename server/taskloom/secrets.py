@@ -9,8 +9,8 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
+from taskloom.domain.templates import Secrets
 from taskloom.errors import TaskloomError
-from taskloom.runs.templating import Secrets
 
 ENV_PREFIX = "TASKLOOM_SECRET_"
 

@@ -19,8 +19,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from taskloom.domain.tasks import check_timezone
 from taskloom.errors import TaskloomError
-from taskloom.tasks.model import check_timezone
 
 APP_NAME = "taskloom"
 DATABASE_URL_FIX = "use sqlite:///path/to/taskloom.db or postgresql://user@host:5432/database"

@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from taskloom.runs.model import Run, RunStatus
+from taskloom.domain.runs import Run, RunStatus
 from tests.fixtures.api_server import ApiServer
 from tests.scheduling.conftest import LEASE_S, Db, Workers
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from fastmcp import Client
 
+from taskloom.domain.tasks import Task, TaskSpec
 from taskloom.services import Services
-from taskloom.tasks.model import Task, TaskSpec
 from tests.mcp.conftest import WAIT_STEP
 
 REFUSED, WARNED = "refused", "accepted with a warning"

@@ -239,7 +239,7 @@ async def test_update_task_clear_removes_the_trigger(client: Client[Any]) -> Non
 
 async def test_task_tool_schemas_match_the_task_model(client: Client[Any]) -> None:
     """create_task and update_task take exactly the task model's fields, so they cannot drift."""
-    from taskloom.tasks.model import TaskPatch, TaskSpec
+    from taskloom.domain.tasks import TaskPatch, TaskSpec
 
     tools = {t.name: t for t in await client.list_tools()}
     create_props = set(tools["create_task"].input_schema["properties"])

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from taskloom.runs.model import Run, RunStatus, RunTrigger
+from taskloom.domain.runs import Run, RunStatus, RunTrigger
 from tests.scheduling.conftest import Db, Workers, ago, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from taskloom.clock import FrozenClock
-from taskloom.runs.model import Run, RunStatus, RunTrigger
-from taskloom.runs.templating import Secrets
+from taskloom.domain.runs import Run, RunStatus, RunTrigger
+from taskloom.domain.templates import Secrets
 from taskloom.scheduling.scheduler import Scheduler, Timing
 from taskloom.services import Services
 from taskloom.store.claims import Claimed

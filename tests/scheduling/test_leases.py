@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import pytest
 
-from taskloom.runs.model import Run, RunStatus
+from taskloom.domain.runs import Run, RunStatus
 from tests.scheduling.conftest import LEASE_S, Db, Workers, step, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import pytest
 
-from taskloom.runs.model import Run
+from taskloom.domain.runs import Run
 from tests.scheduling.conftest import Db, Workers, wait_until
 
 TASKS = 50

@@ -12,8 +12,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from taskloom.clock import FrozenClock
+from taskloom.domain.runs import RunStatus
 from taskloom.errors import StoreUnavailable
-from taskloom.runs.model import RunStatus
 from taskloom.services import Services
 from tests.conftest import _blocking, _pg_admin, make_settings
 from tests.scheduling.conftest import (

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from taskloom.clock import FrozenClock
-from taskloom.runs.model import RunStatus
+from taskloom.domain.runs import RunStatus
+from taskloom.domain.tasks import Task
 from taskloom.services import Services
 from taskloom.store.claims import Claimed
-from taskloom.tasks.model import Task
 from tests.scheduling.conftest import T0, drain, hourly, runs_of, scheduler
 
 FIRES = 3

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from taskloom.clock import FrozenClock
-from taskloom.runs.model import RunStatus, RunTrigger
+from taskloom.domain.runs import RunStatus, RunTrigger
+from taskloom.domain.tasks import Task, TaskPatch
 from taskloom.services import Services
-from taskloom.tasks.model import Task, TaskPatch
 from tests.scheduling.conftest import T0, hourly, runs_of, scheduler
 
 UNCLAIMED = 4

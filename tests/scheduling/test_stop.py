@@ -15,9 +15,9 @@ import pytest
 
 from taskloom.app import build_services
 from taskloom.clock import SystemClock
-from taskloom.runs.model import RunStatus
+from taskloom.domain.runs import RunStatus
+from taskloom.domain.tasks import TaskSpec
 from taskloom.services import Services
-from taskloom.tasks.model import TaskSpec
 from tests.conftest import make_settings
 from tests.fixtures.taskloom_process import free_port, server_env
 

@@ -10,12 +10,12 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import col, select
 
-from taskloom.runs.model import Run, RunStatus, RunTrigger
+from taskloom.domain.runs import Run, RunStatus, RunTrigger
+from taskloom.domain.tasks import Task
 from taskloom.store.claims import Claims, ProcessInfo
 from taskloom.store.recorder import RunRecorder
 from taskloom.store.sql import Store
 from taskloom.store.tables import TaskRow
-from taskloom.tasks.model import Task
 from tests.store.test_store_contract import T0, make_run, make_task
 
 ME, OTHER = "proc-me", "proc-other"

@@ -17,8 +17,9 @@ from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
 from taskloom.app import build_services
-from taskloom.runs.model import RunStatus, RunTrigger
-from taskloom.store.sql import MIGRATIONS_DIR, Store, schema_head
+from taskloom.domain.runs import RunStatus, RunTrigger
+from taskloom.store.migrate import MIGRATIONS_DIR, schema_head
+from taskloom.store.sql import Store
 from tests.conftest import make_settings
 from tests.fixtures.taskloom_process import SERVE, server_env
 from tests.store.legacy import RELEASES, Release, load, rows

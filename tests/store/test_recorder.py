@@ -4,8 +4,8 @@ its holder holds it."""
 import asyncio
 from datetime import timedelta
 
-from taskloom.runs.model import Run, RunStatus, RunTrigger, StepStatus
-from taskloom.store.outcome import Outcome
+from taskloom.domain.outcome import Outcome
+from taskloom.domain.runs import Run, RunStatus, RunTrigger, StepStatus
 from taskloom.store.recorder import RunRecorder
 from taskloom.store.sql import Store
 from tests.store.test_store_contract import make_run, make_task

@@ -4,11 +4,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from taskloom.domain.runs import Run, RunStatus, RunTrigger, StepResult, StepStatus
+from taskloom.domain.tasks import Task, TaskSpec, TaskStatus
 from taskloom.errors import Conflict, InvalidInput
 from taskloom.ids import new_id
-from taskloom.runs.model import Run, RunStatus, RunTrigger, StepResult, StepStatus
-from taskloom.store.sql import Store, schema_head
-from taskloom.tasks.model import Task, TaskSpec, TaskStatus
+from taskloom.store.migrate import schema_head
+from taskloom.store.sql import Store
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 

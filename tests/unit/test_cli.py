@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 from taskloom import __version__
 from taskloom.app import build_services
 from taskloom.cli import app
-from taskloom.runs.model import RunTrigger
+from taskloom.domain.runs import RunTrigger
+from taskloom.domain.tasks import TaskSpec
 from taskloom.services import Services
 from taskloom.settings import Settings
-from taskloom.store.sql import schema_head
-from taskloom.tasks.model import TaskSpec
+from taskloom.store.migrate import schema_head
 
 T = TypeVar("T")
 

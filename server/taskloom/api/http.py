@@ -10,12 +10,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from taskloom.api.runs import event_note
+from taskloom.domain.tasks import (
+    EVENT_NAME_PATTERN,
+)
 from taskloom.errors import TaskloomError
 from taskloom.services import Services
 from taskloom.store.admission import QuotaExceeded
-from taskloom.tasks.model import (
-    EVENT_NAME_PATTERN,
-)
 
 
 def register_http_routes(mcp: FastMCP, services: Services, auth: AuthProvider | None) -> None:

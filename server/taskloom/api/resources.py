@@ -14,7 +14,7 @@ from taskloom.api.common import (
 from taskloom.api.protocol import found
 from taskloom.api.runs import run_place
 from taskloom.api.tasks import task_place_of, task_view, tasks_place
-from taskloom.runs.model import RunStatus
+from taskloom.domain.runs import RunStatus
 from taskloom.services import Services
 
 

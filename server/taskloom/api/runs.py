@@ -40,14 +40,14 @@ from taskloom.api.common import (
     reply_page,
     schema_of,
 )
-from taskloom.errors import InvalidInput, NotFound
-from taskloom.runs.model import Run, RunStatus
-from taskloom.runs.service import Trial
-from taskloom.services import Services
-from taskloom.tasks.model import (
+from taskloom.domain.runs import Run, RunStatus
+from taskloom.domain.tasks import (
     EVENT_NAME_PATTERN,
     Step,
 )
+from taskloom.errors import InvalidInput, NotFound
+from taskloom.runs.service import Trial
+from taskloom.services import Services
 
 RunId = Annotated[str, Field(description="run_... (task_history)")]
 RUN_SCHEMA = schema_of(RunAnswer)

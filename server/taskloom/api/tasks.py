@@ -36,8 +36,7 @@ from taskloom.api.common import (
     schema_of,
 )
 from taskloom.api.runs import runs_place
-from taskloom.services import Services
-from taskloom.tasks.model import (
+from taskloom.domain.tasks import (
     CatchupPolicy,
     ClearableField,
     Count,
@@ -52,6 +51,7 @@ from taskloom.tasks.model import (
     TaskSpec,
     Trigger,
 )
+from taskloom.services import Services
 
 TASK_SCHEMA = schema_of(TaskAnswer)
 # get_task(path=...) answers only `value`: no field of the task answer is required.

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from taskloom.domain.templates import Secrets, TemplateError, resolve_args
 from taskloom.runs.sandbox import LimitExceeded
 from taskloom.runs.storable import Unstorable, find_unstorable, storable_copy
-from taskloom.runs.templating import Secrets, TemplateError, resolve_args
 from taskloom_tools.catalog import builtin_tools
 
 ARGS_HINT = "The arguments were larger than TASKLOOM_MAX_OUTPUT_BYTES; only a preview is kept."

@@ -6,7 +6,6 @@ The run's final record is written in `finally`, shielded from cancellation, so a
 """
 
 import asyncio
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -16,6 +15,10 @@ from typing import Any
 import structlog
 
 from taskloom.clock import Clock
+from taskloom.domain.retry import backoff_delay
+from taskloom.domain.runs import Run, RunStatus, StepResult, StepStatus
+from taskloom.domain.tasks import RetryPolicy, Step, Task
+from taskloom.domain.templates import Secrets, any_template, referenced_secrets, used_steps
 from taskloom.errors import TaskloomError
 from taskloom.runs.evaluation import (
     ARGS_HINT,
@@ -28,12 +31,9 @@ from taskloom.runs.evaluation import (
     store_output,
     unstorable_message,
 )
-from taskloom.runs.model import Run, RunStatus, StepResult, StepStatus
 from taskloom.runs.sandbox import LimitExceeded, Sandbox, SandboxLimits
 from taskloom.runs.storable import find_unstorable, storable_copy
-from taskloom.runs.templating import Secrets, any_template, referenced_secrets, used_steps
 from taskloom.step_tools import StepCatalog
-from taskloom.tasks.model import RetryPolicy, Step, Task
 
 log = structlog.get_logger(__name__)
 
@@ -51,12 +51,6 @@ PERSIST_RUNNING_AFTER_S = 0.25
 class Limits:
     step_timeout_s: float = 300.0
     max_output_bytes: int = 65536
-
-
-def backoff_delay(policy: RetryPolicy, attempt: int, rng: random.Random | None = None) -> float:
-    """Exponential backoff with jitter for the wait after failed attempt `attempt` (1-based)."""
-    ceiling = min(policy.max_backoff_s, policy.backoff_s * 2 ** (attempt - 1))
-    return (rng or random).uniform(ceiling / 2, ceiling)
 
 
 class StepCaller:
@@ -97,7 +91,7 @@ class Runner:
         self.caller = caller
         self.clock = clock
         self.limits = limits
-        self.sandbox = sandbox or Sandbox(SandboxLimits())
+        self.sandbox = sandbox or Sandbox(SandboxLimits(preload=(evaluate_step.__module__,)))
 
     async def execute(
         self,

@@ -13,22 +13,24 @@ import structlog
 from taskloom.access import Access
 from taskloom.answers import RunAnswer
 from taskloom.clock import Clock
+from taskloom.domain.outcome import Outcome
+from taskloom.domain.planning import event_run
+from taskloom.domain.retry import retry_run
+from taskloom.domain.runs import Run, RunStatus, RunTrigger, StepResult, StepStatus
+from taskloom.domain.tasks import Step, Task, TaskSpec, TaskStatus
+from taskloom.domain.templates import Secrets
 from taskloom.errors import Conflict, InvalidInput, NotFound, TaskloomError
 from taskloom.ids import new_id
 from taskloom.runs.holdings import Holdings
-from taskloom.runs.model import Run, RunStatus, RunTrigger, StepResult, StepStatus
 from taskloom.runs.runner import Progress, Runner, StepCaller, secret_names
-from taskloom.runs.secret_use import check_grants, is_secret_reference, secret_names_in
-from taskloom.runs.templating import Secrets
-from taskloom.scheduling.claims import event_run, retry_run
 from taskloom.secrets import load_secrets
 from taskloom.settings import Settings
 from taskloom.store.admission import Admission, Quotas
-from taskloom.store.outcome import Outcome
 from taskloom.store.recorder import RunRecorder, is_outage
 from taskloom.store.sql import Page, Store
-from taskloom.tasks.model import Step, Task, TaskSpec, TaskStatus
-from taskloom.tasks.validate import Surroundings, validate_task
+from taskloom.tasks.readiness import Surroundings
+from taskloom.tasks.secret_use import check_grants, is_secret_reference, secret_names_in
+from taskloom.tasks.validate import validate_task
 
 log = structlog.get_logger(__name__)
 

@@ -28,14 +28,15 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from taskloom.clock import Clock
-from taskloom.runs.model import Run, RunStatus, RunTrigger
+from taskloom.domain.planning import FirePlan, plan_fire
+from taskloom.domain.retry import retry_run
+from taskloom.domain.runs import Run, RunStatus, RunTrigger
+from taskloom.domain.tasks import Task
 from taskloom.runs.service import RunService
-from taskloom.scheduling.claims import FirePlan, plan_fire, retry_run
 from taskloom.scheduling.outage import Outage
 from taskloom.store.claims import Claimed, Claims, ProcessInfo
 from taskloom.store.recorder import is_outage
 from taskloom.store.sql import Store
-from taskloom.tasks.model import Task
 
 log = structlog.get_logger(__name__)
 

@@ -19,13 +19,13 @@ from sqlalchemy import func, text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from taskloom.domain.runs import Run, RunStatus
+from taskloom.domain.tasks import Task, TaskStatus
 from taskloom.errors import Conflict, NotFound
 from taskloom.ids import first_id_at
-from taskloom.runs.model import Run, RunStatus
 from taskloom.settings import Settings
 from taskloom.store.sql import Store
 from taskloom.store.tables import RunRow, TaskRow
-from taskloom.tasks.model import Task, TaskStatus
 
 # (task, running, queued) -> the run to record; raises `Conflict` to refuse.
 MakeRun = Callable[[Task, int, int], Run]

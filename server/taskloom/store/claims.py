@@ -16,12 +16,12 @@ from sqlalchemy import delete, func, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from taskloom.runs.model import Run, RunStatus
-from taskloom.scheduling.claims import FirePlan
-from taskloom.store.outcome import Outcome
+from taskloom.domain.outcome import Outcome
+from taskloom.domain.planning import FirePlan
+from taskloom.domain.runs import Run, RunStatus
+from taskloom.domain.tasks import Task, TaskStatus
 from taskloom.store.sql import Store
 from taskloom.store.tables import ProcessRow, RunRow, StepResultRow, TaskRow
-from taskloom.tasks.model import Task, TaskStatus
 
 Planner = Callable[[Task, int, int], FirePlan]
 RetryPlanner = Callable[[Task, Run], Run | None]

@@ -26,9 +26,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from taskloom.domain.outcome import OUTCOME_FIELDS, Outcome, apply_run
+from taskloom.domain.runs import Run, RunStatus
 from taskloom.errors import StoreUnavailable
-from taskloom.runs.model import Run, RunStatus
-from taskloom.store.outcome import OUTCOME_FIELDS, Outcome, apply_run
 from taskloom.store.sql import TASKS_REVISION, Store
 from taskloom.store.tables import CounterRow, RunRow, StepResultRow, TaskRow
 

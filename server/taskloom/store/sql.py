@@ -23,15 +23,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from taskloom.domain.outcome import OUTCOME_FIELDS, Outcome, apply_run
+from taskloom.domain.runs import Run, RunStatus
+from taskloom.domain.tasks import Task
 from taskloom.errors import Conflict, InvalidInput, StoreUnavailable
-from taskloom.runs.model import Run, RunStatus
-from taskloom.store.outcome import OUTCOME_FIELDS, Outcome, apply_run
+from taskloom.store.migrate import schema_head, upgrade
 from taskloom.store.tables import CounterRow, RunRow, StepResultRow, TaskRow
-from taskloom.tasks.model import Task
 
 log = structlog.get_logger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_MS = 30_000
 TASKS_REVISION = "tasks_revision"
 # While the database stays unreachable, one store_error line per this many failed operations
@@ -58,12 +58,6 @@ def async_url(url: str) -> str:
     elif parsed.drivername.startswith("postgresql+") and parsed.drivername != "postgresql+asyncpg":
         parsed = parsed.set(drivername="postgresql+asyncpg")
     return parsed.render_as_string(hide_password=False)
-
-
-def schema_head() -> str:
-    """The newest migration's revision id (files are named `NNNN_*.py`, revision `NNNN`)."""
-    names = sorted(p.name for p in (MIGRATIONS_DIR / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
-    return names[-1][:4]
 
 
 @dataclass(frozen=True)
@@ -169,7 +163,6 @@ class Store:
         """Bring the schema to the newest migration; cheap when it already is there."""
         if await self.schema_revision() == schema_head():
             return
-        from taskloom.store.migrate import upgrade  # alembic stays off the warm start path
 
         async with self._guard(), self._write_engine().begin() as conn:
             if self.dialect == "postgresql":
@@ -216,7 +209,7 @@ class Store:
         (damaged, read-only, under a file) instead of a guess at reachability."""
         where = make_url(self.url).render_as_string()
         if self.dialect == "sqlite":
-            from taskloom.preflight import sqlite_problem
+            from taskloom.store.reachability import sqlite_problem
 
             problem = sqlite_problem(make_url(self.url).database)
             if problem:

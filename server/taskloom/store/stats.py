@@ -7,10 +7,10 @@ from sqlalchemy import case, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from taskloom.runs.model import RunStatus
+from taskloom.domain.runs import RunStatus
+from taskloom.domain.tasks import TaskStatus
 from taskloom.store.sql import Store
 from taskloom.store.tables import RunRow, TaskRow
-from taskloom.tasks.model import TaskStatus
 
 ENDED = (RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.INTERRUPTED.value)
 

@@ -13,8 +13,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
-from taskloom.runs.model import Run, RunStatus, RunTrigger, StepResult, StepStatus
-from taskloom.tasks.model import Task, TaskFields, TaskStatus, trigger_kind
+from taskloom.domain.runs import Run, RunStatus, RunTrigger, StepResult, StepStatus
+from taskloom.domain.tasks import Task, TaskFields, TaskStatus, trigger_kind
 
 
 class UTCDateTime(TypeDecorator[datetime]):

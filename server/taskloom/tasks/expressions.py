@@ -11,9 +11,9 @@ from typing import Any
 
 from jinja2 import Environment, TemplateSyntaxError, meta, nodes
 
+from taskloom.domain.tasks import Step
+from taskloom.domain.templates import has_template, template_leaves
 from taskloom.errors import InvalidInput
-from taskloom.runs.templating import has_template, template_leaves
-from taskloom.tasks.model import Step
 from taskloom.tasks.suggest import did_you_mean
 
 ROOTS = ("steps", "task", "run", "secrets", "event", "prev")

@@ -7,29 +7,44 @@ task is written. Host names are resolved with a time bound, all at once.
 
 import asyncio
 import os
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import urlsplit
 
+from taskloom.domain.tasks import EventTrigger, FieldWarning, TaskFields
+from taskloom.domain.templates import has_template, referenced_secrets
 from taskloom.errors import TaskloomError
-from taskloom.runs.templating import has_template, referenced_secrets
 from taskloom.secrets import ENV_PREFIX, read_secrets_file
+from taskloom.settings import Settings
 from taskloom.tasks.expressions import uses_name
-from taskloom.tasks.model import EventTrigger, FieldWarning, TaskFields
 from taskloom_tools.address_guard import AllowList, allowed_addresses
 from taskloom_tools.base import StepToolError
 from taskloom_tools.llm_prompt import NO_KEY
-
-if TYPE_CHECKING:
-    from taskloom.settings import Settings
-    from taskloom.tasks.validate import Surroundings
 
 DNS_CHECK_S = 2.0
 # Which step arguments name a host the step will connect to.
 URL_ARGS = {"http_request": "url", "notify": "webhook_url"}
 
 
-async def readiness_warnings(fields: TaskFields, around: "Surroundings") -> list[FieldWarning]:
+@dataclass(frozen=True)
+class Surroundings:
+    """What the checks of a create, update or dry run need besides the task: the time, the
+    server's settings and, for create and update, which fields change and whether a name is
+    taken (`name_taken(name)` answers the id of the owner's task with that name, or None)."""
+
+    now: datetime
+    settings: Settings
+    changed: frozenset[str] | None = None  # None: everything is new (create, dry run)
+    name_taken: Callable[[str], Awaitable[str | None]] | None = None
+    task_id: str | None = None  # the task being updated, whose own name is no clash
+    dry_run: bool = False
+
+    def is_new(self, name: str) -> bool:
+        return self.changed is None or name in self.changed
+
+
+async def readiness_warnings(fields: TaskFields, around: Surroundings) -> list[FieldWarning]:
     settings = around.settings
     warnings = _missing_secrets(fields, settings)
     warnings += _missing_api_key(fields, settings)
@@ -39,7 +54,7 @@ async def readiness_warnings(fields: TaskFields, around: "Surroundings") -> list
     return warnings
 
 
-def _missing_secrets(fields: TaskFields, settings: "Settings") -> list[FieldWarning]:
+def _missing_secrets(fields: TaskFields, settings: Settings) -> list[FieldWarning]:
     wanted = {
         (f"steps[{i}].args", name)
         for i, step in enumerate(fields.steps)
@@ -63,14 +78,14 @@ def _missing_secrets(fields: TaskFields, settings: "Settings") -> list[FieldWarn
     ]
 
 
-def _secret_names_in_file(settings: "Settings") -> set[str]:
+def _secret_names_in_file(settings: Settings) -> set[str]:
     path = settings.secrets_file
     if path is None or not path.exists():
         return set()
     return set(read_secrets_file(path))
 
 
-def _missing_api_key(fields: TaskFields, settings: "Settings") -> list[FieldWarning]:
+def _missing_api_key(fields: TaskFields, settings: Settings) -> list[FieldWarning]:
     if settings.anthropic_api_key is not None:
         return []
     warnings = [
@@ -87,7 +102,7 @@ def _missing_api_key(fields: TaskFields, settings: "Settings") -> list[FieldWarn
     return warnings
 
 
-async def _refused_hosts(fields: TaskFields, settings: "Settings") -> list[FieldWarning]:
+async def _refused_hosts(fields: TaskFields, settings: Settings) -> list[FieldWarning]:
     targets = list(_urls(fields))
     allow = AllowList.parse(settings.http_allow_hosts)
     found = await asyncio.gather(*(_host_problem(url, allow) for _, url in targets))

@@ -10,17 +10,18 @@ import structlog
 from taskloom.access import Access
 from taskloom.answers import FireTime, SchedulePreview, TaskAnswer, TaskList, TaskSummary
 from taskloom.clock import Clock
+from taskloom.domain import triggers
+from taskloom.domain.planning import unclaimed_fires
+from taskloom.domain.runs import Run
+from taskloom.domain.tasks import Task, TaskPatch, TaskSpec, TaskStatus, Trigger, trigger_kind
 from taskloom.errors import InvalidInput, NotFound
 from taskloom.ids import new_id
-from taskloom.runs.model import Run
-from taskloom.runs.secret_use import check_grants
-from taskloom.scheduling import triggers
-from taskloom.scheduling.claims import unclaimed_fires
 from taskloom.settings import Settings
 from taskloom.step_tools import StepCatalog
 from taskloom.store.sql import Store
-from taskloom.tasks.model import Task, TaskPatch, TaskSpec, TaskStatus, Trigger, trigger_kind
-from taskloom.tasks.validate import Surroundings, validate_task
+from taskloom.tasks.readiness import Surroundings
+from taskloom.tasks.secret_use import check_grants
+from taskloom.tasks.validate import validate_task
 
 log = structlog.get_logger(__name__)
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel
 
-from taskloom.tasks.model import (
+from taskloom.domain.tasks import (
     CronTrigger,
     EventTrigger,
     IntervalTrigger,

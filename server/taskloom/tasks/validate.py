@@ -5,23 +5,14 @@ operator may still fix (a secret, the API key, a refused host) is accepted with 
 (`tasks/readiness.py`)."""
 
 import json
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from taskloom.errors import InvalidInput, InvalidInputs
-from taskloom.runs.secret_use import check_task_secrets
-from taskloom.runs.templating import TemplateError, has_template, referenced_steps
-from taskloom.scheduling import triggers
-from taskloom.scheduling.cron import HORIZON_YEARS
-from taskloom.scheduling.triggers import validate_trigger
-from taskloom.settings import Settings
-from taskloom.step_tools import StepCatalog, StepToolInfo
-from taskloom.tasks.expressions import check_expressions
-from taskloom.tasks.model import (
+from taskloom.domain import triggers
+from taskloom.domain.cron import HORIZON_YEARS
+from taskloom.domain.tasks import (
     CronTrigger,
     FieldWarning,
     NotifyPolicy,
@@ -29,28 +20,17 @@ from taskloom.tasks.model import (
     Step,
     TaskFields,
 )
-from taskloom.tasks.readiness import readiness_warnings
+from taskloom.domain.templates import TemplateError, has_template, referenced_steps
+from taskloom.domain.timezones import legacy_zone_problem
+from taskloom.domain.triggers import validate_trigger
+from taskloom.errors import InvalidInput, InvalidInputs
+from taskloom.step_tools import StepCatalog, StepToolInfo
+from taskloom.tasks.expressions import check_expressions
+from taskloom.tasks.readiness import Surroundings, readiness_warnings
+from taskloom.tasks.secret_use import check_task_secrets
 from taskloom.tasks.suggest import did_you_mean
-from taskloom.tasks.timezones import legacy_zone_problem
 
 MAX_SPEC_BYTES = 256 * 1024
-
-
-@dataclass(frozen=True)
-class Surroundings:
-    """What the checks of a create, update or dry run need besides the task: the time, the
-    server's settings and, for create and update, which fields change and whether a name is
-    taken (`name_taken(name)` answers the id of the owner's task with that name, or None)."""
-
-    now: datetime
-    settings: Settings
-    changed: frozenset[str] | None = None  # None: everything is new (create, dry run)
-    name_taken: Callable[[str], Awaitable[str | None]] | None = None
-    task_id: str | None = None  # the task being updated, whose own name is no clash
-    dry_run: bool = False
-
-    def is_new(self, name: str) -> bool:
-        return self.changed is None or name in self.changed
 
 
 async def validate_task(

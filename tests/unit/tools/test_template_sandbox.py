@@ -3,7 +3,7 @@ from tiny input is refused before it allocates, in argument templates and in `re
 
 import pytest
 
-from taskloom.runs.templating import TemplateError, resolve_args
+from taskloom.domain.templates import TemplateError, resolve_args
 from taskloom_tools.base import StepToolError
 from taskloom_tools.render import render_text
 

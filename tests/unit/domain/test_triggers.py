@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from taskloom.errors import InvalidInput
-from taskloom.scheduling.triggers import (
+from taskloom.domain.tasks import CronTrigger, EventTrigger, IntervalTrigger, OnceTrigger, Trigger
+from taskloom.domain.triggers import (
     fires_between,
     next_fire_time,
     next_fire_times,
@@ -15,7 +15,7 @@ from taskloom.scheduling.triggers import (
     trigger_timezone,
     validate_trigger,
 )
-from taskloom.tasks.model import CronTrigger, EventTrigger, IntervalTrigger, OnceTrigger, Trigger
+from taskloom.errors import InvalidInput
 
 ANCHOR = datetime(2026, 1, 1, tzinfo=UTC)
 

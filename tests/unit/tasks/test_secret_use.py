@@ -3,9 +3,9 @@
 import pytest
 
 from taskloom.access import Access, parse_grants
+from taskloom.domain.tasks import TaskSpec
 from taskloom.errors import InvalidInputs, TaskloomError
-from taskloom.runs.secret_use import check_grants, is_secret_reference, misuse_of_secrets
-from taskloom.tasks.model import TaskSpec
+from taskloom.tasks.secret_use import check_grants, is_secret_reference, misuse_of_secrets
 
 
 @pytest.mark.parametrize(

@@ -5,10 +5,11 @@ from typing import Any
 
 import pytest
 
-from taskloom.runs.model import Run, RunStatus, RunTrigger
-from taskloom.scheduling import triggers
-from taskloom.scheduling.claims import CATCHUP_BOUND, FirePlan, plan_fire, retry_run
-from taskloom.tasks.model import CronTrigger, Task
+from taskloom.domain import triggers
+from taskloom.domain.planning import CATCHUP_BOUND, FirePlan, plan_fire
+from taskloom.domain.retry import retry_run
+from taskloom.domain.runs import Run, RunStatus, RunTrigger
+from taskloom.domain.tasks import CronTrigger, Task
 
 DAY = datetime(2026, 3, 2, tzinfo=UTC)
 HOURLY = {"every": "1h", "start_at": DAY.isoformat()}

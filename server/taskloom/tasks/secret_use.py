@@ -16,9 +16,9 @@ from jinja2 import TemplateSyntaxError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from taskloom.access import Access, grant_hint
+from taskloom.domain.tasks import Step, TaskFields
+from taskloom.domain.templates import template_leaves
 from taskloom.errors import InvalidInput, InvalidInputs
-from taskloom.runs.templating import template_leaves
-from taskloom.tasks.model import Step, TaskFields
 
 ROOT = "secrets"
 WHOLE_RULE = (

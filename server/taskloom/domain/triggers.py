@@ -24,9 +24,9 @@ from collections import deque
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from taskloom.domain.cron import EXAMPLE, CronError, CronSpec, next_match, parse_cron
+from taskloom.domain.tasks import CronTrigger, IntervalTrigger, OnceTrigger, Trigger
 from taskloom.errors import InvalidInput
-from taskloom.scheduling.cron import EXAMPLE, CronError, CronSpec, next_match, parse_cron
-from taskloom.tasks.model import CronTrigger, IntervalTrigger, OnceTrigger, Trigger
 
 MIN_INTERVAL = timedelta(seconds=1)
 MAX_INTERVAL = timedelta(days=366)

@@ -4,8 +4,7 @@ from typing import Any
 
 import pytest
 
-from taskloom.errors import TaskloomError
-from taskloom.runs.templating import (
+from taskloom.domain.templates import (
     MAX_RENDERED_CHARS,
     Secrets,
     TemplateError,
@@ -14,6 +13,7 @@ from taskloom.runs.templating import (
     referenced_steps,
     resolve_args,
 )
+from taskloom.errors import TaskloomError
 
 TOKEN = "s3cr3t-token/value"
 

@@ -9,11 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from taskloom.domain import triggers
+from taskloom.domain.runs import Run, RunStatus, RunTrigger
+from taskloom.domain.tasks import CronTrigger, IntervalTrigger, OnceTrigger, Task, TaskStatus
 from taskloom.ids import new_id
-from taskloom.runs.model import Run, RunStatus, RunTrigger
-from taskloom.runs.runner import backoff_delay
-from taskloom.scheduling import triggers
-from taskloom.tasks.model import CronTrigger, IntervalTrigger, OnceTrigger, Task, TaskStatus
 
 # A fire claimed at most this late is on time (the timer and the claim take a moment); an older
 # one was missed, and the catch-up policy decides about it. A catch-up window shorter than this
@@ -266,24 +265,3 @@ def unclaimed_fires(
     if due.omitted_first is not None:
         runs.insert(0, _beyond_bound(task, due, new_run, bound, lambda _: why))
     return runs
-
-
-def retry_run(task: Task, run: Run, now: datetime) -> Run | None:
-    """The next attempt of a failed or interrupted run, queued after a backoff, if the task's
-    retry policy has attempts left."""
-    if run.status not in (RunStatus.FAILED, RunStatus.INTERRUPTED):
-        return None
-    if run.attempt >= task.retry.attempts:
-        return None
-    delay = backoff_delay(task.retry, run.attempt)
-    return Run(
-        id=new_id("run", now),
-        task_id=task.id,
-        status=RunStatus.QUEUED,
-        trigger=RunTrigger.RETRY,
-        fire_time=run.fire_time,
-        attempt=run.attempt + 1,
-        created_at=now,
-        not_before=now + timedelta(seconds=delay),
-        event=run.event,
-    )

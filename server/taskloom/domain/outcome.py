@@ -5,7 +5,7 @@ the pause/finish rules. Pure functions over the task's stored values, so the sin
 from collections.abc import Mapping
 from typing import Any
 
-from taskloom.runs.model import Run, RunStatus
+from taskloom.domain.runs import Run, RunStatus
 
 # The task columns a finished run reads and writes.
 OUTCOME_FIELDS = (

@@ -21,7 +21,7 @@ from pydantic import (
     field_validator,
 )
 
-from taskloom.tasks.timezones import legacy_zone_problem
+from taskloom.domain.timezones import legacy_zone_problem
 
 MAX_STEPS = 50
 STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
