@@ -66,6 +66,7 @@ class Tally:
     duplicates: int = 0
     reruns_after_kill: int = 0
     missing: int = 0
+    recorded_at_pause: int = 0  # missed rows the final pause wrote for fires nobody had claimed
     unexpected: int = 0
     stuck: int = 0
     kills: int = 0
@@ -77,8 +78,9 @@ class Tally:
     problems: list[str] = field(default_factory=list)
 
     def counts(self) -> str:
-        keys = ["fires", "executions", "duplicates", "reruns_after_kill", "missing", "unexpected",
-                "stuck", "kills", "sigterms", "pauses", "stop_hangs"]  # fmt: skip
+        keys = ["fires", "executions", "duplicates", "reruns_after_kill", "missing",
+                "recorded_at_pause", "unexpected", "stuck", "kills", "sigterms", "pauses",
+                "stop_hangs"]  # fmt: skip
         shown = " ".join(f"{k}={getattr(self, k)}" for k in keys)
         return f"{self.store} seed={self.seed}: {shown} statuses={dict(self.statuses)}"
 
@@ -311,6 +313,7 @@ async def tally_runs(
     posts = list(receiver.hooks["chaos"])
     tally.executions = len(posts)
     tally.statuses = Counter(r.status.value for r in runs)
+    tally.recorded_at_pause = sum("when the task was paused" in (r.error or "") for r in runs)
     stuck = [r.id for r in runs if not r.status.finished]
     tally.stuck = len(stuck)
     if stuck:
