@@ -12,7 +12,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from bench import chaos, firing, footprint, history, hostile, stdio_bench, tokens
+from bench import (
+    chaos,
+    dashboard,
+    firing,
+    footprint,
+    history,
+    hostile,
+    retention,
+    stdio_bench,
+    tokens,
+)
 from bench.common import Config, Row
 
 BENCHMARKS: dict[str, Callable[[Config], Awaitable[list[Row]]]] = {
@@ -22,11 +32,13 @@ BENCHMARKS: dict[str, Callable[[Config], Awaitable[list[Row]]]] = {
     "lateness": firing.lateness_per_minute,
     "burst": firing.lateness_burst,
     "history": history.history,
+    "dashboard": dashboard.dashboard,
     "processes": firing.processes,
     "footprint": footprint.footprint,
     "tokens": tokens.tools_list,
     "chaos": chaos.chaos,
     "hostile": hostile.hostile_neighbour,
+    "retention": retention.retention,
 }
 # Seconds one benchmark may take; chaos kills 100 workers on each of two stores.
 TIMEOUT_S = {"chaos": 1800}

@@ -16,12 +16,17 @@ from taskloom.domain.outcome import Outcome
 from taskloom.domain.runs import Run, RunStatus
 from taskloom.domain.storage import (
     ClaimResult,
+    Cutoffs,
     Figures,
     FireContext,
+    Footprint,
+    Gauges,
     MakeRun,
     Page,
     ProcessInfo,
+    Prunable,
     Quotas,
+    RunPoint,
     Store,
     Unclaimed,
 )
@@ -30,8 +35,10 @@ from taskloom.store import stats
 from taskloom.store.admission import Admission
 from taskloom.store.claims import Claims
 from taskloom.store.database import Database
+from taskloom.store.notes import RunNotes
 from taskloom.store.recorder import RunRecorder
 from taskloom.store.records import Records
+from taskloom.store.retention import RetentionStore
 
 __all__ = ["SqlStore"]
 
@@ -45,6 +52,8 @@ class SqlStore:
         self.claims = Claims(self.db)
         self.recorder = RunRecorder(self.db)  # one per process: it batches what is pending
         self.admission = Admission(self.db)
+        self.retention = RetentionStore(self.db)
+        self.notes = RunNotes(self.db)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -201,6 +210,45 @@ class SqlStore:
 
     async def figures(self, now: datetime, *, owner: str | None, top: int = 20) -> Figures:
         return await stats.figures(self.db, now, owner=owner, top=top)
+
+    async def recent_runs(
+        self, task_ids: list[str], *, per_task: int, owner: str | None
+    ) -> dict[str, list[RunPoint]]:
+        return await stats.recent_runs(self.db, task_ids, per_task=per_task, owner=owner)
+
+    async def recent_starts(self, *, owner: str | None, limit: int) -> list[RunPoint]:
+        return await stats.recent_starts(self.db, owner=owner, limit=limit)
+
+    async def gauges(self, now: datetime, *, owner: str | None = None) -> Gauges:
+        return await stats.gauges(self.db, now, owner=owner)
+
+    async def next_fires(self, *, owner: str | None, limit: int) -> list[tuple[str, str, datetime]]:
+        return await stats.next_fires(self.db, owner=owner, limit=limit)
+
+    # -- retention and notes on runs ---------------------------------------------------------
+
+    async def tasks_with_runs(self) -> list[str]:
+        return await self.retention.tasks_with_runs()
+
+    async def keep_from(self, task_id: str, keep_last: int) -> str | None:
+        return await self.retention.keep_from(task_id, keep_last)
+
+    async def prune_batch(
+        self, task_id: str, cutoffs: Cutoffs, keep_from: str | None, batch: int
+    ) -> int:
+        return await self.retention.prune_batch(task_id, cutoffs, keep_from, batch)
+
+    async def prunable(self, task_id: str, cutoffs: Cutoffs, keep_from: str | None) -> Prunable:
+        return await self.retention.prunable(task_id, cutoffs, keep_from)
+
+    async def footprint(self) -> Footprint:
+        return await self.retention.footprint()
+
+    async def vacuum(self) -> None:
+        await self.retention.vacuum()
+
+    async def note_on_run(self, run_id: str, note: str) -> bool:
+        return await self.notes.add(run_id, note)
 
 
 def _implements(store: SqlStore) -> Store:
