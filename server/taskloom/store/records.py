@@ -12,7 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from taskloom.domain.outcome import OUTCOME_FIELDS, Outcome, apply_run
 from taskloom.domain.runs import Run, RunStatus
-from taskloom.domain.storage import Page, decode_cursor, encode_cursor
+from taskloom.domain.storage import Page, Unclaimed, decode_cursor, encode_cursor
 from taskloom.domain.tasks import Task
 from taskloom.errors import Conflict
 from taskloom.store.database import TASKS_REVISION, Database, bump
@@ -92,10 +92,14 @@ class Records:
             rows = list((await s.exec(query)).all())
         return _page([r.to_domain() for r in rows], limit)
 
-    async def save_task(self, task: Task, *, expected_revision: int | None = None) -> Task:
-        """Write the whole task; with expected_revision, refuse if someone changed it meanwhile."""
+    async def save_task(
+        self, task: Task, *, expected_revision: int | None = None, unclaimed: Unclaimed = None
+    ) -> Task:
+        """Write the whole task; with expected_revision, refuse if someone changed it meanwhile.
+        `unclaimed(stored)`: the runs for the due fires the new next fire leaves behind."""
         async with self.db.write() as s:
-            row = await s.get(TaskRow, task.id)
+            query = self.db.dialect.locked(select(TaskRow).where(col(TaskRow.id) == task.id))
+            row = (await s.exec(query)).first()
             if row is None:
                 raise Conflict(f"Task {task.id!r} was deleted meanwhile; nothing was saved.")
             if expected_revision is not None and row.revision != expected_revision:
@@ -103,6 +107,8 @@ class Records:
                     f"Task {task.id!r} changed meanwhile (revision {row.revision}, you edited "
                     f"{expected_revision}). Fetch it with get_task and apply your change again."
                 )
+            for run in unclaimed(row.to_domain()) if unclaimed else []:
+                s.add(RunRow.from_domain(run, row.owner))
             fresh = TaskRow.from_domain(task)
             for name, value in fresh.model_dump(exclude=RUN_OWNED_TASK_FIELDS).items():
                 setattr(row, name, value)
