@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, event, func, text, update
+from sqlalchemy import Table, delete, event, func, text, update
+from sqlalchemy import select as rows_of  # Core rows of a table (sqlmodel.select types entities)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -27,8 +28,17 @@ from taskloom.domain.outcome import OUTCOME_FIELDS, Outcome, apply_run
 from taskloom.domain.runs import Run, RunStatus
 from taskloom.domain.tasks import Task
 from taskloom.errors import Conflict, InvalidInput, StoreUnavailable
+from taskloom.store import inline_sqlite
 from taskloom.store.migrate import schema_head, upgrade
-from taskloom.store.tables import CounterRow, RunRow, StepResultRow, TaskRow
+from taskloom.store.tables import (
+    CounterRow,
+    RunRow,
+    StepResultRow,
+    TaskRow,
+    run_of,
+    step_of,
+    task_of,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -139,6 +149,12 @@ class Store:
             if immediate
             else {}
         )
+        database = make_url(self.url).database
+        inline = bool(database) and database != ":memory:"
+        if inline:  # statements run on the loop's thread, not via aiosqlite's: see inline_sqlite
+            assert database is not None
+            connect = inline_sqlite.connector(database, BUSY_TIMEOUT_MS, reads=not immediate)
+            pool["async_creator"] = connect
         engine = create_async_engine(
             self.url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}, **pool
         )
@@ -149,7 +165,8 @@ class Store:
             dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            if not inline:  # inline, a busy database is waited for in a thread instead
+                cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
@@ -225,6 +242,13 @@ class Store:
             yield s
 
     @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
+        """One read transaction on a Core connection: rows without the ORM's session, identity
+        map and instance state (the tool reads below; ~2x cheaper per row)."""
+        async with self._guard(), self._read_engine().connect() as conn:
+            yield conn
+
+    @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """One transaction, committed on success; BEGIN IMMEDIATE on SQLite."""
         engine = self._write_engine()
@@ -255,11 +279,11 @@ class Store:
             await self.bump(s, TASKS_REVISION)
 
     async def get_task(self, task_id: str, owner: str | None = None) -> Task | None:
-        async with self.read() as s:
-            row = await s.get(TaskRow, task_id)
+        async with self.reading() as c:
+            row = (await c.execute(rows_of(TASKS).where(TASKS.c.id == task_id))).first()
         if row is None or (owner is not None and row.owner != owner):
             return None
-        return row.to_domain()
+        return task_of(row)
 
     async def task_named(self, owner: str, name: str) -> str | None:
         """The id of `owner`'s task called `name` (ignoring case), or None."""
@@ -281,7 +305,7 @@ class Store:
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
-        query = select(TaskRow).order_by(col(TaskRow.id)).limit(limit + 1)
+        query = rows_of(TASKS).order_by(col(TaskRow.id)).limit(limit + 1)
         if owner is not None:
             query = query.where(col(TaskRow.owner) == owner)
         if status:
@@ -291,9 +315,9 @@ class Store:
         after = decode_cursor(cursor, "tsk")
         if after:
             query = query.where(col(TaskRow.id) > after)
-        async with self.read() as s:
-            rows = list((await s.exec(query)).all())
-        return _page([r.to_domain() for r in rows], limit)
+        async with self.reading() as c:
+            rows = (await c.execute(query)).all()
+        return _page([task_of(r) for r in rows], limit)
 
     async def save_task(self, task: Task, *, expected_revision: int | None = None) -> Task:
         """Write the whole task; with expected_revision, refuse if someone changed it meanwhile."""
@@ -326,9 +350,10 @@ class Store:
         return removed
 
     async def tasks_revision(self) -> int:
-        async with self.read() as s:
-            row = await s.get(CounterRow, TASKS_REVISION)
-        return row.value if row else 0
+        query = select(col(CounterRow.value)).where(col(CounterRow.name) == TASKS_REVISION)
+        async with self.reading() as c:
+            value = (await c.execute(query)).scalar()
+        return value or 0
 
     async def bump(self, s: AsyncSession, name: str) -> None:
         row = await s.get(CounterRow, name)
@@ -346,16 +371,14 @@ class Store:
                 s.add(StepResultRow.from_domain(run.id, step))
 
     async def get_run(self, run_id: str, owner: str | None = None) -> Run | None:
-        async with self.read() as s:
-            row = await s.get(RunRow, run_id)
+        async with self.reading() as c:
+            row = (await c.execute(rows_of(RUNS).where(RUNS.c.id == run_id))).first()
             if row is None or (owner is not None and row.owner != owner):
                 return None
-            steps = await s.exec(
-                select(StepResultRow)
-                .where(col(StepResultRow.run_id) == run_id)
-                .order_by(col(StepResultRow.index))
+            steps = await c.execute(
+                rows_of(STEPS).where(STEPS.c.run_id == run_id).order_by(STEPS.c.step_index)
             )
-            return row.to_domain([st.to_domain() for st in steps])
+            return run_of(row, [step_of(st, st.step_index) for st in steps])
 
     async def list_runs(
         self,
@@ -367,7 +390,7 @@ class Store:
         cursor: str | None = None,
     ) -> Page:
         """Newest first; step results are not loaded (use get_run)."""
-        query = select(RunRow).order_by(col(RunRow.id).desc()).limit(limit + 1)
+        query = rows_of(RUNS).order_by(col(RunRow.id).desc()).limit(limit + 1)
         if owner is not None:
             query = query.where(col(RunRow.owner) == owner)
         if task_id:
@@ -377,9 +400,9 @@ class Store:
         before = decode_cursor(cursor, "run")
         if before:
             query = query.where(col(RunRow.id) < before)
-        async with self.read() as s:
-            rows = list((await s.exec(query)).all())
-        return _page([r.to_domain() for r in rows], limit)
+        async with self.reading() as c:
+            rows = (await c.execute(query)).all()
+        return _page([run_of(r) for r in rows], limit)
 
     async def update_run_status(
         self, run_id: str, status: RunStatus, *, when: datetime, error: str | None = None
@@ -416,18 +439,21 @@ class Store:
 
     async def last_finished_run(self, task_id: str, *, before: str) -> Run | None:
         query = (
-            select(RunRow)
+            rows_of(RUNS)
             .where(col(RunRow.task_id) == task_id)
             .where(col(RunRow.id) < before)
             .where(col(RunRow.status).in_(FINISHED_RUN_STATUSES))
             .order_by(col(RunRow.id).desc())
             .limit(1)
         )
-        async with self.read() as s:
-            row = (await s.exec(query)).first()
-        return row.to_domain() if row else None
+        async with self.reading() as c:
+            row = (await c.execute(query)).first()
+        return run_of(row) if row else None
 
 
+TASKS: Table = TaskRow.__table__  # type: ignore[attr-defined]
+RUNS: Table = RunRow.__table__  # type: ignore[attr-defined]
+STEPS: Table = StepResultRow.__table__  # type: ignore[attr-defined]
 FINISHED_RUN_STATUSES = [RunStatus.SUCCEEDED.value, RunStatus.FAILED.value]
 
 
