@@ -73,7 +73,7 @@ class Claims:
                 for task_id in ids
             }
             if runs:  # the batch's runs in one Core executemany, no model instance per run
-                await s.execute(insert(RUNS), runs)
+                await s.exec(insert(RUNS), params=runs)
             return claimed
 
     async def _in_flight_many(self, s: AsyncSession, ids: list[str]) -> dict[str, dict[str, int]]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from sqlalchemy import Table, delete, event, func, text, update
+from sqlalchemy import Table, delete, event, func, insert, text, update
 from sqlalchemy import select as rows_of  # Core rows of a table (sqlmodel.select types entities)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
@@ -275,7 +275,7 @@ class Store:
                     f"Owner {task.owner!r} already has {count} tasks, the limit "
                     f"(TASKLOOM_MAX_TASKS_PER_OWNER={max_per_owner}). Delete unused tasks first."
                 )
-            s.add(TaskRow.from_domain(task))
+            await s.exec(insert(TASKS), params=[TaskRow.values(task)])  # Core: no model instance
             await self.bump(s, TASKS_REVISION)
 
     async def get_task(self, task_id: str, owner: str | None = None) -> Task | None:
@@ -356,11 +356,13 @@ class Store:
         return value or 0
 
     async def bump(self, s: AsyncSession, name: str) -> None:
-        row = await s.get(CounterRow, name)
-        if row is None:
-            s.add(CounterRow(name=name, value=1))
-        else:
-            row.value += 1
+        # One UPDATE (an insert the first time), not an ORM load and a flushed change.
+        counter = col(CounterRow.name) == name
+        bumped = await s.exec(
+            update(CounterRow).where(counter).values(value=col(CounterRow.value) + 1)
+        )
+        if not bumped.rowcount:
+            await s.exec(insert(CounterRow).values(name=name, value=1))
 
     # -- runs --------------------------------------------------------------------------------
 

@@ -80,22 +80,27 @@ class TaskRow(SQLModel, table=True):
 
     @classmethod
     def from_domain(cls, task: Task) -> "TaskRow":
+        return cls(**cls.values(task))
+
+    @staticmethod
+    def values(task: Task) -> dict[str, Any]:
+        """The row as column values, for a Core insert (no model instance: create_task)."""
         data = task.model_dump(mode="json", include=SPEC_FIELDS)
         trigger = data.get("trigger")
-        return cls(
-            id=task.id,
-            owner=task.owner,
-            name=task.name,
-            description=task.description,
-            spec=data,
-            timezone=task.timezone,
-            trigger_kind=trigger_kind(trigger),
-            event_name=trigger.get("event") if isinstance(trigger, dict) else None,
-            enabled=task.enabled,
-            status=task.status.value,
-            revision=task.revision,
+        return {
+            "id": task.id,
+            "owner": task.owner,
+            "name": task.name,
+            "description": task.description,
+            "spec": data,
+            "timezone": task.timezone,
+            "trigger_kind": trigger_kind(trigger),
+            "event_name": trigger.get("event") if isinstance(trigger, dict) else None,
+            "enabled": task.enabled,
+            "status": task.status.value,
+            "revision": task.revision,
             **{f: getattr(task, f) for f in _TASK_STATE},
-        )
+        }
 
     def to_domain(self) -> Task:
         return task_of(self)
