@@ -26,7 +26,7 @@ from taskloom.scheduling.scheduler import Scheduler, Timing
 from taskloom.services import Services, ToolContexts, new_process_id
 from taskloom.settings import Settings, parse_http_tokens
 from taskloom.step_tools import StepCatalog
-from taskloom.store.sql import Store
+from taskloom.store.sql import SqlStore
 from taskloom.tasks.service import TaskService
 from taskloom.upstream import UpstreamPool
 from taskloom_tools.catalog import builtin_tools
@@ -60,7 +60,7 @@ def build_services(
     """`http` and `anthropic_http` let tests fake the network at the transport. `self_urls` are
     this server's own HTTP endpoints, refused as upstream servers."""
     clock = clock or SystemClock()
-    store = Store(settings.resolved_database_url)
+    store = SqlStore(settings.resolved_database_url)
     upstream = (
         UpstreamPool(settings.mcp_config, self_urls=self_urls) if settings.mcp_config else None
     )

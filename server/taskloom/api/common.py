@@ -14,9 +14,9 @@ from mcp_types import TextContent
 from pydantic import BaseModel, Field, ValidationError
 
 from taskloom.api.bounded import FRAME, Place, bound, dumps, shorten_lists, slice_of
+from taskloom.domain.storage import encode_cursor
 from taskloom.errors import InvalidInput, InvalidInputs, TaskloomError
 from taskloom.services import Services
-from taskloom.store.sql import encode_cursor
 from taskloom.tasks.suggest import did_you_mean, fields_beside
 
 T = TypeVar("T")

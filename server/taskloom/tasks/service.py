@@ -11,12 +11,12 @@ from taskloom.access import Access
 from taskloom.answers import FireTime, SchedulePreview, TaskAnswer, TaskList, TaskSummary
 from taskloom.clock import Clock
 from taskloom.domain import triggers
+from taskloom.domain.storage import Store
 from taskloom.domain.tasks import Task, TaskPatch, TaskSpec, TaskStatus, Trigger, trigger_kind
 from taskloom.errors import InvalidInput, NotFound
 from taskloom.ids import new_id
 from taskloom.settings import Settings
 from taskloom.step_tools import StepCatalog
-from taskloom.store.sql import Store
 from taskloom.tasks.readiness import Surroundings
 from taskloom.tasks.secret_use import check_grants
 from taskloom.tasks.validate import validate_task
