@@ -185,8 +185,8 @@ async def throughput(cfg: Config) -> list[Row]:
     floor = raw_sqlite_inserts(data / "floor.db", n)
     return [
         Row("firing", f"{n} tasks due at once -> finished runs in the DB (SQLite)", got.per_s,
-            "runs/s", "raw APScheduler 3, no-op jobs", aps, got.per_s / aps, ">= 1000 runs/s",
-            got.per_s >= 1000),
+            "runs/s", "raw APScheduler 3, no-op jobs", aps, got.per_s / aps, ">= 2000 runs/s",
+            got.per_s >= 2000),
         Row("firing", "same, vs raw SQLite WAL insert+commit per row", got.per_s, "runs/s",
             "raw SQLite inserts", floor, got.per_s / floor),
         Row("firing", "same, lateness p99 (started_at - fire_time)", pct(got.lateness_ms, 99),

@@ -137,6 +137,6 @@ async def history(cfg: Config) -> list[Row]:
             p50 = pct(got, 50)
             rows.append(Row("history", f"task_history p50: {label}", p50, "ms",
                             "raw sqlite3 same page", pct(raw, 50), p50 / max(pct(raw, 50), 1e-3),
-                            "< 20 ms", p50 < 20))  # fmt: skip
+                            "< 3 ms", p50 < 3))  # fmt: skip
             rows.append(Row("history", f"task_history p99: {label}", pct(got, 99), "ms"))
     return rows
