@@ -151,9 +151,7 @@ async def bump(s: AsyncSession, name: str = TASKS_REVISION) -> None:
     """Move a counter by one, in the caller's transaction: one UPDATE (an insert the first
     time), not an ORM load and a flushed change."""
     counter = col(CounterRow.name) == name
-    bumped = await s.exec(
-        update(CounterRow).where(counter).values(value=col(CounterRow.value) + 1)
-    )
+    bumped = await s.exec(update(CounterRow).where(counter).values(value=col(CounterRow.value) + 1))
     if not bumped.rowcount:
         await s.exec(insert(CounterRow).values(name=name, value=1))
 
