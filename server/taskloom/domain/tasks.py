@@ -174,6 +174,10 @@ class NotifyPolicy(Frozen):
     on: Literal["always", "failure", "change", "never"] = "failure"
     webhook_url: str | None = Field(default=None, max_length=2000)
     desktop: bool = False
+    # Apprise URLs (ntfy://, tgram://, mailtos://, ...), each literal or '{{ secrets.NAME }}'.
+    urls: list[Annotated[str, Field(min_length=1, max_length=2000)]] = Field(
+        default_factory=list, max_length=10
+    )
 
 
 class SummaryPolicy(Frozen):
@@ -277,6 +281,11 @@ class Task(TaskFields):
     last_error: str | None = None
     run_count: int = 0
     consecutive_failures: int = 0
+    managed_by: str | None = Field(
+        default=None,
+        description="the file set (`taskloom tasks apply --set`) that keeps this task in files; "
+        "null: made by a client or `taskloom tasks create`",
+    )
 
     @property
     def anchor(self) -> datetime:
