@@ -130,6 +130,10 @@ async def history(cfg: Config) -> list[Row]:
     ]  # fmt: skip
     rows = [Row("history", f"setup: {total:,} runs bulk-inserted", setup_s, "s")]
     async with Client(server) as client:
+        # The sandbox workers start a few seconds after start-up (two fresh interpreters): let
+        # them be up first, or they land in the middle of some cases and not others.
+        if services._warming is not None:
+            await services._warming
         for label, args, where, params in cases:
 
             async def tool(args: dict[str, Any] = args) -> Any:
