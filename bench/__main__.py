@@ -12,7 +12,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from bench import chaos, firing, footprint, history, hostile, retention, stdio_bench, tokens
+from bench import (
+    chaos,
+    dashboard,
+    firing,
+    footprint,
+    history,
+    hostile,
+    retention,
+    stdio_bench,
+    tokens,
+)
 from bench.common import Config, Row
 
 BENCHMARKS: dict[str, Callable[[Config], Awaitable[list[Row]]]] = {
@@ -22,6 +32,7 @@ BENCHMARKS: dict[str, Callable[[Config], Awaitable[list[Row]]]] = {
     "lateness": firing.lateness_per_minute,
     "burst": firing.lateness_burst,
     "history": history.history,
+    "dashboard": dashboard.dashboard,
     "processes": firing.processes,
     "footprint": footprint.footprint,
     "tokens": tokens.tools_list,
