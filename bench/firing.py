@@ -177,15 +177,16 @@ async def throughput(cfg: Config) -> list[Row]:
     data = cfg.workdir / "firing"
     url = _fresh_sqlite(data)
     profile = data / "worker-profile.txt" if cfg.profile else None
-    got = await burst(url, data, tasks=n, profile=profile)
+    # A generous lead: on a busy shared machine a worker may need >6 s to start.
+    got = await burst(url, data, tasks=n, profile=profile, lead_s=20.0)
     if profile is not None and profile.exists():
         print(hot_spots(profile), file=sys.stderr)
     aps = await raw_apscheduler(n)
     floor = raw_sqlite_inserts(data / "floor.db", n)
     return [
         Row("firing", f"{n} tasks due at once -> finished runs in the DB (SQLite)", got.per_s,
-            "runs/s", "raw APScheduler 3, no-op jobs", aps, got.per_s / aps, ">= 1000 runs/s",
-            got.per_s >= 1000),
+            "runs/s", "raw APScheduler 3, no-op jobs", aps, got.per_s / aps, ">= 2000 runs/s",
+            got.per_s >= 2000),
         Row("firing", "same, vs raw SQLite WAL insert+commit per row", got.per_s, "runs/s",
             "raw SQLite inserts", floor, got.per_s / floor),
         Row("firing", "same, lateness p99 (started_at - fire_time)", pct(got.lateness_ms, 99),

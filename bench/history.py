@@ -130,6 +130,10 @@ async def history(cfg: Config) -> list[Row]:
     ]  # fmt: skip
     rows = [Row("history", f"setup: {total:,} runs bulk-inserted", setup_s, "s")]
     async with Client(server) as client:
+        # The sandbox workers start a few seconds after start-up (two fresh interpreters): let
+        # them be up first, or they land in the middle of some cases and not others.
+        if services._warming is not None:
+            await services._warming
         for label, args, where, params in cases:
 
             async def tool(args: dict[str, Any] = args) -> Any:
@@ -140,6 +144,6 @@ async def history(cfg: Config) -> list[Row]:
             p50 = pct(got, 50)
             rows.append(Row("history", f"task_history p50: {label}", p50, "ms",
                             "raw sqlite3 same page", pct(raw, 50), p50 / max(pct(raw, 50), 1e-3),
-                            "< 20 ms", p50 < 20))  # fmt: skip
+                            "< 3 ms", p50 < 3))  # fmt: skip
             rows.append(Row("history", f"task_history p99: {label}", pct(got, 99), "ms"))
     return rows

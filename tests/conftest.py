@@ -33,6 +33,16 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _stdio_servers_reaped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stdio client waits until the server it killed is reaped. The SDK gives up after 2 s; on
+    a busy machine the process then dies later and its `Popen` warns (ResourceWarning, an error
+    here) in whichever test happens to collect it."""
+    import mcp.client.stdio
+
+    monkeypatch.setattr(mcp.client.stdio, "_KILL_REAP_TIMEOUT", 60.0)
+
+
 def make_settings(tmp_path: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "data_dir": tmp_path / "data",

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import os
 import signal
@@ -97,6 +98,9 @@ def serve(settings: Settings, *, transport: str, host: str, port: int) -> None:
     own = () if transport == "stdio" else _own_urls(host, port)
     services = build_services(settings, self_urls=own)
     mcp = build_server(services, auth=auth if transport != "stdio" else None)
+    # Modules, schemas and tables live as long as the process: frozen, full GC collections
+    # (a tool call's latency spikes) stop walking them.
+    gc.freeze()
     if transport == "stdio":
         code = asyncio.run(_stdio_until_stopped(mcp, services))
         if code:

@@ -13,7 +13,7 @@ from fastmcp.tools import ToolResult
 from mcp_types import TextContent
 from pydantic import BaseModel, Field, ValidationError
 
-from taskloom.api.bounded import FRAME, Place, bound, dumps, shorten_lists, size_of, slice_of
+from taskloom.api.bounded import FRAME, Place, bound, dumps, shorten_lists, slice_of
 from taskloom.domain.storage import encode_cursor
 from taskloom.errors import TaskloomError
 from taskloom.services import Services
@@ -116,7 +116,9 @@ def _shallow(prop: dict[str, Any]) -> dict[str, Any]:
 def wire_size(data: Any) -> int:
     """Bytes of a tool result carrying `data` twice: structured, and as JSON text (MCP asks
     for both), plus the envelope."""
-    return size_of(data) + size_of(dumps(data)) + 160
+    text = dumps(data)  # once: the text form is this JSON again as a string, in which only
+    # quotes and backslashes gain an escape (compact JSON holds no raw control characters)
+    return 2 * len(text.encode()) + text.count('"') + text.count("\\") + 2 + 160
 
 
 def tool_result(data: dict[str, Any]) -> ToolResult:

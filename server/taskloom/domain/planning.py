@@ -11,7 +11,8 @@ from datetime import datetime, timedelta
 
 from taskloom.domain import triggers
 from taskloom.domain.runs import Run, RunCause, RunStatus
-from taskloom.domain.tasks import CronTrigger, IntervalTrigger, OnceTrigger, Task
+from taskloom.domain.tasks import CronTrigger, IntervalTrigger, OnceTrigger, Task, TaskStatus
+from taskloom.ids import new_id
 
 # A fire claimed at most this late is on time (the timer and the claim take a moment); an older
 # one was missed, and the catch-up policy decides about it. A catch-up window shorter than this
@@ -105,11 +106,11 @@ def _grace(task: Task, grace: timedelta) -> timedelta:
     return grace
 
 
-def _due_fires(task: Task, now: datetime, bound: int) -> _Due:
+def _due_fires(task: Task, now: datetime, bound: int, early: timedelta = EARLY_TOLERANCE) -> _Due:
     if task.trigger is None or task.next_fire_at is None:
         return _Due([])
     start = task.next_fire_at - timedelta(microseconds=1)
-    end = now + EARLY_TOLERANCE
+    end = now + early
     if task.end_at is not None:
         end = min(end, task.end_at)
     due = triggers.fires_between(
@@ -253,3 +254,26 @@ def _next(task: Task, after: datetime) -> tuple[datetime | None, bool]:
     if nxt is None or (task.end_at is not None and nxt > task.end_at):
         return None, True
     return nxt, False
+
+
+def unclaimed_fires(
+    task: Task, now: datetime, *, why: str, bound: int = CATCHUP_BOUND
+) -> list[Run]:
+    """Missed runs for the fires of `task` (as stored) due by `now` that no process claimed,
+    for an edit or a pause that is about to move the task's next fire past them: no claim
+    would ever see them afterwards. `why` says what happened, e.g. "no Taskloom process had
+    claimed it when the task was paused at ..."; beyond `bound`, one summary row as in
+    `plan_fire`."""
+    if task.status != TaskStatus.ACTIVE:
+        return []
+    due = _due_fires(task, now, bound, early=timedelta(0))
+
+    def new_run(kind: RunCause, fire: datetime, status: RunStatus) -> Run:
+        run = Run(id=new_id("run", now), task_id=task.id, status=status, cause=kind,
+                  fire_time=fire, created_at=now)  # fmt: skip
+        return _finished(run, f"Missed: {why}.")
+
+    runs = [new_run(RunCause.CATCHUP, fire, RunStatus.MISSED) for fire in due.fires]
+    if due.omitted_first is not None:
+        runs.insert(0, _beyond_bound(task, due, new_run, bound, lambda _: why))
+    return runs

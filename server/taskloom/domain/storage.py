@@ -27,6 +27,8 @@ T = TypeVar("T")
 # (task, its runs running, its runs queued) -> the run to record, or raises to refuse. Called
 # inside the admission's write transaction: it must be pure (no I/O, no waiting).
 MakeRun = Callable[[Task, int, int], Run]
+# The runs a task change records for the stored task's due fires it leaves unclaimed.
+Unclaimed = Callable[[Task], list[Run]] | None
 
 
 @dataclass(frozen=True)
@@ -268,9 +270,14 @@ class Store(Protocol):
         """Oldest first; a cursor another listing gave is `InvalidInput`."""
         ...
 
-    async def save_task(self, task: Task, *, expected_revision: int | None = None) -> Task:
+    async def save_task(
+        self, task: Task, *, expected_revision: int | None = None, unclaimed: Unclaimed = None
+    ) -> Task:
         """Write the definition (never the fields finished runs own); `Conflict` when the task
-        is gone or its revision is no longer `expected_revision`."""
+        is gone or its revision is no longer `expected_revision`. `unclaimed(stored)` gives the
+        runs to record in the same transaction for the stored task's due fires that the new
+        next fire leaves behind; the task is locked as a fire's claim locks it, so a claim
+        comes wholly before or after."""
         ...
 
     async def delete_task(self, task_id: str, *, delete_runs: bool) -> int:

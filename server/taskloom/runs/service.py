@@ -170,7 +170,9 @@ class RunService:
             return run
         try:
             secrets = self._secrets_for(task.owner, secret_names(task))
-            prev = await self.store.last_finished_run(task.id, before=run.id)
+            prev = None
+            if reads_prev(task):  # a read transaction per run: only where `prev` can be seen
+                prev = await self.store.last_finished_run(task.id, before=run.id)
         except TaskloomError as exc:  # e.g. a secrets file others can read: record, never hang
             return await self._final(task, self._refused(task, run, exc.message))
 
@@ -414,6 +416,13 @@ def manual_status(task: Task, busy: int, queued: int) -> RunStatus:
         f"{task.overlap!r}, so this run was not started. Wait for it (task_history), or set "
         "overlap to 'queue' or 'allow' with update_task."
     )
+
+
+def reads_prev(task: Task) -> bool:
+    """Whether a step's args can reach `{{ prev }}` (a template, or a tool that renders its
+    own, names it): a name no arg mentions cannot be looked up, so a chain without the word
+    needs no read of the previous run."""
+    return any("prev" in json.dumps(step.args, default=str) for step in task.steps)
 
 
 def check_payload_size(payload: dict[str, Any], limit: int) -> None:

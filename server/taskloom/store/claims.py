@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, or_, update
+from sqlalchemy import Table, delete, func, insert, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -27,6 +27,7 @@ from taskloom.store.records import apply_outcome
 from taskloom.store.tables import ProcessRow, RunRow, StepResultRow, TaskRow
 
 ACTIVE = (RunStatus.RUNNING.value, RunStatus.QUEUED.value)
+RUNS: Table = RunRow.__table__  # type: ignore[attr-defined]
 
 
 class Claims:
@@ -47,12 +48,16 @@ class Claims:
             query = self.dialect.locked(select(TaskRow).where(col(TaskRow.id).in_(ids)))
             rows = {r.id: r for r in (await s.exec(query.order_by(col(TaskRow.id)))).all()}
             counts = await self._in_flight_many(s, ids)
-            return {
+            runs: list[dict[str, Any]] = []
+            claimed = {
                 task_id: self._claim_one(
-                    s, rows.get(task_id), due[task_id], context, counts.get(task_id, {})
+                    rows.get(task_id), due[task_id], context, counts.get(task_id, {}), runs
                 )
                 for task_id in ids
             }
+            if runs:  # the batch's runs in one Core executemany, no model instance per run
+                await s.exec(insert(RUNS), params=runs)
+            return claimed
 
     async def _in_flight_many(self, s: AsyncSession, ids: list[str]) -> dict[str, dict[str, int]]:
         rows = await s.exec(
@@ -68,11 +73,11 @@ class Claims:
 
     def _claim_one(
         self,
-        s: AsyncSession,
         row: TaskRow | None,
         expected: datetime,
         context: FireContext,
         counts: dict[str, int],
+        runs: list[dict[str, Any]],
     ) -> ClaimResult:
         if row is None or row.status != TaskStatus.ACTIVE.value:
             return None
@@ -85,8 +90,7 @@ class Claims:
             task, context.now, busy=busy, queued=queued, new_run=context.new_run(task),
             why_late=context.why_late,
         )  # fmt: skip
-        for run in plan.runs:
-            s.add(RunRow.from_domain(run, row.owner))
+        runs += [RunRow.values(run, row.owner) for run in plan.runs]
         row.next_fire_at = plan.next_fire_at
         if plan.finished:
             row.status = TaskStatus.FINISHED.value

@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
-from sqlalchemy import text
+from sqlalchemy import insert, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from taskloom.errors import Conflict, StoreOutage, StoreUnavailable, TaskloomError
@@ -82,6 +83,13 @@ class Database:
             yield s
 
     @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
+        """One read transaction on a Core connection: rows without the ORM's session, identity
+        map and instance state (the tool reads in `records`; ~2x cheaper per row)."""
+        async with self._guard(), self._read_engine().connect() as conn:
+            yield conn
+
+    @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """One transaction, committed on success; BEGIN IMMEDIATE on SQLite."""
         engine = self._write_engine()
@@ -140,12 +148,12 @@ class Database:
 
 
 async def bump(s: AsyncSession, name: str = TASKS_REVISION) -> None:
-    """Move a counter by one, in the caller's transaction."""
-    row = await s.get(CounterRow, name)
-    if row is None:
-        s.add(CounterRow(name=name, value=1))
-    else:
-        row.value += 1
+    """Move a counter by one, in the caller's transaction: one UPDATE (an insert the first
+    time), not an ORM load and a flushed change."""
+    counter = col(CounterRow.name) == name
+    bumped = await s.exec(update(CounterRow).where(counter).values(value=col(CounterRow.value) + 1))
+    if not bumped.rowcount:
+        await s.exec(insert(CounterRow).values(name=name, value=1))
 
 
 def _is_outage(exc: BaseException) -> bool:

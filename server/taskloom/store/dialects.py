@@ -19,6 +19,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.selectable import Select
 
+from taskloom.store import inline_sqlite
+
 BUSY_TIMEOUT_MS = 30_000
 MIGRATION_LOCK = 7300501
 S = TypeVar("S", bound=Select[Any])
@@ -82,6 +84,12 @@ class SqliteDialect(Dialect):
             if immediate
             else {}
         )
+        database = make_url(self.url).database
+        inline = bool(database) and database != ":memory:"
+        if inline:  # statements run on the loop's thread, not via aiosqlite's: see inline_sqlite
+            assert database is not None
+            connect = inline_sqlite.connector(database, BUSY_TIMEOUT_MS, reads=not immediate)
+            pool["async_creator"] = connect
         engine = create_async_engine(
             self.url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}, **pool
         )
@@ -95,7 +103,8 @@ class SqliteDialect(Dialect):
             # VACUUM): pruned runs' pages are then given back batch by batch (store/retention).
             cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            if not inline:  # inline, a busy database is waited for in a thread instead
+                cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 

@@ -295,7 +295,7 @@ async def _update_held(conn: AsyncConnection, params: list[dict[str, Any]]) -> N
 
 
 async def _insert_runs(conn: AsyncConnection, runs: list[tuple[Run | None, str]]) -> None:
-    rows = [RunRow.from_domain(run, owner).model_dump() for run, owner in runs if run is not None]
+    rows = [RunRow.values(run, owner) for run, owner in runs if run is not None]
     if rows:
         await conn.execute(insert(RUNS), rows)
 

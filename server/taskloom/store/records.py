@@ -6,17 +6,26 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import Table, delete, func, insert, update
+from sqlalchemy import select as rows_of  # Core rows of a table (sqlmodel.select types entities)
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from taskloom.domain.outcome import OUTCOME_FIELDS, Outcome, apply_run
 from taskloom.domain.runs import Run, RunStatus
-from taskloom.domain.storage import Page, decode_cursor, encode_cursor
+from taskloom.domain.storage import Page, Unclaimed, decode_cursor, encode_cursor
 from taskloom.domain.tasks import Task
 from taskloom.errors import Conflict
 from taskloom.store.database import TASKS_REVISION, Database, bump
-from taskloom.store.tables import CounterRow, RunRow, StepResultRow, TaskRow
+from taskloom.store.tables import (
+    CounterRow,
+    RunRow,
+    StepResultRow,
+    TaskRow,
+    run_of,
+    step_of,
+    task_of,
+)
 
 # Written only by finishing runs, so an edit made from a stale read never rolls them back.
 RUN_OWNED_TASK_FIELDS = {
@@ -29,6 +38,9 @@ RUN_OWNED_TASK_FIELDS = {
 }
 FINISHED_RUN_STATUSES = [RunStatus.SUCCEEDED.value, RunStatus.FAILED.value]
 Item = TypeVar("Item", Task, Run)
+TASKS: Table = TaskRow.__table__  # type: ignore[attr-defined]
+RUNS: Table = RunRow.__table__  # type: ignore[attr-defined]
+STEPS: Table = StepResultRow.__table__  # type: ignore[attr-defined]
 
 
 class Records:
@@ -48,15 +60,15 @@ class Records:
                     f"Owner {task.owner!r} already has {count} tasks, the limit "
                     f"(TASKLOOM_MAX_TASKS_PER_OWNER={max_per_owner}). Delete unused tasks first."
                 )
-            s.add(TaskRow.from_domain(task))
+            await s.exec(insert(TASKS), params=[TaskRow.values(task)])  # Core: no model instance
             await bump(s)
 
     async def get_task(self, task_id: str, owner: str | None = None) -> Task | None:
-        async with self.db.read() as s:
-            row = await s.get(TaskRow, task_id)
+        async with self.db.reading() as c:
+            row = (await c.execute(rows_of(TASKS).where(TASKS.c.id == task_id))).first()
         if row is None or (owner is not None and row.owner != owner):
             return None
-        return row.to_domain()
+        return task_of(row)
 
     async def task_named(self, owner: str, name: str) -> str | None:
         """The id of `owner`'s task called `name` (ignoring case), or None."""
@@ -78,7 +90,7 @@ class Records:
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page[Task]:
-        query = select(TaskRow).order_by(col(TaskRow.id)).limit(limit + 1)
+        query = rows_of(TASKS).order_by(col(TaskRow.id)).limit(limit + 1)
         if owner is not None:
             query = query.where(col(TaskRow.owner) == owner)
         if status:
@@ -88,14 +100,18 @@ class Records:
         after = decode_cursor(cursor, "tsk")
         if after:
             query = query.where(col(TaskRow.id) > after)
-        async with self.db.read() as s:
-            rows = list((await s.exec(query)).all())
-        return _page([r.to_domain() for r in rows], limit)
+        async with self.db.reading() as c:
+            rows = (await c.execute(query)).all()
+        return _page([task_of(r) for r in rows], limit)
 
-    async def save_task(self, task: Task, *, expected_revision: int | None = None) -> Task:
-        """Write the whole task; with expected_revision, refuse if someone changed it meanwhile."""
+    async def save_task(
+        self, task: Task, *, expected_revision: int | None = None, unclaimed: Unclaimed = None
+    ) -> Task:
+        """Write the whole task; with expected_revision, refuse if someone changed it meanwhile.
+        `unclaimed(stored)`: the runs for the due fires the new next fire leaves behind."""
         async with self.db.write() as s:
-            row = await s.get(TaskRow, task.id)
+            query = self.db.dialect.locked(select(TaskRow).where(col(TaskRow.id) == task.id))
+            row = (await s.exec(query)).first()
             if row is None:
                 raise Conflict(f"Task {task.id!r} was deleted meanwhile; nothing was saved.")
             if expected_revision is not None and row.revision != expected_revision:
@@ -103,6 +119,8 @@ class Records:
                     f"Task {task.id!r} changed meanwhile (revision {row.revision}, you edited "
                     f"{expected_revision}). Fetch it with get_task and apply your change again."
                 )
+            for run in unclaimed(row.to_domain()) if unclaimed else []:
+                s.add(RunRow.from_domain(run, row.owner))
             fresh = TaskRow.from_domain(task)
             for name, value in fresh.model_dump(exclude=RUN_OWNED_TASK_FIELDS).items():
                 setattr(row, name, value)
@@ -123,9 +141,10 @@ class Records:
         return removed
 
     async def tasks_revision(self) -> int:
-        async with self.db.read() as s:
-            row = await s.get(CounterRow, TASKS_REVISION)
-        return row.value if row else 0
+        query = select(col(CounterRow.value)).where(col(CounterRow.name) == TASKS_REVISION)
+        async with self.db.reading() as c:
+            value = (await c.execute(query)).scalar()
+        return value or 0
 
     # -- runs --------------------------------------------------------------------------------
 
@@ -136,16 +155,14 @@ class Records:
                 s.add(StepResultRow.from_domain(run.id, step))
 
     async def get_run(self, run_id: str, owner: str | None = None) -> Run | None:
-        async with self.db.read() as s:
-            row = await s.get(RunRow, run_id)
+        async with self.db.reading() as c:
+            row = (await c.execute(rows_of(RUNS).where(RUNS.c.id == run_id))).first()
             if row is None or (owner is not None and row.owner != owner):
                 return None
-            steps = await s.exec(
-                select(StepResultRow)
-                .where(col(StepResultRow.run_id) == run_id)
-                .order_by(col(StepResultRow.index))
+            steps = await c.execute(
+                rows_of(STEPS).where(STEPS.c.run_id == run_id).order_by(STEPS.c.step_index)
             )
-            return row.to_domain([st.to_domain() for st in steps])
+            return run_of(row, [step_of(st, st.step_index) for st in steps])
 
     async def list_runs(
         self,
@@ -157,7 +174,7 @@ class Records:
         cursor: str | None = None,
     ) -> Page[Run]:
         """Newest first; step results are not loaded (use get_run)."""
-        query = select(RunRow).order_by(col(RunRow.id).desc()).limit(limit + 1)
+        query = rows_of(RUNS).order_by(col(RunRow.id).desc()).limit(limit + 1)
         if owner is not None:
             query = query.where(col(RunRow.owner) == owner)
         if task_id:
@@ -167,9 +184,9 @@ class Records:
         before = decode_cursor(cursor, "run")
         if before:
             query = query.where(col(RunRow.id) < before)
-        async with self.db.read() as s:
-            rows = list((await s.exec(query)).all())
-        return _page([r.to_domain() for r in rows], limit)
+        async with self.db.reading() as c:
+            rows = (await c.execute(query)).all()
+        return _page([run_of(r) for r in rows], limit)
 
     async def update_run_status(
         self, run_id: str, status: RunStatus, *, when: datetime, error: str | None = None
@@ -195,16 +212,16 @@ class Records:
 
     async def last_finished_run(self, task_id: str, *, before: str) -> Run | None:
         query = (
-            select(RunRow)
+            rows_of(RUNS)
             .where(col(RunRow.task_id) == task_id)
             .where(col(RunRow.id) < before)
             .where(col(RunRow.status).in_(FINISHED_RUN_STATUSES))
             .order_by(col(RunRow.id).desc())
             .limit(1)
         )
-        async with self.db.read() as s:
-            row = (await s.exec(query)).first()
-        return row.to_domain() if row else None
+        async with self.db.reading() as c:
+            row = (await c.execute(query)).first()
+        return run_of(row) if row else None
 
 
 async def apply_outcome(s: AsyncSession, run: Run, outcome: Outcome) -> None:

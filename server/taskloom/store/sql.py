@@ -28,6 +28,7 @@ from taskloom.domain.storage import (
     Quotas,
     RunPoint,
     Store,
+    Unclaimed,
 )
 from taskloom.domain.tasks import Task
 from taskloom.store import stats
@@ -102,8 +103,12 @@ class SqlStore:
             owner=owner, status=status, name_contains=name_contains, limit=limit, cursor=cursor
         )
 
-    async def save_task(self, task: Task, *, expected_revision: int | None = None) -> Task:
-        return await self.records.save_task(task, expected_revision=expected_revision)
+    async def save_task(
+        self, task: Task, *, expected_revision: int | None = None, unclaimed: Unclaimed = None
+    ) -> Task:
+        return await self.records.save_task(
+            task, expected_revision=expected_revision, unclaimed=unclaimed
+        )
 
     async def delete_task(self, task_id: str, *, delete_runs: bool) -> int:
         return await self.records.delete_task(task_id, delete_runs=delete_runs)

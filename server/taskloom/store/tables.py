@@ -8,6 +8,7 @@ All times are stored as UTC and come back aware.
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic_core import to_jsonable_python
 from sqlalchemy import JSON, Column, DateTime, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -79,36 +80,46 @@ class TaskRow(SQLModel, table=True):
 
     @classmethod
     def from_domain(cls, task: Task) -> "TaskRow":
+        return cls(**cls.values(task))
+
+    @staticmethod
+    def values(task: Task) -> dict[str, Any]:
+        """The row as column values, for a Core insert (no model instance: create_task)."""
         data = task.model_dump(mode="json", include=SPEC_FIELDS)
         trigger = data.get("trigger")
-        return cls(
-            id=task.id,
-            owner=task.owner,
-            name=task.name,
-            description=task.description,
-            spec=data,
-            timezone=task.timezone,
-            trigger_kind=trigger_kind(trigger),
-            event_name=trigger.get("event") if isinstance(trigger, dict) else None,
-            status=task.status.value,
-            revision=task.revision,
+        return {
+            "id": task.id,
+            "owner": task.owner,
+            "name": task.name,
+            "description": task.description,
+            "spec": data,
+            "timezone": task.timezone,
+            "trigger_kind": trigger_kind(trigger),
+            "event_name": trigger.get("event") if isinstance(trigger, dict) else None,
+            "status": task.status.value,
+            "revision": task.revision,
             **{f: getattr(task, f) for f in _TASK_STATE},
-        )
+        }
 
     def to_domain(self) -> Task:
-        return Task.model_validate(
-            {
-                **self.spec,
-                "id": self.id,
-                "owner": self.owner,
-                "name": self.name,
-                "description": self.description,
-                "timezone": self.timezone,
-                "status": TaskStatus(self.status),
-                "revision": self.revision,
-                **{f: getattr(self, f) for f in _TASK_STATE},
-            }
-        )
+        return task_of(self)
+
+
+def task_of(row: Any) -> Task:
+    """The task in a `TaskRow`, or in a Core row of the tasks table (same attribute names)."""
+    return Task.model_validate(
+        {
+            **row.spec,
+            "id": row.id,
+            "owner": row.owner,
+            "name": row.name,
+            "description": row.description,
+            "timezone": row.timezone,
+            "status": TaskStatus(row.status),
+            "revision": row.revision,
+            **{f: getattr(row, f) for f in _TASK_STATE},
+        }
+    )
 
 
 _TASK_STATE = (
@@ -131,6 +142,8 @@ class RunRow(SQLModel, table=True):
         # The claim: one run per (task, scheduled instant, attempt), whichever process fires.
         UniqueConstraint("task_id", "fire_time", "attempt", name="uq_runs_fire"),
         Index("ix_runs_task_id_id", "task_id", "id"),
+        # One task's history filtered by status (task_history task_id + status), migration 0004.
+        Index("ix_runs_task_status_id", "task_id", "status", "id"),
         Index("ix_runs_status_id", "status", "id"),
         Index("ix_runs_owner_id", "owner", "id"),
     )
@@ -162,27 +175,58 @@ class RunRow(SQLModel, table=True):
             setattr(row, name, getattr(run, name))
         return row
 
+    @staticmethod
+    def values(run: Run, owner: str) -> dict[str, Any]:
+        """The row as column values, for Core inserts: a claim or a retry writes many runs, and
+        a model instance per row cost more than the rest of the claim."""
+        return {
+            "id": run.id,
+            "task_id": run.task_id,
+            "owner": owner,
+            "status": run.status.value,
+            "trigger": run.cause.value,
+            "attempt": run.attempt,
+            "duration_ms": run.duration_ms,
+            "output": _jsonable(run.output),
+            "summary": run.summary,
+            "error": run.error,
+            "event": _jsonable(run.event),
+            "lease_owner": run.lease_owner,
+            **{name: getattr(run, name) for name in _RUN_TIMES},
+        }
+
     def to_domain(self, steps: list[StepResult] | None = None) -> Run:
-        return Run(
-            id=self.id,
-            task_id=self.task_id,
-            status=RunStatus(self.status),
-            cause=RunCause(self.trigger),
-            fire_time=self.fire_time,
-            attempt=self.attempt,
-            created_at=self.created_at,
-            not_before=self.not_before,
-            started_at=self.started_at,
-            finished_at=self.finished_at,
-            duration_ms=self.duration_ms,
-            output=self.output,
-            summary=self.summary,
-            error=self.error,
-            event=self.event,
-            lease_owner=self.lease_owner,
-            lease_expires_at=self.lease_expires_at,
-            steps=steps or [],
-        )
+        return run_of(self, steps)
+
+
+def _jsonable(value: Any) -> Any:
+    """As `from_domain` stores JSON values (its model_dump(mode="json"))."""
+    return None if value is None else to_jsonable_python(value)
+
+
+def run_of(row: Any, steps: list[StepResult] | None = None) -> Run:
+    """The run in a `RunRow`, or in a Core row of the runs table (same attribute names): reads
+    select Core rows, which skips the ORM's identity map and instance state per row."""
+    return Run(
+        id=row.id,
+        task_id=row.task_id,
+        status=RunStatus(row.status),
+        cause=RunCause(row.trigger),
+        fire_time=row.fire_time,
+        attempt=row.attempt,
+        created_at=row.created_at,
+        not_before=row.not_before,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        duration_ms=row.duration_ms,
+        output=row.output,
+        summary=row.summary,
+        error=row.error,
+        event=row.event,
+        lease_owner=row.lease_owner,
+        lease_expires_at=row.lease_expires_at,
+        steps=steps or [],
+    )
 
 
 _RUN_TIMES = (
@@ -249,19 +293,25 @@ class StepResultRow(SQLModel, table=True):
         }
 
     def to_domain(self) -> StepResult:
-        return StepResult(
-            id=self.step_id,
-            index=self.index,
-            tool=self.tool,
-            status=StepStatus(self.status),
-            args=self.args,
-            output=self.output,
-            error=self.error,
-            started_at=self.started_at,
-            finished_at=self.finished_at,
-            duration_ms=self.duration_ms,
-            attempts=self.attempts,
-        )
+        return step_of(self, self.index)
+
+
+def step_of(row: Any, index: int) -> StepResult:
+    """The step result in a `StepResultRow`, or in a Core row (its index column is
+    `step_index` there)."""
+    return StepResult(
+        id=row.step_id,
+        index=index,
+        tool=row.tool,
+        status=StepStatus(row.status),
+        args=row.args,
+        output=row.output,
+        error=row.error,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        duration_ms=row.duration_ms,
+        attempts=row.attempts,
+    )
 
 
 class ProcessRow(SQLModel, table=True):

@@ -11,6 +11,8 @@ from taskloom.access import Access
 from taskloom.answers import FireTime, SchedulePreview, TaskAnswer, TaskList, TaskSummary
 from taskloom.clock import Clock
 from taskloom.domain import triggers
+from taskloom.domain.planning import unclaimed_fires
+from taskloom.domain.runs import Run
 from taskloom.domain.storage import Store
 from taskloom.domain.tasks import Task, TaskPatch, TaskSpec, TaskStatus, Trigger, trigger_kind
 from taskloom.errors import InvalidInput, NotFound
@@ -109,7 +111,9 @@ class TaskService:
             }
         )
         task = task.model_copy(update={"next_fire_at": self.next_fire(task, now)})
-        await self.store.save_task(task, expected_revision=current.revision)
+        await self.store.save_task(
+            task, expected_revision=current.revision, unclaimed=_left_behind(now, "edited")
+        )
         log.info("task_updated", task_id=task.id, fields=sorted(changes))
         await self._changed(task, task.id)
         message = f"Updated: {', '.join(sorted(changes)) or 'managed_by'}."
@@ -133,7 +137,8 @@ class TaskService:
             }
         )
         task = task.model_copy(update={"next_fire_at": self.next_fire(task, now)})
-        await self.store.save_task(task, expected_revision=current.revision)
+        left_behind = None if enabled else _left_behind(now, "paused")
+        await self.store.save_task(task, expected_revision=current.revision, unclaimed=left_behind)
         log.info("task_resumed" if enabled else "task_paused", task_id=task_id)
         await self._changed(task, task.id)
         return self.answer(task, message="Resumed." if enabled else "Paused.")
@@ -262,3 +267,15 @@ def _no_fires_note(trigger: Trigger | None) -> str:
     if hasattr(trigger, "event"):
         return "An event trigger fires when emit_event names its event, not on a clock."
     return "This trigger has no fire time after the given instant."
+
+
+def _left_behind(now: datetime, change: str) -> Callable[[Task], list[Run]]:
+    """The missed rows for the stored task's fires that came due unclaimed (every process was
+    down or still starting): the edit computes the next fire from now, so no claim would ever
+    record them, and a fire must never vanish without a row."""
+
+    def unclaimed(stored: Task) -> list[Run]:
+        why = f"no Taskloom process had claimed it when the task was {change} at {now.isoformat()}"
+        return unclaimed_fires(stored, now, why=why)
+
+    return unclaimed

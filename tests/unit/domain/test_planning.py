@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from taskloom.domain import triggers
-from taskloom.domain.planning import CATCHUP_BOUND, FirePlan, plan_fire
+from taskloom.domain.planning import CATCHUP_BOUND, FirePlan, plan_fire, unclaimed_fires
 from taskloom.domain.retry import retry_run
 from taskloom.domain.runs import Run, RunCause, RunStatus
 from taskloom.domain.tasks import CronTrigger, Task
@@ -391,3 +391,21 @@ def test_a_stale_fire_of_an_outage_names_the_outage() -> None:
     run = plan(make_task("12:00", catchup="skip"), "12:01:00", why_late=outage).runs[0]
     assert run.status == RunStatus.MISSED
     assert (run.error or "").startswith(f"Missed: {OUTAGE}, and the catch-up policy is 'skip'")
+
+
+def test_unclaimed_fires_left_behind_by_a_pause_are_each_accounted_for() -> None:
+    """The unclaimed fires due by a pause, even beyond the catch-up bound, each have a missed
+    row or lie in the one summary row, and every row says why."""
+    every_second = {"every": "1s", "start_at": DAY.isoformat()}
+    task = make_task("11:57:56", trigger=every_second)
+    runs = unclaimed_fires(task, at("12:00:00"), why="the task was paused")
+    due = [at("11:57:56") + timedelta(seconds=k) for k in range(125)]
+    assert accounted(FirePlan(runs=runs)) == due
+    assert {r.status for r in runs} == {RunStatus.MISSED}
+    assert all("the task was paused" in (r.error or "") for r in runs)
+
+
+def test_a_paused_task_has_no_unclaimed_fires() -> None:
+    """A task that is not active leaves no fire behind."""
+    task = make_task("09:00", status="paused", enabled=False)
+    assert unclaimed_fires(task, at("12:00:00"), why="edited") == []
