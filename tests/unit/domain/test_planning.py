@@ -407,5 +407,5 @@ def test_unclaimed_fires_left_behind_by_a_pause_are_each_accounted_for() -> None
 
 def test_a_paused_task_has_no_unclaimed_fires() -> None:
     """A task that is not active leaves no fire behind."""
-    task = make_task("09:00", status="paused", enabled=False)
+    task = make_task("09:00", status="paused")
     assert unclaimed_fires(task, at("12:00:00"), why="edited") == []
