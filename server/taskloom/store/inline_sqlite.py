@@ -167,6 +167,17 @@ class InlineConnection:
     def cursor(self) -> InlineCursor:
         return InlineCursor(self)
 
+    async def execute(self, sql: str, parameters: Any = ()) -> InlineCursor:
+        """As `aiosqlite.Connection.execute`: for the few statements that go to the driver
+        directly (PRAGMAs and VACUUM, which cannot run inside SQLAlchemy's transaction)."""
+        cursor = self.cursor()
+        await cursor.execute(sql, parameters)
+        return cursor
+
+    async def executescript(self, script: str) -> None:
+        """As `aiosqlite.Connection.executescript`: steps each statement to completion."""
+        await self.run(self._conn.executescript, script)
+
     async def commit(self) -> None:
         self._conn.commit()
 
