@@ -59,7 +59,6 @@ class TaskSummary(Answer):
     id: str
     name: str
     status: str
-    enabled: bool
     trigger: dict[str, Any] | None
     timezone: str
     next_fire: FireTime | None

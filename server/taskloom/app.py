@@ -20,7 +20,7 @@ from taskloom.clock import Clock, SystemClock
 from taskloom.errors import TaskloomError
 from taskloom.runs import evaluation
 from taskloom.runs.retention import Retention, RetentionPolicy
-from taskloom.runs.runner import Limits, Runner, StepCaller
+from taskloom.runs.runner import CatalogStepCaller, Limits, Runner
 from taskloom.runs.sandbox import Sandbox, SandboxLimits
 from taskloom.runs.service import RunService
 from taskloom.scheduling.scheduler import Scheduler, Timing
@@ -69,7 +69,7 @@ def build_services(
     tasks = TaskService(store, clock, settings, catalog)
     process_id = new_process_id()
     contexts = ToolContexts(settings, http=http, anthropic_http=anthropic_http)
-    caller = StepCaller(catalog, contexts)
+    caller = CatalogStepCaller(catalog, contexts)
     limits = Limits(
         step_timeout_s=settings.step_timeout_s, max_output_bytes=settings.max_output_bytes
     )

@@ -127,7 +127,7 @@ def _show(console: Console, runs: list[Any], database: str) -> None:
     table = Table("run", "trigger", "status", "fire time (UTC)", "ms", title="History")
     for run in runs:
         fire = run.fire_time.strftime("%H:%M:%S") if run.fire_time else "-"
-        table.add_row(run.id, run.trigger.value, run.status.value, fire, str(run.duration_ms))
+        table.add_row(run.id, run.cause.value, run.status.value, fire, str(run.duration_ms))
     console.print(table)
     latest = runs[0]
     if latest.status == RunStatus.SUCCEEDED:

@@ -67,10 +67,6 @@ def is_outage(exc: BaseException) -> bool:
     return isinstance(exc, StoreOutage)
 
 
-class StepFailed(TaskloomError):
-    """A step tool failed; the message is what the run records for that step."""
-
-
 def _short(value: Any, limit: int = 120) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

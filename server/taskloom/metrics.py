@@ -16,7 +16,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from taskloom.domain.runs import Run, RunTrigger
+from taskloom.domain.runs import Run, RunCause
 from taskloom.domain.tasks import Task
 from taskloom.errors import TaskloomError
 from taskloom.insight import Insight
@@ -121,10 +121,10 @@ class Metrics:
             if step.duration_ms is not None:
                 tool = self.tool_label(step.tool)
                 self.step_seconds.labels(tool=tool).observe(step.duration_ms / 1000)
-        scheduled = run.trigger in (RunTrigger.SCHEDULE, RunTrigger.CATCHUP)
+        scheduled = run.cause in (RunCause.SCHEDULE, RunCause.CATCHUP)
         if scheduled and run.fire_time is not None and run.started_at is not None:
             late = max(0.0, (run.started_at - run.fire_time).total_seconds())
-            self.lateness.labels(trigger=run.trigger.value).observe(late)
+            self.lateness.labels(trigger=run.cause.value).observe(late)
 
     def observe_upstream_error(self, server: str) -> None:
         self.upstream_errors.labels(server=self.server_label(server)).inc()

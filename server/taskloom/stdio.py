@@ -75,7 +75,3 @@ async def serve_stdio(mcp: FastMCP) -> None:
             await server.run(messages, write, server.create_initialization_options())
     finally:
         reset_transport(token)
-
-
-def run_stdio(mcp: FastMCP) -> None:
-    anyio.run(serve_stdio, mcp)

@@ -310,7 +310,7 @@ async def test_an_unchanged_schedule_is_not_checked_again(
     old = Task(
         **TaskSpec.model_validate(
             task(trigger={"at": "2020-01-01T09:00:00", "timezone": "EST"})
-        ).model_dump(),
+        ).fields(),
         id="tsk_old",
         owner=services.settings.owner,
         timezone="EST",

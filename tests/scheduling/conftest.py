@@ -221,6 +221,25 @@ async def two_processes(
         await services.stop(grace_s=0)
 
 
+@dataclass(frozen=True)
+class Gate:
+    """A loopback endpoint that holds each request until the test opens it: a step that stays in
+    progress for exactly as long as the test wants, whatever the machine's speed."""
+
+    url: str
+    entered: Callable[[], int]  # how many requests reached it
+    open: Callable[[], None]
+
+
+@pytest.fixture
+def gate(api: ApiServer) -> Iterator[Gate]:
+    """A closed gate of its own; opened at teardown so no request stays held."""
+    key = uuid.uuid4().hex
+    opened = api.gates[key]  # made here, before any request can race to make it
+    yield Gate(api.url(f"/gate/{key}"), lambda: api.calls[key], opened.set)
+    opened.set()
+
+
 @pytest.fixture
 def counted(api: ApiServer) -> tuple[str, Callable[[], int]]:
     """A step that counts its executions on the loopback API, and the count."""

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from taskloom.domain.runs import Run, RunStatus, RunTrigger
+from taskloom.domain.runs import Run, RunCause, RunStatus
 from tests.scheduling.conftest import Db, Workers, ago, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -36,7 +36,7 @@ async def after_downtime(db: Db, workers: Workers, **policy: Any) -> tuple[list[
 
 
 def statuses(runs: list[Run]) -> list[tuple[str, str]]:
-    return [(r.status.value, r.trigger.value) for r in runs]
+    return [(r.status.value, r.cause.value) for r in runs]
 
 
 async def test_skip_records_every_missed_fire(db: Db, workers: Workers) -> None:
@@ -72,4 +72,4 @@ async def test_schedule_resumes_on_its_grid_after_catch_up(db: Db, workers: Work
     runs, task = await after_downtime(db, workers, catchup="latest")
     last = max(r.fire_time for r in runs if r.fire_time is not None)
     assert task.next_fire_at == last + timedelta(hours=1)
-    assert Counter(r.trigger for r in runs) == {RunTrigger.CATCHUP: DOWNTIME_FIRES}
+    assert Counter(r.cause for r in runs) == {RunCause.CATCHUP: DOWNTIME_FIRES}

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from taskloom.clock import FrozenClock
-from taskloom.domain.runs import Run, RunStatus, RunTrigger
+from taskloom.domain.runs import Run, RunCause, RunStatus
 from taskloom.domain.storage import Claimed
 from taskloom.domain.templates import Secrets
 from taskloom.scheduling.scheduler import Scheduler, Timing
@@ -39,10 +39,10 @@ async def test_a_run_swept_before_its_launch_never_executes(
     assert executions() == 0
     await scheduler(b)._take_queued()
     await drain(b)
-    statuses = [(r.status, r.trigger) for r in await runs_of(a, task)]
+    statuses = [(r.status, r.cause) for r in await runs_of(a, task)]
     assert (executions(), statuses) == (
         1,
-        [(RunStatus.INTERRUPTED, RunTrigger.SCHEDULE), (RunStatus.SUCCEEDED, RunTrigger.RETRY)],
+        [(RunStatus.INTERRUPTED, RunCause.SCHEDULE), (RunStatus.SUCCEEDED, RunCause.RETRY)],
     )
 
 

@@ -46,7 +46,7 @@ async def test_killed_process_run_is_interrupted_and_retried(db: Db, workers: Wo
     workers.kill(pid)
     ended = (RunStatus.INTERRUPTED, RunStatus.SUCCEEDED)
     runs = await wait_until(lambda: attempts(db, run.task_id, 2, *ended), 6 * LEASE_S)
-    assert [(r.status, r.trigger.value) for r in runs] == [
+    assert [(r.status, r.cause.value) for r in runs] == [
         (RunStatus.INTERRUPTED, "schedule"),
         (RunStatus.SUCCEEDED, "retry"),
     ]

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from taskloom.clock import FrozenClock
-from taskloom.domain.runs import RunStatus, RunTrigger
+from taskloom.domain.runs import RunCause, RunStatus
 from taskloom.domain.tasks import Task, TaskPatch
 from taskloom.services import Services
 from tests.scheduling.conftest import T0, hourly, runs_of, scheduler
@@ -34,7 +34,7 @@ async def test_pausing_records_each_unclaimed_due_fire_as_missed(
     runs = await runs_of(a, task)
     expected = [task.next_fire_at + timedelta(seconds=k) for k in range(UNCLAIMED)]
     assert sorted(r.fire_time for r in runs if r.fire_time) == expected
-    assert {(r.status, r.trigger) for r in runs} == {(RunStatus.MISSED, RunTrigger.CATCHUP)}
+    assert {(r.status, r.cause) for r in runs} == {(RunStatus.MISSED, RunCause.CATCHUP)}
     assert all("when the task was paused" in (r.error or "") for r in runs)
     assert all(r.finished_at == clock.now() for r in runs)
 

@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from taskloom.domain.runs import Run, RunStatus, RunTrigger, StepResult, StepStatus
+from taskloom.domain.runs import Run, RunCause, RunStatus, StepResult, StepStatus
 from taskloom.domain.storage import Store
 from taskloom.domain.tasks import Task, TaskSpec
 from taskloom.ids import new_id
@@ -21,7 +21,7 @@ def make_task(n: int = 0, owner: str = "local", **extra: object) -> Task:
     )
     at = T0 + timedelta(milliseconds=n)
     fields: dict[str, object] = {
-        **dict(spec),
+        **spec.fields(),
         "id": new_id("tsk", at),
         "owner": owner,
         "timezone": "Europe/Berlin",
@@ -38,7 +38,7 @@ def make_run(task: Task, n: int = 0, status: RunStatus = RunStatus.SUCCEEDED) ->
         id=new_id("run", at),
         task_id=task.id,
         status=status,
-        trigger=RunTrigger.SCHEDULE,
+        cause=RunCause.SCHEDULE,
         fire_time=at,
         created_at=at,
         started_at=at,
@@ -80,7 +80,7 @@ def queued_run(task: Task, n: int = 0, **changes: object) -> Run:
     return make_run(task, n).model_copy(
         update={
             "status": RunStatus.QUEUED,
-            "trigger": RunTrigger.RETRY,
+            "cause": RunCause.RETRY,
             "attempt": 2,
             "started_at": None,
             "finished_at": None,

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
 from taskloom.app import build_services
-from taskloom.domain.runs import RunStatus, RunTrigger
+from taskloom.domain.runs import RunCause, RunStatus
 from taskloom.store.migrate import MIGRATIONS_DIR, schema_head
 from taskloom.store.sql import SqlStore
 from tests.conftest import make_settings
@@ -26,6 +26,8 @@ from tests.store.legacy import RELEASES, Release, load, rows
 
 VERSIONS = MIGRATIONS_DIR / "versions"
 CHECKSUMS = Path(__file__).parent / "migration_checksums.txt"
+# Columns a later migration folded into another: task -> its status (0003).
+DROPPED = {"tasks": {"enabled"}}
 TABLES = {
     "tasks": "id",
     "runs": "id",
@@ -72,10 +74,33 @@ async def test_every_row_survives_the_upgrade(legacy: Release, db_url: str) -> N
     assert {t: len(r) for t, r in after.items()} == {t: len(r) for t, r in before.items()}
     assert len(after["runs"]) == len(rows.runs(not_before=False))
     for table, old_rows in before.items():
+        kept = [k for k in old_rows[0] if k not in DROPPED.get(table, set())] if old_rows else []
         for old, new in zip(old_rows, after[table], strict=True):
-            assert {k: new[k] for k in old} == old, table
+            assert {k: new[k] for k in kept} == {k: old[k] for k in kept}, table
+            assert not DROPPED.get(table, set()) & set(new), table
     if not legacy.has_not_before:
         assert all(run["not_before"] is None for run in after["runs"])
+
+
+async def test_a_task_not_enabled_is_paused_after_the_upgrade(legacy: Release, db_url: str) -> None:
+    """A task stored as not enabled is paused once `enabled` is folded into its status, even a
+    row whose status still said active."""
+    store = SqlStore(db_url)
+    await store.open(migrate=False)
+    try:
+        async with store.transaction() as conn:
+            await conn.execute(
+                text("UPDATE tasks SET enabled = :no, status = 'active' WHERE id = :id"),
+                {"no": False, "id": rows.TASK_EVENT},
+            )
+        await store.migrate()
+        after = {row["id"]: row["status"] for row in (await snapshot(store))["tasks"]}
+    finally:
+        await store.close()
+    expected = {
+        row["id"]: "paused" if not row["enabled"] else row["status"] for row in rows.tasks()
+    }
+    assert after == {**expected, rows.TASK_EVENT: "paused"}
 
 
 async def test_the_app_works_on_an_upgraded_database(
@@ -93,7 +118,7 @@ async def test_the_app_works_on_an_upgraded_database(
             assert stored is not None
             assert stored.status == run["status"]
         task = await services.tasks.get(rows.TASK_EVENT, owner=None)
-        run = services.runs.new_run(task, RunTrigger.MANUAL)
+        run = services.runs.new_run(task, RunCause.MANUAL)
         await services.store.start_run(run, owner=task.owner)
         finished = await services.runs.execute(task, run)
         assert finished.status == RunStatus.SUCCEEDED

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import pytest
 
-from taskloom.domain.runs import Run, RunStatus, RunTrigger
+from taskloom.domain.runs import Run, RunCause, RunStatus
 from taskloom.domain.storage import MakeRun, Quotas, Store, stamped_run
 from taskloom.domain.tasks import EventTrigger, Task
 from taskloom.errors import Conflict, NotFound, QuotaExceeded
@@ -15,11 +15,11 @@ ME = "proc-me"
 ROOMY = Quotas(concurrent=10, per_minute=10, queued=10)
 
 
-def make(status: RunStatus = RunStatus.RUNNING, trigger: RunTrigger = RunTrigger.MANUAL) -> MakeRun:
+def make(status: RunStatus = RunStatus.RUNNING, cause: RunCause = RunCause.MANUAL) -> MakeRun:
     """A run planner as the run service passes it: pure, from the task and its runs in flight."""
 
     def plan(task: Task, busy: int, queued: int) -> Run:
-        return stamped_run(task, trigger, T0, holder=ME, lease=timedelta(minutes=1), status=status)
+        return stamped_run(task, cause, T0, holder=ME, lease=timedelta(minutes=1), status=status)
 
     return plan
 
@@ -97,9 +97,7 @@ async def test_an_event_admits_one_run_per_listening_task(store: Store) -> None:
     ]
     await stored_task(store, 2, trigger=EventTrigger(event="other"), next_fire_at=None)
     await stored_task(store, 3, "bob", trigger=EventTrigger(event="deployed"), next_fire_at=None)
-    admitted = await store.admit_event(
-        "deployed", "local", T0, ROOMY, make(trigger=RunTrigger.EVENT)
-    )
+    admitted = await store.admit_event("deployed", "local", T0, ROOMY, make(cause=RunCause.EVENT))
     assert sorted(t.id for t, _ in admitted) == sorted(t.id for t in listening)
     assert all(r.status == RunStatus.RUNNING for _, r in admitted)
 
@@ -111,7 +109,7 @@ async def test_an_event_run_over_the_concurrent_quota_is_skipped(store: Store) -
         for n in range(2)
     ]
     quotas = Quotas(concurrent=1, per_minute=10, queued=10)
-    admitted = await store.admit_event("deployed", None, T0, quotas, make(trigger=RunTrigger.EVENT))
+    admitted = await store.admit_event("deployed", None, T0, quotas, make(cause=RunCause.EVENT))
     assert [r.status for _, r in admitted] == [RunStatus.RUNNING, RunStatus.SKIPPED]
     skipped = await store.get_run(admitted[1][1].id)
     assert skipped is not None

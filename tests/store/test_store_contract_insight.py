@@ -3,7 +3,7 @@ starts, counts and next fires, each seen by its owner only."""
 
 from datetime import timedelta
 
-from taskloom.domain.runs import RunStatus, RunTrigger
+from taskloom.domain.runs import RunCause, RunStatus
 from taskloom.domain.storage import Store
 from tests.store.factories import T0, make_run, stored_task
 
@@ -34,7 +34,7 @@ async def test_recent_starts_are_scheduled_runs_that_started(store: Store) -> No
     """Only schedule and catch-up runs with a start and a fire time count, newest first."""
     task = await stored_task(store)
     scheduled = make_run(task, 1)
-    manual = make_run(task, 2).model_copy(update={"trigger": RunTrigger.MANUAL})
+    manual = make_run(task, 2).model_copy(update={"cause": RunCause.MANUAL})
     late = make_run(task, 3).model_copy(update={"started_at": T0 + timedelta(seconds=5)})
     for run in (scheduled, manual, late):
         await store.add_run(run, owner="local")

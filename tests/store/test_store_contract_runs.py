@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from taskloom.domain.outcome import Outcome
-from taskloom.domain.runs import Run, RunStatus, RunTrigger, StepStatus
+from taskloom.domain.runs import Run, RunCause, RunStatus, StepStatus
 from taskloom.domain.storage import Store
 from taskloom.domain.tasks import Task
 from tests.store.factories import T0, as_running, make_run, running_run, stored_task
@@ -148,7 +148,7 @@ async def test_outcomes_of_one_batch_apply_in_order(store: Store) -> None:
     await asyncio.gather(*(store.finish_run(r, holder=ME, outcome=pause) for r in failed))
     after = await store.get_task(task.id)
     assert after is not None
-    assert (after.consecutive_failures, after.status.value, after.enabled) == (2, "paused", False)
+    assert (after.consecutive_failures, after.status.value) == (2, "paused")
     assert after.last_error == "boom 1"
     assert after.revision == task.revision + 1
     assert await store.tasks_revision() > before
@@ -159,7 +159,7 @@ async def test_a_retry_is_inserted_with_the_recorded_run(store: Store) -> None:
     task = await stored_task(store)
     run = (await held(store, task, 0)).model_copy(update={"status": RunStatus.FAILED})
     retry = make_run(task, 60, status=RunStatus.QUEUED).model_copy(
-        update={"trigger": RunTrigger.RETRY, "attempt": 2, "fire_time": run.fire_time}
+        update={"cause": RunCause.RETRY, "attempt": 2, "fire_time": run.fire_time}
     )
     assert await store.finish_run(run, holder=ME, outcome=KEEP, follow_up=retry)
     stored = await store.get_run(retry.id, owner="local")

@@ -3,7 +3,7 @@ dead processes, and the process registry."""
 
 from datetime import datetime, timedelta
 
-from taskloom.domain.runs import RunStatus, RunTrigger
+from taskloom.domain.runs import RunCause, RunStatus
 from taskloom.domain.storage import Claimed, FireContext, ProcessInfo, Store
 from taskloom.domain.tasks import IntervalTrigger, RetryPolicy, Task, TaskStatus
 from tests.store.factories import T0, make_task, queued_run, running_run, stored_task
@@ -110,7 +110,7 @@ async def test_a_queued_retry_of_an_allow_task_starts_beside_its_running_run(
         await store.start_run(running_run(task, n, holder=OTHER), owner=task.owner)
         await store.add_run(queued_run(task, n + 2), owner=task.owner)
     taken = await store.claim_queued(ME, T0, T0 + timedelta(minutes=1), 10)
-    assert [(task.id, run.trigger) for task, run in taken] == [(allow.id, RunTrigger.RETRY)]
+    assert [(task.id, run.cause) for task, run in taken] == [(allow.id, RunCause.RETRY)]
 
 
 async def test_a_queued_run_of_a_paused_task_is_cancelled(store: Store) -> None:
@@ -151,8 +151,8 @@ async def test_a_sweep_interrupts_expired_runs_and_queues_their_retries(store: S
     swept = await store.sweep_expired(T0 + timedelta(minutes=1))
     assert [(r.id, r.status) for r in swept] == [(dead.id, RunStatus.INTERRUPTED)]
     retries = (await store.list_runs(owner=None, statuses=[RunStatus.QUEUED])).items
-    assert [(r.trigger, r.attempt, r.fire_time) for r in retries] == [
-        (RunTrigger.RETRY, 2, dead.fire_time),
+    assert [(r.cause, r.attempt, r.fire_time) for r in retries] == [
+        (RunCause.RETRY, 2, dead.fire_time),
     ]
     after = await store.get_task(task.id)
     assert after is not None

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from taskloom import __version__
 from taskloom.app import build_services
 from taskloom.cli import app
-from taskloom.domain.runs import RunTrigger
+from taskloom.domain.runs import RunCause
 from taskloom.domain.tasks import TaskSpec
 from taskloom.services import Services
 from taskloom.settings import Settings
@@ -68,7 +68,7 @@ def run_id(task_id: str) -> str:
 
     async def execute(s: Services) -> str:
         task = await s.tasks.get(task_id, owner=None)
-        run = s.runs.new_run(task, RunTrigger.MANUAL)
+        run = s.runs.new_run(task, RunCause.MANUAL)
         await s.store.start_run(run, owner=task.owner)
         return (await s.runs.execute(task, run)).id
 
@@ -198,6 +198,39 @@ def test_run_executes_the_task_and_prints_succeeded(task_id: str) -> None:
     assert result.exit_code == 0, result.stdout
     assert "succeeded" in result.stdout
     assert "pause (wait): succeeded" in result.stdout
+
+
+def test_run_refuses_a_finished_task() -> None:
+    """`taskloom run` on a task that reached max_runs exits 1 saying it has finished, as run_task
+    does (one start path for both)."""
+
+    async def create(s: Services) -> str:
+        spec = TaskSpec.model_validate({"name": "Once only", "steps": [WAIT_0], "max_runs": 1})
+        return (await s.tasks.create(spec, owner="local")).task.id
+
+    once = through_services(create)
+    assert invoke("run", once).exit_code == 0
+    result = invoke("run", once)
+    assert result.exit_code == 1
+    assert "has finished" in result.stderr
+
+
+def test_run_follows_the_overlap_policy(task_id: str) -> None:
+    """`taskloom run` while a run of the task is going is refused under overlap 'skip', naming
+    the policy, and nothing is recorded."""
+
+    async def hold(s: Services) -> str:
+        task = await s.tasks.get(task_id, owner=None)
+        run = s.runs.new_run(task, RunCause.MANUAL)
+        await s.store.start_run(run, owner=task.owner)
+        return run.id
+
+    running = through_services(hold)
+    result = invoke("run", task_id)
+    assert result.exit_code == 1
+    assert "overlap policy is 'skip'" in " ".join(result.stderr.split())
+    runs = through_services(lambda s: s.store.list_runs(owner=None, task_id=task_id, limit=10))
+    assert [r.id for r in runs.items] == [running]
 
 
 def test_runs_list_shows_the_run(run_id: str) -> None:

@@ -41,10 +41,7 @@ from taskloom.api.common import (
     schema_of,
 )
 from taskloom.domain.runs import Run, RunStatus
-from taskloom.domain.tasks import (
-    EVENT_NAME_PATTERN,
-    Step,
-)
+from taskloom.domain.tasks import EVENT_NAME_PATTERN, Step, Task
 from taskloom.errors import InvalidInput, NotFound
 from taskloom.runs.service import Trial
 from taskloom.services import Services
@@ -216,11 +213,13 @@ async def _trial(
 async def _run_now(
     s: Services, ctx: Context, task_id: str, wait: bool, wait_timeout_s: float
 ) -> RunAnswer:
-    task, run = await s.runs.admit_manual(task_id, owner=owner_of(s))
-    if run.status == RunStatus.QUEUED:
+    def watch(task: Task, run: Run) -> Any:
+        return _progress(ctx, run_id=run.id, task_id=task.id) if wait else None
+
+    started = await s.runs.start_manual(task_id, owner=owner_of(s), watch=watch)
+    run, job = started.run, started.job
+    if job is None:
         return RunAnswer(run=run, message="Queued behind the run in progress (overlap 'queue').")
-    progress = _progress(ctx, run_id=run.id, task_id=task.id) if wait else None
-    job = s.runs.launch(task, run, progress=progress)
     if not wait:
         return RunAnswer(run=run, message="Started; call get_run with this id for the result.")
     try:

@@ -4,14 +4,21 @@ Every chat pays for `tools/list` before it says a word. Pydantic writes an optio
 `{"anyOf": [{...}, {"type": "null"}], "default": null}`; `{..., "type": [..., "null"]}` accepts
 exactly the same values. Input validation never reads these schemas (FastMCP validates against
 the function's signature), so rewriting them changes what the client reads, not what we accept.
+
+`takes` gives a tool the signature of a domain model's fields, so the schema and the validation
+of a tool that takes a model (create_task, update_task) both come from the model's definition.
 """
 
-from collections.abc import Sequence
-from typing import Any
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, TypeVar
 
 import mcp_types as mt
 from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 from fastmcp.tools import Tool
+from pydantic import BaseModel
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 # Keywords that only constrain a value of one JSON type, so they let null through unchanged.
 _TYPED = frozenset(
@@ -82,15 +89,59 @@ def _once(schema: Any, seen: set[str]) -> None:
         _once(value, seen)
 
 
-def compact_tool(tool: Tool, *, brief: frozenset[str] = frozenset()) -> Tool:
-    """`brief` tools leave the nested models' docs to create_task (they take the same ones)."""
-    parameters = compact(tool.parameters)
-    if tool.name in brief:
+def takes(model: type[BaseModel], *leading: inspect.Parameter) -> Callable[[F], F]:
+    """A tool whose arguments are `leading` and then the fields of `model`, each with its type,
+    constraints, default and description: FastMCP builds the tool's schema and validates its
+    arguments from this signature, so both come from the model's one definition. The tool
+    function takes them as keywords (`**fields`)."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    fields = [
+        inspect.Parameter(name, keyword, annotation=Annotated[info.annotation, info])
+        for name, info in model.model_fields.items()
+    ]
+
+    def bind(fn: F) -> F:
+        returns = inspect.signature(fn).return_annotation
+        signature = inspect.Signature([*leading, *fields], return_annotation=returns)
+        fn.__signature__ = signature  # type: ignore[attr-defined]
+        fn.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()}
+        fn.__annotations__["return"] = returns
+        return fn
+
+    return bind
+
+
+def compact_parameters(
+    parameters: dict[str, Any], *, brief: bool = False, known: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """A tool's input schema as clients see it. `brief`: nested models without their docs, and
+    no argument description another tool already gives (`known`, e.g. create_task's)."""
+    parameters = compact(parameters)
+    if brief:
         parameters["properties"] = {
-            name: {**compact(prop, docs=False), **_own_doc(prop)}
+            name: {**compact(prop, docs=False), **_own_doc(prop, known)}
             for name, prop in parameters["properties"].items()
         }
     _once(parameters, set())
+    return parameters
+
+
+def descriptions(schema: Any) -> frozenset[str]:
+    """Every description text in a (compacted) schema."""
+    if isinstance(schema, list):
+        return frozenset().union(*(descriptions(item) for item in schema))
+    if not isinstance(schema, dict):
+        return frozenset()
+    own = schema.get("description")
+    found = frozenset({own}) if isinstance(own, str) else frozenset()
+    return found.union(*(descriptions(value) for value in schema.values()))
+
+
+def compact_tool(
+    tool: Tool, *, brief: frozenset[str] = frozenset(), known: frozenset[str] = frozenset()
+) -> Tool:
+    """`brief` tools leave the nested models' docs to create_task (they take the same ones)."""
+    parameters = compact_parameters(tool.parameters, brief=tool.name in brief, known=known)
     update: dict[str, Any] = {"parameters": parameters}
     if tool.output_schema is not None:
         update["output_schema"] = compact(tool.output_schema)
@@ -99,13 +150,17 @@ def compact_tool(tool: Tool, *, brief: frozenset[str] = frozenset()) -> Tool:
     return tool.model_copy(update=update)
 
 
-def _own_doc(prop: dict[str, Any]) -> dict[str, Any]:
-    return {"description": prop["description"]} if "description" in prop else {}
+def _own_doc(prop: dict[str, Any], known: frozenset[str]) -> dict[str, Any]:
+    text = prop.get("description")
+    if not isinstance(text, str) or " ".join(text.split()) in known:
+        return {}
+    return {"description": " ".join(text.split())}
 
 
 class CompactSchemas(Middleware):
     """Sends every tool's schemas compacted; `brief` names the tools whose nested models are
-    documented in create_task's schema, not again in theirs."""
+    documented in create_task's schema, not again in theirs, nor the arguments the other tools
+    describe."""
 
     def __init__(self, brief: frozenset[str] = frozenset()) -> None:
         self.brief = brief
@@ -115,4 +170,7 @@ class CompactSchemas(Middleware):
         context: MiddlewareContext[mt.ListToolsRequest],
         call_next: CallNext[mt.ListToolsRequest, Sequence[Tool]],
     ) -> Sequence[Tool]:
-        return [compact_tool(tool, brief=self.brief) for tool in await call_next(context)]
+        tools = list(await call_next(context))
+        full = {t.name: compact_tool(t) for t in tools if t.name not in self.brief}
+        known = descriptions([tool.parameters for tool in full.values()])
+        return [full.get(t.name) or compact_tool(t, brief=self.brief, known=known) for t in tools]

@@ -1,5 +1,6 @@
 """The task tools: create, read, change, remove, and look at schedules and step tools."""
 
+import inspect
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -36,50 +37,20 @@ from taskloom.api.common import (
     schema_of,
 )
 from taskloom.api.runs import runs_place
-from taskloom.domain.tasks import (
-    CatchupPolicy,
-    ClearableField,
-    Count,
-    NotifyPolicy,
-    OverlapPolicy,
-    RetryPolicy,
-    Seconds,
-    Step,
-    SummaryPolicy,
-    Task,
-    TaskPatch,
-    TaskSpec,
-    Trigger,
-)
+from taskloom.api.schemas import takes
+from taskloom.domain.tasks import Task, TaskPatch, TaskSpec, Trigger
 from taskloom.services import Services
 
 TASK_SCHEMA = schema_of(TaskAnswer)
 # get_task(path=...) answers only `value`: no field of the task answer is required.
 PAGED_TASK_SCHEMA = {k: v for k, v in TASK_SCHEMA.items() if k != "required"}
+TASK_ID = inspect.Parameter("task_id", inspect.Parameter.KEYWORD_ONLY, annotation=TaskId)
 
 
 def register_task_tools(mcp: FastMCP, s: Services) -> None:
     @mcp.tool(annotations=WRITE, output_schema=TASK_SCHEMA)
-    async def create_task(
-        name: Annotated[str, Field(description="short human name, e.g. 'Morning BTC digest'")],
-        steps: Annotated[list[Step], Field(description="the chain, run in order")],
-        trigger: Annotated[
-            Trigger | None,
-            Field(description="when to run; omit for manual-only (run_task)"),
-        ] = None,
-        description: str = "",
-        enabled: bool = True,
-        catchup: CatchupPolicy = "latest",
-        catchup_window_s: Annotated[Count | None, Field(ge=1)] = None,
-        overlap: OverlapPolicy = "skip",
-        retry: RetryPolicy | None = None,
-        timeout_s: Annotated[Seconds | None, Field(gt=0, le=86400)] = None,
-        notify: NotifyPolicy | None = None,
-        summary: SummaryPolicy | None = None,
-        end_at: datetime | None = None,
-        max_runs: Annotated[Count | None, Field(ge=1)] = None,
-        pause_on_failure: Annotated[Count | None, Field(ge=1)] = None,
-    ) -> ToolResult:
+    @takes(TaskSpec)
+    async def create_task(**fields: Any) -> ToolResult:
         """Create a task: a chain of step tool calls run on a trigger (or only by run_task).
 
         Steps: [{"id": "fetch", "tool": "http_request", "args": {...}}], tools from
@@ -100,14 +71,7 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
         task and its next fire times in its timezone, and warnings of what will fail until the
         operator sets it up (a secret, the API key, a refused host).
         """
-        spec = dict(
-            name=name, steps=steps, trigger=trigger, description=description, enabled=enabled,
-            catchup=catchup, catchup_window_s=catchup_window_s, overlap=overlap, retry=retry,
-            timeout_s=timeout_s, notify=notify, summary=summary, end_at=end_at,
-            max_runs=max_runs, pause_on_failure=pause_on_failure,
-        )  # fmt: skip
-        given = {k: v for k, v in spec.items() if v is not None}
-        return task_reply(s, await answer(_create(s, given)))
+        return task_reply(s, await answer(_create(s, fields)))
 
     @mcp.tool(annotations=READ, output_schema=schema_of(TaskList))
     async def list_tasks(
@@ -139,37 +103,13 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
         return await answer(_page_task(s, task, path, offset, length))
 
     @mcp.tool(annotations=IDEMPOTENT, output_schema=None)
-    async def update_task(
-        task_id: TaskId,
-        name: str | None = None,
-        description: str | None = None,
-        steps: list[Step] | None = None,
-        trigger: Trigger | None = None,
-        enabled: bool | None = None,
-        catchup: CatchupPolicy | None = None,
-        catchup_window_s: Annotated[Count | None, Field(ge=1)] = None,
-        overlap: OverlapPolicy | None = None,
-        retry: RetryPolicy | None = None,
-        timeout_s: Annotated[Seconds | None, Field(gt=0, le=86400)] = None,
-        notify: NotifyPolicy | None = None,
-        summary: SummaryPolicy | None = None,
-        end_at: datetime | None = None,
-        max_runs: Annotated[Count | None, Field(ge=1)] = None,
-        pause_on_failure: Annotated[Count | None, Field(ge=1)] = None,
-        clear: Annotated[
-            list[ClearableField] | None,
-            Field(description="optional fields to remove, e.g. ['trigger'] for manual-only"),
-        ] = None,
-    ) -> ToolResult:
+    @takes(TaskPatch, TASK_ID)
+    async def update_task(task_id: str, **fields: Any) -> ToolResult:
         """Change some fields of a task (as create_task takes them); omitted fields stay. Steps
         are replaced whole; `clear` removes optional fields. Answers like create_task."""
-        patch = dict(
-            name=name, description=description, steps=steps, trigger=trigger, enabled=enabled,
-            catchup=catchup, catchup_window_s=catchup_window_s, overlap=overlap, retry=retry,
-            timeout_s=timeout_s, notify=notify, summary=summary, end_at=end_at,
-            max_runs=max_runs, pause_on_failure=pause_on_failure, clear=clear,
-        )  # fmt: skip
-        given = {k: v for k, v in patch.items() if v is not None}
+        # Every argument arrives (defaults filled in): the ones left at None (or `clear` left
+        # empty) were not given.
+        given = {k: v for k, v in fields.items() if v is not None and v != []}
         return task_reply(s, await answer(_update(s, task_id, given)))
 
     @mcp.tool(annotations=DESTRUCTIVE, output_schema=schema_of(Deleted))

@@ -37,7 +37,7 @@ def runs_list(
     # The task's id only when runs of several tasks mix.
     columns = ["run", *([] if task else ["task"]), "status", "trigger", "fire time", "ms", "error"]
     rows = [
-        [r.id, *([] if task else [r.task_id]), r.status.value, r.trigger.value,
+        [r.id, *([] if task else [r.task_id]), r.status.value, r.cause.value,
          when(r.fire_time or r.created_at, "UTC"), str(r.duration_ms or "-"), r.error or ""]
         for r in page.items
     ]  # fmt: skip
@@ -61,7 +61,7 @@ def runs_show(run_id: str, as_json: JsonFlag = False) -> None:
 def _summary(r: Any) -> None:
     pairs(
         ("run", r.id), ("task", r.task_id), ("status", r.status.value),
-        ("trigger", r.trigger.value), ("fired", when(r.fire_time or r.created_at, "UTC")),
+        ("trigger", r.cause.value), ("fired", when(r.fire_time or r.created_at, "UTC")),
         ("took", f"{r.duration_ms} ms" if r.duration_ms is not None else "-"),
         *([("error", r.error)] if r.error else []),
         *([("summary", r.summary)] if r.summary else []),
@@ -74,16 +74,18 @@ def run_now(task_id: str) -> None:
     from rich.progress import Progress
 
     async def go(s: Any) -> Any:
-        task, run_ = await s.runs.admit_manual(task_id, owner=None)
-        if run_.status.value == "queued":
-            return run_
         with Progress(console=err, transient=True) as bar:
-            progress_line = bar.add_task(task.name, total=len(task.steps))
 
-            async def progress(done: int, total: int, message: str) -> None:
-                bar.update(progress_line, completed=done, description=message)
+            def watch(task: Any, run_: Any) -> Any:
+                progress_line = bar.add_task(task.name, total=len(task.steps))
 
-            return await s.runs.execute(task, run_, progress=progress)
+                async def progress(done: int, total: int, message: str) -> None:
+                    bar.update(progress_line, completed=done, description=message)
+
+                return progress
+
+            started = await s.runs.start_manual(task_id, owner=None, watch=watch)
+            return started.run if started.job is None else await started.job
 
     result = run(go)
     if result.status.value == "queued":

@@ -81,7 +81,7 @@ def tasks_show(task_id: str, as_json: JsonFlag = False) -> None:
     sys.stdout.write(to_yaml(task_document(task.spec())))
     if answer.recent_runs:
         line("")
-        rows = [[r.id, r.status.value, r.trigger.value, when(r.fire_time or r.created_at, "UTC"),
+        rows = [[r.id, r.status.value, r.cause.value, when(r.fire_time or r.created_at, "UTC"),
                  str(r.duration_ms or "-")] for r in answer.recent_runs]  # fmt: skip
         table(["run", "status", "trigger", "time", "ms"], rows)
 

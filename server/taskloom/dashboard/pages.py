@@ -183,7 +183,7 @@ class Pages:
 
 def _point(run: Run) -> RunPoint:
     return RunPoint(
-        run.id, run.task_id, run.status.value, run.trigger.value, run.fire_time,
+        run.id, run.task_id, run.status.value, run.cause.value, run.fire_time,
         run.started_at, run.duration_ms,
     )  # fmt: skip
 

@@ -16,7 +16,6 @@ OUTCOME_FIELDS = (
     "last_error",
     "consecutive_failures",
     "status",
-    "enabled",
     "next_fire_at",
     "revision",
 )
@@ -34,7 +33,7 @@ class Outcome:
         if self.max_runs is not None and state["run_count"] >= self.max_runs:
             return {"status": "finished", "next_fire_at": None}
         if self.pause_on_failure and state["consecutive_failures"] >= self.pause_on_failure:
-            return {"status": "paused", "enabled": False, "next_fire_at": None}
+            return {"status": "paused", "next_fire_at": None}
         return {}
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from taskloom.domain import triggers
-from taskloom.domain.runs import Run, RunStatus, RunTrigger
+from taskloom.domain.runs import Run, RunCause, RunStatus
 from taskloom.domain.tasks import CronTrigger, IntervalTrigger, OnceTrigger, Task, TaskStatus
 from taskloom.ids import new_id
 
@@ -25,7 +25,7 @@ CATCHUP_BOUND = 100
 COUNT_CAP = 10_000
 NO_PROCESS = "no Taskloom process was running at this time"
 
-NewRun = Callable[[RunTrigger, datetime, RunStatus], Run]
+NewRun = Callable[[RunCause, datetime, RunStatus], Run]
 # Why a fire was not claimed at its time when something is known (e.g. the database was
 # unreachable then); None: no process was running.
 LateReason = Callable[[datetime], str | None]
@@ -94,7 +94,7 @@ def plan_fire(
         plan.runs += _catch_up(task, due.fires, now, slots, new_run, grace, why_late)
     else:
         plan.runs += [
-            _start(task, f, RunTrigger.SCHEDULE, slots, new_run, why_late(f)) for f in due.fires
+            _start(task, f, RunCause.SCHEDULE, slots, new_run, why_late(f)) for f in due.fires
         ]
     plan.next_fire_at, plan.finished = _next(task, max([now, *due.fires]))
     return plan
@@ -136,7 +136,7 @@ def _beyond_bound(task: Task, due: _Due, new_run: NewRun, bound: int, why_late: 
         anchor=task.anchor,
         cap=COUNT_CAP,
     )
-    run = new_run(RunTrigger.CATCHUP, first, RunStatus.MISSED)
+    run = new_run(RunCause.CATCHUP, first, RunStatus.MISSED)
     shown = f"{count} fires" if count is not None else f"more than {COUNT_CAP} fires"
     return run.model_copy(
         update={
@@ -176,23 +176,34 @@ def _catch_up(
         if f not in chosen
     ]
     for i, fire in enumerate(chosen):
-        kind = RunTrigger.SCHEDULE if fire in on_time else RunTrigger.CATCHUP
+        cause = RunCause.SCHEDULE if fire in on_time else RunCause.CATCHUP
         if i > 0:
-            runs.append(new_run(kind, fire, RunStatus.QUEUED))
+            runs.append(new_run(cause, fire, RunStatus.QUEUED))
         else:
-            runs.append(_start(task, fire, kind, slots, new_run, why_late(fire)))
+            runs.append(_start(task, fire, cause, slots, new_run, why_late(fire)))
     return runs
 
 
 def event_run(task: Task, now: datetime, *, busy: int, queued: int, new_run: NewRun) -> Run:
     """The run an event starts for a listening task, under its overlap policy."""
-    return _start(task, now, RunTrigger.EVENT, _Slots(busy, queued), new_run, None)
+    return _start(task, now, RunCause.EVENT, _Slots(busy, queued), new_run, None)
+
+
+def overlap_status(task: Task, busy: int, queued: int) -> RunStatus | None:
+    """What the task's overlap policy makes of a new run while `busy` of its runs go and
+    `queued` wait: start it (running), queue it, or None: not now (a fire is recorded skipped,
+    a manual start refused). The one place the policy is decided, for every cause."""
+    if busy == 0 or task.overlap == "allow":
+        return RunStatus.RUNNING
+    if task.overlap == "queue" and queued == 0:
+        return RunStatus.QUEUED
+    return None
 
 
 def _start(
     task: Task,
     fire: datetime,
-    kind: RunTrigger,
+    cause: RunCause,
     slots: _Slots,
     new_run: NewRun,
     late: str | None,
@@ -200,15 +211,16 @@ def _start(
     """A run for this fire under the overlap policy: started, queued, or recorded as skipped
     (as missed, with the cause, when the fire could not be claimed at its time: the overlap is
     then an effect of that cause, not the reason)."""
-    if slots.busy == 0 or task.overlap == "allow":
+    status = overlap_status(task, slots.busy, slots.queued)
+    if status == RunStatus.RUNNING:
         slots.busy += 1
-        return new_run(kind, fire, RunStatus.RUNNING)
-    if task.overlap == "queue" and slots.queued == 0:
+    if status == RunStatus.QUEUED:
         slots.queued += 1
-        return new_run(kind, fire, RunStatus.QUEUED)
+    if status is not None:
+        return new_run(cause, fire, status)
     if late is not None:
-        return _finished(new_run(kind, fire, RunStatus.MISSED), f"Missed: {late}.")
-    run = new_run(kind, fire, RunStatus.SKIPPED)
+        return _finished(new_run(cause, fire, RunStatus.MISSED), f"Missed: {late}.")
+    run = new_run(cause, fire, RunStatus.SKIPPED)
     reason = "a run is already waiting" if task.overlap == "queue" else "the previous run"
     return _finished(
         run,
@@ -220,7 +232,7 @@ def _start(
 def _missed(
     task: Task, fire: datetime, new_run: NewRun, *, in_window: bool, why: str | None
 ) -> Run:
-    run = new_run(RunTrigger.CATCHUP, fire, RunStatus.MISSED)
+    run = new_run(RunCause.CATCHUP, fire, RunStatus.MISSED)
     if not in_window:
         policy = f"it is older than the catch-up window ({task.catchup_window_s} s)"
     elif task.catchup == "skip":
@@ -256,12 +268,12 @@ def unclaimed_fires(
         return []
     due = _due_fires(task, now, bound, early=timedelta(0))
 
-    def new_run(kind: RunTrigger, fire: datetime, status: RunStatus) -> Run:
-        run = Run(id=new_id("run", now), task_id=task.id, status=status, trigger=kind,
+    def new_run(kind: RunCause, fire: datetime, status: RunStatus) -> Run:
+        run = Run(id=new_id("run", now), task_id=task.id, status=status, cause=kind,
                   fire_time=fire, created_at=now)  # fmt: skip
         return _finished(run, f"Missed: {why}.")
 
-    runs = [new_run(RunTrigger.CATCHUP, fire, RunStatus.MISSED) for fire in due.fires]
+    runs = [new_run(RunCause.CATCHUP, fire, RunStatus.MISSED) for fire in due.fires]
     if due.omitted_first is not None:
         runs.insert(0, _beyond_bound(task, due, new_run, bound, lambda _: why))
     return runs

@@ -5,9 +5,10 @@ scheduler queues it); one module so both follow the same backoff.
 """
 
 import random
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from taskloom.domain.runs import Run, RunStatus, RunTrigger
+from taskloom.domain.runs import Run, RunCause, RunStatus
 from taskloom.domain.tasks import RetryPolicy, Task
 from taskloom.ids import new_id
 
@@ -30,10 +31,19 @@ def retry_run(task: Task, run: Run, now: datetime) -> Run | None:
         id=new_id("run", now),
         task_id=task.id,
         status=RunStatus.QUEUED,
-        trigger=RunTrigger.RETRY,
+        cause=RunCause.RETRY,
         fire_time=run.fire_time,
         attempt=run.attempt + 1,
         created_at=now,
         not_before=now + timedelta(seconds=delay),
         event=run.event,
     )
+
+
+def doubling(first_s: float, cap_s: float) -> Iterator[float]:
+    """Waits that double from `first_s` up to `cap_s`, without end: for retrying a write while
+    the database is unreachable (not a task's retry policy, which `backoff_delay` follows)."""
+    wait = first_s
+    while True:
+        yield wait
+        wait = min(wait * 2, cap_s)

@@ -30,7 +30,9 @@ class StepStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-class RunTrigger(StrEnum):
+class RunCause(StrEnum):
+    """Why a run exists (not the task's `Trigger`, which says when the task fires)."""
+
     SCHEDULE = "schedule"
     MANUAL = "manual"
     EVENT = "event"
@@ -57,10 +59,17 @@ class StepResult(Frozen):
 
 
 class Run(Frozen):
+    # `cause` is stored and answered as `trigger`, the name clients and templates know.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, serialize_by_alias=True, validate_by_name=True
+    )
+
     id: str
     task_id: str
     status: RunStatus
-    trigger: RunTrigger
+    cause: RunCause = Field(
+        alias="trigger", description="why the run exists: schedule, manual, event, catchup, retry"
+    )
     fire_time: AwareDatetime | None = Field(
         default=None, description="the scheduled instant this run belongs to (UTC)"
     )

@@ -17,7 +17,7 @@ from typing import Generic, Protocol, TypeVar
 
 from taskloom.domain.outcome import Outcome
 from taskloom.domain.planning import FirePlan, LateReason, NewRun
-from taskloom.domain.runs import Run, RunStatus, RunTrigger
+from taskloom.domain.runs import Run, RunCause, RunStatus
 from taskloom.domain.tasks import Task
 from taskloom.errors import InvalidInput
 from taskloom.ids import new_id
@@ -80,9 +80,9 @@ class FireContext:
     why_late: LateReason = _no_known_cause
 
     def new_run(self, task: Task) -> NewRun:
-        def make(kind: RunTrigger, fire: datetime, status: RunStatus) -> Run:
+        def make(cause: RunCause, fire: datetime, status: RunStatus) -> Run:
             return stamped_run(
-                task, kind, self.clock(), holder=self.holder, lease=self.lease,
+                task, cause, self.clock(), holder=self.holder, lease=self.lease,
                 fire_time=fire, status=status,
             )  # fmt: skip
 
@@ -91,7 +91,7 @@ class FireContext:
 
 def stamped_run(
     task: Task,
-    trigger: RunTrigger,
+    cause: RunCause,
     now: datetime,
     *,
     holder: str,
@@ -107,7 +107,7 @@ def stamped_run(
         id=new_id("run", now),
         task_id=task.id,
         status=status,
-        trigger=trigger,
+        cause=cause,
         fire_time=fire_time,
         attempt=attempt,
         created_at=now,

@@ -7,7 +7,7 @@ live in `tasks/validate.py`.
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -18,12 +18,21 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    create_model,
     field_validator,
 )
+from pydantic.fields import FieldInfo
 
 from taskloom.domain.timezones import legacy_zone_problem
 
 MAX_STEPS = 50
+MAX_NAME_CHARS = 200
+MAX_DESCRIPTION_CHARS = 4000
+MAX_TASK_TIMEOUT_S = 86400
+MAX_STEP_TIMEOUT_S = 3600
+MAX_CATCHUP_WINDOW_S = 366 * 86400
+MAX_PAUSE_ON_FAILURE = 1000
+NAME_PATTERN = r"\S"  # at least one visible character
 STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 RESERVED_STEP_IDS = frozenset(
     {"items", "keys", "values", "get", "update", "pop", "popitem", "copy", "clear", "setdefault"}
@@ -53,6 +62,14 @@ def _not_bool_duration(value: Any) -> Any:
 Seconds = Annotated[float, BeforeValidator(_not_bool)]
 Count = Annotated[int, BeforeValidator(_not_bool)]
 Duration = Annotated[str | float, BeforeValidator(_not_bool_duration)]
+
+# Limits sit before the validator, so the JSON schema states them (`minimum`, `maximum`) also
+# where the value is optional (after it, pydantic leaks its internal `ge`/`le` keys instead).
+StepTimeout = Annotated[float, Field(gt=0, le=MAX_STEP_TIMEOUT_S), BeforeValidator(_not_bool)]
+TaskTimeout = Annotated[float, Field(gt=0, le=MAX_TASK_TIMEOUT_S), BeforeValidator(_not_bool)]
+CatchupWindow = Annotated[int, Field(ge=1, le=MAX_CATCHUP_WINDOW_S), BeforeValidator(_not_bool)]
+RunLimit = Annotated[int, Field(ge=1), BeforeValidator(_not_bool)]
+FailureLimit = Annotated[int, Field(ge=1, le=MAX_PAUSE_ON_FAILURE), BeforeValidator(_not_bool)]
 
 
 def check_timezone(value: str | None) -> str | None:
@@ -157,7 +174,7 @@ class Step(Frozen):
         description="a built-in step tool (see list_step_tools) or '<server>/<tool>'",
     )
     args: dict[str, Any] = Field(default_factory=dict)
-    timeout_s: Seconds | None = Field(default=None, gt=0, le=3600)
+    timeout_s: StepTimeout | None = None
     retry: RetryPolicy | None = None
     on_error: Literal["fail", "continue"] = "fail"
 
@@ -190,35 +207,70 @@ CatchupPolicy = Literal["skip", "latest", "all"]
 OverlapPolicy = Literal["skip", "queue", "allow"]
 
 
-class TaskFields(Frozen):
-    """Everything a client may set on a task."""
-
-    name: str = Field(min_length=1, max_length=200)
-    description: str = Field(default="", max_length=4000)
-    steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
-    trigger: Trigger | None = None
-    enabled: bool = True
-    catchup: CatchupPolicy = "latest"
-    catchup_window_s: Count | None = Field(default=None, ge=1, le=366 * 86400)
-    overlap: OverlapPolicy = "skip"
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    timeout_s: Seconds | None = Field(default=None, gt=0, le=86400)
-    notify: NotifyPolicy = Field(default_factory=NotifyPolicy)
-    summary: SummaryPolicy = Field(default_factory=SummaryPolicy)
-    end_at: AwareDatetime | None = None
-    max_runs: Count | None = Field(default=None, ge=1)
-    pause_on_failure: Count | None = Field(default=None, ge=1, le=1000)
-
-    @field_validator("name")
-    @classmethod
-    def _name_not_blank(cls, value: str) -> str:
+def _visible_name(value: Any) -> Any:
+    if isinstance(value, str):
         if not value.strip():
             raise ValueError("name must contain a visible character, e.g. 'Morning digest'")
         return value.strip()
+    return value
+
+
+# Constraints sit inside each annotation (not on the field), so a field made optional for the
+# patch keeps them, and the JSON schema says them (`minimum`, not pydantic's internal `ge`).
+TaskName = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_NAME_CHARS, pattern=NAME_PATTERN),
+    BeforeValidator(_visible_name),
+]
+
+
+class TaskStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    FINISHED = "finished"
+
+
+class TaskFields(Frozen):
+    """Everything a client may set on a task: the one definition `create_task`, `update_task`
+    (`TaskPatch`, each field optional) and the stored `Task` are built from. Every limit is a
+    constraint here, so the tools' schemas advertise exactly what validation enforces."""
+
+    name: TaskName = Field(description="short human name, e.g. 'Morning BTC digest'")
+    description: str = Field(default="", max_length=MAX_DESCRIPTION_CHARS)
+    steps: list[Step] = Field(
+        min_length=1, max_length=MAX_STEPS, description="the chain, run in order"
+    )
+    trigger: Trigger | None = Field(
+        default=None, description="when to run; omit for manual-only (run_task)"
+    )
+    catchup: CatchupPolicy = "latest"
+    catchup_window_s: CatchupWindow | None = None
+    overlap: OverlapPolicy = "skip"
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    timeout_s: TaskTimeout | None = None
+    notify: NotifyPolicy = Field(default_factory=NotifyPolicy)
+    summary: SummaryPolicy = Field(default_factory=SummaryPolicy)
+    end_at: AwareDatetime | None = None
+    max_runs: RunLimit | None = None
+    pause_on_failure: FailureLimit | None = None
+
+
+ENABLED_DOC = "false: paused (as pause_task); the task keeps this as its status"
 
 
 class TaskSpec(TaskFields):
-    """What `create_task` receives."""
+    """What `create_task` receives: the fields, and whether the task starts paused. `enabled`
+    is input only: a task's state is stored once, as its `status`."""
+
+    enabled: bool = Field(default=True, description=ENABLED_DOC)
+
+    def fields(self) -> dict[str, Any]:
+        """The task's fields (without `enabled`), as values for `Task`."""
+        return {name: getattr(self, name) for name in TaskFields.model_fields}
+
+    @property
+    def status(self) -> TaskStatus:
+        return TaskStatus.ACTIVE if self.enabled else TaskStatus.PAUSED
 
 
 ClearableField = Literal[
@@ -226,27 +278,39 @@ ClearableField = Literal[
 ]
 
 
-class TaskPatch(Frozen):
-    """What `update_task` receives: only the fields that are set change; `clear` names optional
-    fields to remove (e.g. the trigger, making the task manual-only)."""
+def optional_fields(model: type[BaseModel]) -> dict[str, Any]:
+    """Each field of `model`, with its constraints and description, optional (default None)."""
+    fields: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        kind: Any = info.annotation
+        if info.metadata:
+            kind = Annotated[(kind, *info.metadata)]
+        more = {"description": info.description} if info.description else {}
+        fields[name] = (kind | None, FieldInfo(default=None, **more))  # type: ignore[arg-type]
+    return fields
 
-    clear: list[ClearableField] = Field(default_factory=list)
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=4000)
-    steps: list[Step] | None = Field(default=None, min_length=1, max_length=MAX_STEPS)
-    trigger: Trigger | None = None
-    enabled: bool | None = None
-    catchup: CatchupPolicy | None = None
-    catchup_window_s: Count | None = Field(default=None, ge=1, le=366 * 86400)
-    overlap: OverlapPolicy | None = None
-    retry: RetryPolicy | None = None
-    timeout_s: Seconds | None = Field(default=None, gt=0, le=86400)
-    notify: NotifyPolicy | None = None
-    summary: SummaryPolicy | None = None
-    end_at: AwareDatetime | None = None
-    max_runs: Count | None = Field(default=None, ge=1)
-    pause_on_failure: Count | None = Field(default=None, ge=1, le=1000)
+if TYPE_CHECKING:
+    _Patchable = Frozen
+else:
+    _Patchable = create_model("_Patchable", __base__=Frozen, **optional_fields(TaskFields))
+
+
+class TaskPatch(_Patchable):
+    """What `update_task` receives: `TaskFields`, each optional; only the fields that are set
+    change; `clear` names optional fields to remove (e.g. the trigger, making the task
+    manual-only)."""
+
+    enabled: bool | None = Field(default=None, description=ENABLED_DOC)
+    clear: list[ClearableField] = Field(
+        default_factory=list,
+        description="optional fields to remove, e.g. ['trigger'] for manual-only",
+    )
+
+    def changes(self) -> dict[str, Any]:
+        """The fields set (each to its new value) and the fields cleared (to None)."""
+        changed = {name: getattr(self, name) for name in self.model_fields_set - {"clear"}}
+        return changed | dict.fromkeys(self.clear)
 
 
 class FieldWarning(Frozen):
@@ -255,12 +319,6 @@ class FieldWarning(Frozen):
 
     field: str
     message: str
-
-
-class TaskStatus(StrEnum):
-    ACTIVE = "active"
-    PAUSED = "paused"
-    FINISHED = "finished"
 
 
 class Task(TaskFields):
@@ -294,7 +352,9 @@ class Task(TaskFields):
         return start if isinstance(start, datetime) else self.created_at
 
     def spec(self) -> TaskSpec:
-        return TaskSpec.model_validate(self.model_dump(include=set(TaskFields.model_fields)))
+        """The task as `create_task` would take it: its fields, and enabled unless paused."""
+        fields = self.model_dump(include=set(TaskFields.model_fields))
+        return TaskSpec.model_validate({**fields, "enabled": self.status != TaskStatus.PAUSED})
 
 
 def trigger_kind(trigger: Any) -> str:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -53,7 +53,25 @@ class Limits:
     max_output_bytes: int = 65536
 
 
-class StepCaller:
+class StepCaller(Protocol):
+    """What the runner needs to call a step's tool; tests give it a double (no MCP, no HTTP)."""
+
+    def raw_args(self, name: str) -> frozenset[str]:
+        """The tool's arguments that are not templates (passed through as written)."""
+        ...
+
+    def computes(self, name: str) -> bool:
+        """Whether the tool is pure computation, run in a sandbox worker."""
+        ...
+
+    async def call(
+        self, name: str, args: dict[str, Any], timeout_s: float, template_ctx: dict[str, Any]
+    ) -> Any:
+        """The tool's output; raises on failure (TimeoutError past `timeout_s`)."""
+        ...
+
+
+class CatalogStepCaller:
     """Calls a step tool by name: built-ins in-process, '<server>/<tool>' on the upstream pool."""
 
     def __init__(self, catalog: StepCatalog, tool_context: Callable[[dict[str, Any]], Any]):
@@ -118,7 +136,7 @@ class Runner:
         state = _RunState(task, run, self.clock.now(), secrets, prev)
         bound = structlog.contextvars.bound_contextvars(task_id=task.id, run_id=run.id)
         with bound:
-            log.info("run_started", trigger=run.trigger.value, attempt=run.attempt)
+            log.info("run_started", cause=run.cause.value, attempt=run.attempt)
             try:
                 async with asyncio.timeout(task.timeout_s):
                     await self._steps(state, persist, progress, lease)
@@ -153,14 +171,14 @@ class Runner:
             state.begin(index, self.clock.now())
             snapshot = _persist_later(persist, state.snapshot(), PERSIST_RUNNING_AFTER_S)
             try:
-                outcome = await self._step(state, index, step)
+                done = await self._step(state, index, step)
             finally:
                 snapshot.cancel()
-            state.record(outcome, step)
+            state.record(done, step)
         if progress is not None:
-            await progress(total, total, f"finished: {state.outcome().value}")
+            await progress(total, total, f"finished: {state.final_status().value}")
 
-    async def _step(self, state: "_RunState", index: int, step: Step) -> "_Outcome":
+    async def _step(self, state: "_RunState", index: int, step: Step) -> "_StepDone":
         started = self.clock.now()
         clock_start = time.perf_counter()
         timeout = step.timeout_s or self.limits.step_timeout_s
@@ -186,7 +204,7 @@ class Runner:
             duration_ms=int((time.perf_counter() - clock_start) * 1000),
             attempts=attempts,
         )
-        return _Outcome(result, output)
+        return _StepDone(result, output)
 
     async def _evaluate(self, state: "_RunState", step: Step, timeout_s: float) -> StepValues:
         """The step's args rendered (and a computed tool run) in a sandbox worker; args with
@@ -293,7 +311,7 @@ def _describe(step: Step, exc: Exception, secrets: Secrets) -> str:
 
 
 @dataclass(frozen=True)
-class _Outcome:
+class _StepDone:
     """A step's stored result, and its whole output for the templates of later steps."""
 
     result: StepResult
@@ -334,7 +352,7 @@ class _RunState:
             "task": {"id": self.task.id, "name": self.task.name, "timezone": self.task.timezone},
             "run": {
                 "id": self.run.id,
-                "trigger": self.run.trigger.value,
+                "trigger": self.run.cause.value,  # templates' name for it
                 "attempt": self.run.attempt,
                 "fire_time": fire.isoformat() if fire else None,
                 "started_at": self.started.isoformat(),
@@ -361,12 +379,12 @@ class _RunState:
         result = self.results[self.current]
         self.results[self.current] = result.model_copy(update={"status": status, "error": error})
 
-    def record(self, outcome: "_Outcome", step: Step) -> None:
-        result = outcome.result
+    def record(self, done: "_StepDone", step: Step) -> None:
+        result = done.result
         self.current = None
         self.results[result.index] = result
         self.outputs[step.id] = {
-            "output": outcome.output if result.status == StepStatus.SUCCEEDED else None,
+            "output": done.output if result.status == StepStatus.SUCCEEDED else None,
             "status": result.status.value,
             "error": result.error,
         }
@@ -387,7 +405,7 @@ class _RunState:
     def interrupt(self, error: str) -> None:
         self.status, self.error, self.stopped = RunStatus.INTERRUPTED, error, True
 
-    def outcome(self) -> RunStatus:
+    def final_status(self) -> RunStatus:
         return RunStatus.SUCCEEDED if self.status == RunStatus.RUNNING else self.status
 
     def snapshot(self) -> Run:
@@ -396,7 +414,7 @@ class _RunState:
         )
 
     def finish(self, now: datetime) -> Run:
-        self.status = self.outcome()
+        self.status = self.final_status()
         leftover = (
             StepStatus.CANCELLED if self.status == RunStatus.CANCELLED else StepStatus.SKIPPED
         )

@@ -1,5 +1,5 @@
-"""Run use-cases: run a task now, dry-run a chain, read history, cancel; and the bookkeeping
-around each run (summary, notification, the task's last_* fields)."""
+"""Run use-cases: run a task now, dry-run a chain, read history, cancel; each run's execution
+under its lease, handing its end to `Aftermath` (summary, final record, retry, notification)."""
 
 import asyncio
 import json
@@ -13,17 +13,15 @@ import structlog
 from taskloom.access import Access
 from taskloom.answers import RunAnswer
 from taskloom.clock import Clock
-from taskloom.domain.outcome import Outcome
-from taskloom.domain.planning import event_run
-from taskloom.domain.retry import retry_run
-from taskloom.domain.runs import Run, RunStatus, RunTrigger, StepResult, StepStatus
+from taskloom.domain.planning import event_run, overlap_status
+from taskloom.domain.runs import Run, RunCause, RunStatus, StepResult, StepStatus
 from taskloom.domain.storage import Page, Quotas, Store, stamped_run
 from taskloom.domain.tasks import Step, Task, TaskSpec, TaskStatus
 from taskloom.domain.templates import Secrets
-from taskloom.errors import Conflict, InvalidInput, NotFound, TaskloomError, is_outage
+from taskloom.errors import Conflict, InvalidInput, NotFound, TaskloomError
+from taskloom.runs.aftermath import Aftermath
 from taskloom.runs.holdings import Holdings
-from taskloom.runs.notifying import Notifier
-from taskloom.runs.runner import Progress, Runner, StepCaller, secret_names
+from taskloom.runs.runner import CatalogStepCaller, Progress, Runner, secret_names
 from taskloom.secrets import load_secrets
 from taskloom.settings import Settings
 from taskloom.tasks.readiness import Surroundings
@@ -34,18 +32,11 @@ log = structlog.get_logger(__name__)
 
 DRY_RUN_ID = "tsk_dry_run"
 RUN_HINT = "Call task_history to see the ids of recent runs."
-# A final record that cannot be written because the database is unreachable is retried with
-# this backoff (seconds, doubling) until it lands: the run is not executed again.
-FINAL_RETRY_FIRST_S, FINAL_RETRY_MAX_S = 0.2, 5.0
 # At shutdown, final records still being retried after the grace get this much longer.
 FINAL_WAIT_S = 5.0
 LEASE_LOST = (
     "Interrupted: this process could not renew the run's lease in time (was the database "
     "unreachable?), so it stopped before the next step rather than risk running it twice."
-)
-SUMMARY_PROMPT = (
-    "Below is the output of a scheduled task named {name!r}. In at most two short sentences, "
-    "state the key insight or change a busy person needs. No preamble.\n\n{output}"
 )
 
 
@@ -61,10 +52,19 @@ class Trial:
     progress: Progress | None = None
 
     @property
-    def kind(self) -> RunTrigger:
+    def cause(self) -> RunCause:
         if self.event is not None:
-            return RunTrigger.EVENT
-        return RunTrigger.SCHEDULE if self.fire_time is not None else RunTrigger.MANUAL
+            return RunCause.EVENT
+        return RunCause.SCHEDULE if self.fire_time is not None else RunCause.MANUAL
+
+
+@dataclass(frozen=True)
+class ManualStart:
+    """A manual run as started: `job` executes it here; None when it was queued."""
+
+    task: Task
+    run: Run
+    job: "asyncio.Task[Run] | None"
 
 
 class RunService:
@@ -74,7 +74,7 @@ class RunService:
         clock: Clock,
         settings: Settings,
         runner: Runner,
-        caller: StepCaller,
+        caller: CatalogStepCaller,
         process_id: str,
     ) -> None:
         self.store = store
@@ -89,20 +89,22 @@ class RunService:
             queued=settings.max_queued_runs,
         )
         self.access = Access.from_settings(settings)
-        self.notifier = Notifier(store, caller, self._secrets_for)
+        # Told of every run this process records as finished (the metrics observe them).
+        self.finished: list[Callable[[Task, Run], None]] = []
+        self.aftermath = Aftermath(
+            store, caller, clock, settings, process_id, self._secrets_for, self.finished
+        )
         self.inflight: dict[str, asyncio.Task[Run]] = {}
         self.holdings = Holdings()
         self._finals: set[asyncio.Task[Run]] = set()
         self.stopping = False
-        # Told of every run this process records as finished (the metrics observe them).
-        self.finished: list[Callable[[Task, Run], None]] = []
 
     # -- starting runs -----------------------------------------------------------------------
 
     def new_run(
         self,
         task: Task,
-        trigger: RunTrigger,
+        cause: RunCause,
         *,
         fire_time: datetime | None = None,
         attempt: int = 1,
@@ -111,18 +113,36 @@ class RunService:
     ) -> Run:
         """A new run; a running one is held by this process under a fresh lease."""
         return stamped_run(
-            task, trigger, self.clock.now(), holder=self.process_id,
+            task, cause, self.clock.now(), holder=self.process_id,
             lease=timedelta(seconds=self.settings.lease_s), fire_time=fire_time, attempt=attempt,
             event=event, status=status,
         )  # fmt: skip
 
+    async def start_manual(
+        self,
+        task_id: str,
+        *,
+        owner: str | None,
+        watch: Callable[[Task, Run], Progress | None] | None = None,
+    ) -> ManualStart:
+        """Run a task now, outside its schedule: the one way `run_task` and `taskloom run` start
+        a run. Refused when the task has finished, past the owner's quotas, or by its overlap
+        policy; queued behind the run in progress under overlap 'queue'; else executed by this
+        process, reporting to `watch(task, run)`'s progress callback."""
+        task, run = await self.admit_manual(task_id, owner=owner)
+        if run.status == RunStatus.QUEUED:
+            return ManualStart(task, run, None)
+        progress = watch(task, run) if watch is not None else None
+        return ManualStart(task, run, self.launch(task, run, progress=progress))
+
     async def admit_manual(self, task_id: str, *, owner: str | None) -> tuple[Task, Run]:
         """Record a manual run of the task under its overlap policy and the owner's quotas:
-        running (held by this process, for the caller to execute) or queued; else refused."""
+        running (held by this process, for the caller to execute) or queued; else refused.
+        `start_manual` is the use-case; this is its admission alone."""
 
         def make(task: Task, busy: int, queued: int) -> Run:
             check_runnable(task)
-            return self.new_run(task, RunTrigger.MANUAL, status=manual_status(task, busy, queued))
+            return self.new_run(task, RunCause.MANUAL, status=manual_status(task, busy, queued))
 
         return await self.store.admit_manual(task_id, owner, self.clock.now(), self.quotas, make)
 
@@ -197,7 +217,10 @@ class RunService:
         """The final record, in a task of its own that shutdown can wait for (the runner shields
         it from the run's cancellation)."""
         self.holdings.finishing(run.id)
-        job = asyncio.create_task(self._finish(task, run), name=f"{run.id}-final")
+        ending = self.aftermath.finish(
+            task, run, stopping=self.stopping, retry=task.id != DRY_RUN_ID
+        )
+        job = asyncio.create_task(ending, name=f"{run.id}-final")
         self._finals.add(job)
         job.add_done_callback(self._finals.discard)
         job.add_done_callback(lambda _: self.holdings.release(run.id))
@@ -235,50 +258,6 @@ class RunService:
             }
         )
 
-    async def _finish(self, task: Task, run: Run) -> Run:
-        if run.status == RunStatus.CANCELLED and self.stopping:
-            run = run.model_copy(
-                update={
-                    "status": RunStatus.INTERRUPTED,
-                    "error": "Interrupted: Taskloom was shutting down and the run did not finish "
-                    "within the grace period.",
-                }
-            )
-        if run.status == RunStatus.SUCCEEDED and task.summary.enabled:
-            run = run.model_copy(update={"summary": await self._summarise(task, run)})
-        outcome = Outcome(pause_on_failure=task.pause_on_failure, max_runs=task.max_runs)
-        again = retry_run(task, run, self.clock.now()) if task.id != DRY_RUN_ID else None
-        recorded = await self._record_final(run, outcome, again)
-        if again is not None and recorded:
-            log.info("run_retry_queued", run_id=again.id, attempt=again.attempt)
-        if not recorded:
-            log.warning("run_not_recorded", run_id=run.id, reason="no longer held by us")
-            return run
-        for listener in self.finished:
-            listener(task, run)
-        await self.notifier.after(task, run)
-        return run
-
-    async def _record_final(self, run: Run, outcome: Outcome, again: Run | None) -> bool:
-        """Write the final record, retried with backoff while the database is unreachable, for
-        as long as this process still holds the run (the heartbeat keeps renewing it meanwhile),
-        so a finished run is recorded once and never executed again because a write failed."""
-        delay, failures = FINAL_RETRY_FIRST_S, 0
-        while True:
-            try:
-                return await self.store.finish_run(
-                    run, holder=self.process_id, outcome=outcome, follow_up=again
-                )
-            except Exception as exc:
-                if not is_outage(exc):
-                    log.error("run_final_write_failed", run_id=run.id, error=str(exc)[:300])
-                    return False
-                failures += 1
-                if failures == 1:
-                    log.warning("run_final_write_retrying", run_id=run.id, error=str(exc)[:200])
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, FINAL_RETRY_MAX_S)
-
     # -- events ------------------------------------------------------------------------------
 
     async def emit(self, name: str, payload: dict[str, Any], *, owner: str | None) -> list[Run]:
@@ -287,7 +266,7 @@ class RunService:
         now = self.clock.now()
 
         def make(task: Task, busy: int, queued: int) -> Run:
-            def new(kind: RunTrigger, _: datetime, status: RunStatus) -> Run:
+            def new(kind: RunCause, _: datetime, status: RunStatus) -> Run:
                 return self.new_run(task, kind, event=payload, status=status)
 
             return event_run(task, now, busy=busy, queued=queued, new_run=new)
@@ -306,10 +285,10 @@ class RunService:
         of fire (event payload, fire time, the stored task whose last run is `prev`)."""
         spec = TaskSpec(name=trial.task.name if trial.task else "dry run", steps=list(steps))
         around = Surroundings(now=self.clock.now(), settings=self.settings, dry_run=True)
-        warnings = await validate_task(spec, self.runner.caller.catalog, around)
+        warnings = await validate_task(spec, self.caller.catalog, around)
         check_grants(spec, owner=trial.owner, access=self.access)
         task = self._trial_task(spec, trial)
-        run = self.new_run(task, trial.kind, fire_time=trial.fire_time, event=trial.event)
+        run = self.new_run(task, trial.cause, fire_time=trial.fire_time, event=trial.event)
         prev = None
         if trial.task is not None:
             prev = await self.store.last_finished_run(trial.task.id, before=run.id)
@@ -332,7 +311,7 @@ class RunService:
         now = self.clock.now()
         tz = trial.task.timezone if trial.task else self.settings.timezone
         return Task(
-            **dict(spec),
+            **spec.fields(),
             id=DRY_RUN_ID,
             owner=trial.owner,
             timezone=tz,
@@ -424,31 +403,13 @@ class RunService:
         if pending:
             await asyncio.wait(pending, timeout=1)
 
-    # -- after a run -------------------------------------------------------------------------
-
-    async def _summarise(self, task: Task, run: Run) -> str | None:
-        output = json.dumps(run.output, default=str)[:8000]
-        args = {
-            "prompt": SUMMARY_PROMPT.format(name=task.name, output=output),
-            "model": task.summary.model or self.settings.summary_model,
-            "max_tokens": task.summary.max_tokens,
-        }
-        try:
-            result = await self.caller.call("llm_prompt", args, 60.0, {})
-        except Exception as exc:
-            log.warning("summary_failed", run_id=run.id, error=str(exc)[:300])
-            return None
-        text = result.get("text") if isinstance(result, dict) else None
-        return str(text).strip() if text else None
-
 
 def manual_status(task: Task, busy: int, queued: int) -> RunStatus:
     """A manual run under the task's overlap policy: started, queued behind the run in
     progress, or refused (nothing recorded)."""
-    if busy == 0 or task.overlap == "allow":
-        return RunStatus.RUNNING
-    if task.overlap == "queue" and queued == 0:
-        return RunStatus.QUEUED
+    status = overlap_status(task, busy, queued)
+    if status is not None:
+        return status
     waiting = " and one is already queued" if task.overlap == "queue" else ""
     raise Conflict(
         f"Task {task.id!r} already has a run in progress{waiting}; its overlap policy is "

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
-from taskloom.domain.runs import Run, RunStatus, RunTrigger, StepResult, StepStatus
+from taskloom.domain.runs import Run, RunCause, RunStatus, StepResult, StepStatus
 from taskloom.domain.tasks import Task, TaskFields, TaskStatus, trigger_kind
 
 
@@ -47,7 +47,7 @@ def _json() -> Any:
 
 
 # `managed_by` rides in the spec document: no column, no migration, old rows read as None.
-SPEC_FIELDS = set(TaskFields.model_fields) - {"name", "description", "enabled"} | {"managed_by"}
+SPEC_FIELDS = set(TaskFields.model_fields) - {"name", "description"} | {"managed_by"}
 
 
 class TaskRow(SQLModel, table=True):
@@ -65,7 +65,6 @@ class TaskRow(SQLModel, table=True):
     timezone: str = Field(sa_column=Column(String(64), nullable=False))
     trigger_kind: str = Field(sa_column=Column(String(16), nullable=False))
     event_name: str | None = Field(default=None, sa_column=Column(String(100), index=True))
-    enabled: bool = True
     status: str = Field(sa_column=Column(String(16), nullable=False))
     revision: int = 1
     created_at: datetime = _time(nullable=False)
@@ -97,7 +96,6 @@ class TaskRow(SQLModel, table=True):
             "timezone": task.timezone,
             "trigger_kind": trigger_kind(trigger),
             "event_name": trigger.get("event") if isinstance(trigger, dict) else None,
-            "enabled": task.enabled,
             "status": task.status.value,
             "revision": task.revision,
             **{f: getattr(task, f) for f in _TASK_STATE},
@@ -117,7 +115,6 @@ def task_of(row: Any) -> Task:
             "name": row.name,
             "description": row.description,
             "timezone": row.timezone,
-            "enabled": row.enabled,
             "status": TaskStatus(row.status),
             "revision": row.revision,
             **{f: getattr(row, f) for f in _TASK_STATE},
@@ -187,7 +184,7 @@ class RunRow(SQLModel, table=True):
             "task_id": run.task_id,
             "owner": owner,
             "status": run.status.value,
-            "trigger": run.trigger.value,
+            "trigger": run.cause.value,
             "attempt": run.attempt,
             "duration_ms": run.duration_ms,
             "output": _jsonable(run.output),
@@ -214,7 +211,7 @@ def run_of(row: Any, steps: list[StepResult] | None = None) -> Run:
         id=row.id,
         task_id=row.task_id,
         status=RunStatus(row.status),
-        trigger=RunTrigger(row.trigger),
+        cause=RunCause(row.trigger),
         fire_time=row.fire_time,
         attempt=row.attempt,
         created_at=row.created_at,

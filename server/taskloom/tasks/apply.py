@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from taskloom.answers import TaskAnswer
-from taskloom.domain.tasks import ClearableField, Task, TaskFields, TaskPatch, TaskSpec
+from taskloom.domain.tasks import ClearableField, Task, TaskPatch, TaskSpec
 from taskloom.errors import InvalidInput, InvalidInputs
 from taskloom.tasks.files import TaskDocument, task_document, to_yaml
 from taskloom.tasks.service import TaskService
@@ -145,7 +145,7 @@ def _patch(task: Task, spec: TaskSpec) -> dict[str, object]:
     current = task.spec()
     patch: dict[str, object] = {
         name: getattr(spec, name)
-        for name in TaskFields.model_fields
+        for name in TaskSpec.model_fields  # the fields and `enabled` (the status it asks for)
         if getattr(spec, name) != getattr(current, name) and getattr(spec, name) is not None
     }
     clear = [f for f in CLEARABLE if getattr(spec, f) is None and getattr(current, f) is not None]

@@ -68,11 +68,11 @@ class TaskService:
         check_grants(spec, owner=owner, access=self.access)
         now = self.clock.now()
         task = Task(
-            **dict(spec),
+            **spec.fields(),
             id=new_id("tsk", now),
             owner=owner,
             timezone=triggers.trigger_timezone(spec.trigger, self.settings.timezone),
-            status=TaskStatus.ACTIVE if spec.enabled else TaskStatus.PAUSED,
+            status=spec.status,
             created_at=now,
             updated_at=now,
             managed_by=managed_by,
@@ -89,8 +89,7 @@ class TaskService:
         """`managed_by`: a file set of `taskloom tasks apply` that takes the task over (the
         task keeps its set otherwise)."""
         current = await self.get(task_id, owner=owner)
-        changes = {name: getattr(patch, name) for name in patch.model_fields_set - {"clear"}}
-        changes |= dict.fromkeys(patch.clear)
+        changes = patch.changes()
         adopted = managed_by is not None and managed_by != current.managed_by
         if not changes and not adopted:
             raise InvalidInput(
@@ -103,7 +102,7 @@ class TaskService:
         now = self.clock.now()
         task = current.model_copy(
             update={
-                **dict(merged),
+                **merged.fields(),
                 "timezone": triggers.trigger_timezone(merged.trigger, self.settings.timezone),
                 "revision": current.revision + 1,
                 "updated_at": now,
@@ -121,15 +120,17 @@ class TaskService:
         return self.answer(task, message=message, warnings=warnings)
 
     async def set_enabled(self, task_id: str, enabled: bool, *, owner: str | None) -> TaskAnswer:
+        """Resume (enabled) or pause the task: its status, the one place its state is kept."""
         current = await self.get(task_id, owner=owner)
-        if current.enabled == enabled and current.status != TaskStatus.FINISHED:
-            word = "active" if enabled else "paused"
-            return self.answer(current, message=f"The task was already {word}; nothing changed.")
+        status = TaskStatus.ACTIVE if enabled else TaskStatus.PAUSED
+        if current.status == status:
+            return self.answer(
+                current, message=f"The task was already {status.value}; nothing changed."
+            )
         now = self.clock.now()
         task = current.model_copy(
             update={
-                "enabled": enabled,
-                "status": TaskStatus.ACTIVE if enabled else TaskStatus.PAUSED,
+                "status": status,
                 "revision": current.revision + 1,
                 "updated_at": now,
                 "consecutive_failures": 0 if enabled else current.consecutive_failures,
@@ -233,7 +234,6 @@ class TaskService:
             id=task.id,
             name=task.name,
             status=task.status.value,
-            enabled=task.enabled,
             trigger=_dump_trigger(task.trigger),
             timezone=task.timezone,
             next_fire=fire_time(nxt, task.timezone) if nxt else None,

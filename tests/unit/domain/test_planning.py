@@ -8,7 +8,7 @@ import pytest
 from taskloom.domain import triggers
 from taskloom.domain.planning import CATCHUP_BOUND, FirePlan, plan_fire, unclaimed_fires
 from taskloom.domain.retry import retry_run
-from taskloom.domain.runs import Run, RunStatus, RunTrigger
+from taskloom.domain.runs import Run, RunCause, RunStatus
 from taskloom.domain.tasks import CronTrigger, Task
 
 DAY = datetime(2026, 3, 2, tzinfo=UTC)
@@ -36,12 +36,12 @@ def make_task(next_fire: str = "12:00", **fields: Any) -> Task:
     return Task.model_validate(values)
 
 
-def new_run(kind: RunTrigger, fire: datetime, status: RunStatus) -> Run:
+def new_run(kind: RunCause, fire: datetime, status: RunStatus) -> Run:
     return Run(
         id=f"run_{fire:%H%M%S}",
         task_id="tsk_1",
         status=status,
-        trigger=kind,
+        cause=kind,
         fire_time=fire,
         created_at=DAY,
     )
@@ -53,7 +53,7 @@ def plan(task: Task, now: str, busy: int = 0, queued: int = 0, **kw: Any) -> Fir
 
 def shown(result: FirePlan) -> tuple[list[str], str | None, bool]:
     """Each run as 'HH:MM:SS status trigger', the next fire as 'HH:MM:SS', finished."""
-    runs = [f"{r.fire_time:%H:%M:%S} {r.status.value} {r.trigger.value}" for r in result.runs]
+    runs = [f"{r.fire_time:%H:%M:%S} {r.status.value} {r.cause.value}" for r in result.runs]
     nxt = f"{result.next_fire_at:%H:%M:%S}" if result.next_fire_at else None
     return runs, nxt, result.finished
 
@@ -294,13 +294,13 @@ def test_skipped_run_is_finished_with_the_reason() -> None:
 def test_retry_run(status: RunStatus, attempt: int, attempts: int, retried: bool) -> None:
     """A failed or interrupted run with attempts left gets a queued retry of the same fire."""
     task = make_task("12:00", retry={"attempts": attempts, "backoff_s": 10})
-    run = new_run(RunTrigger.SCHEDULE, at("12:00"), status).model_copy(update={"attempt": attempt})
+    run = new_run(RunCause.SCHEDULE, at("12:00"), status).model_copy(update={"attempt": attempt})
     again = retry_run(task, run, at("12:05"))
     assert (again is not None) == retried
     if again is not None:
-        assert (again.status, again.trigger, again.fire_time) == (
+        assert (again.status, again.cause, again.fire_time) == (
             RunStatus.QUEUED,
-            RunTrigger.RETRY,
+            RunCause.RETRY,
             at("12:00"),
         )
         assert again.attempt == attempt + 1
@@ -407,5 +407,5 @@ def test_unclaimed_fires_left_behind_by_a_pause_are_each_accounted_for() -> None
 
 def test_a_paused_task_has_no_unclaimed_fires() -> None:
     """A task that is not active leaves no fire behind."""
-    task = make_task("09:00", status="paused", enabled=False)
+    task = make_task("09:00", status="paused")
     assert unclaimed_fires(task, at("12:00:00"), why="edited") == []

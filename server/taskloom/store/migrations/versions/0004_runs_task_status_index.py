@@ -1,7 +1,7 @@
 """runs: an index on (task_id, status, id) for one task's history filtered by status
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-30 20:00:00
 
 task_history with a task_id and a status read every run of the task through ix_runs_task_id_id
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0004"
-down_revision: str | None = "0002"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
