@@ -96,6 +96,7 @@ class ToolContexts:
             anthropic_http=self.anthropic_http,
             default_model=self.settings.llm_model,
             template_context=template_context,
+            agent_max_total_tokens=self.settings.agent_max_total_tokens,
         )
 
 

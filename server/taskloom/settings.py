@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     )
     llm_model: str = Field(default="claude-sonnet-4-6", description="default model for llm_prompt")
     summary_model: str = Field(default="claude-haiku-4-5", description="model for run summaries")
+    agent_max_total_tokens: int = Field(
+        default=200_000, ge=1000, description="tokens (in and out) one agent step may use in all"
+    )
     secrets_file: Path | None = Field(
         default=None, description="file of NAME=value lines (mode 0600) for {{ secrets.NAME }}"
     )

@@ -62,7 +62,9 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
     @mcp.tool(annotations=WRITE, output_schema=TASK_SCHEMA)
     async def create_task(
         name: Annotated[str, Field(description="short human name, e.g. 'Morning BTC digest'")],
-        steps: Annotated[list[Step], Field(description="the chain, run in order")],
+        steps: Annotated[
+            list[Step] | None, Field(description="the chain, run in order (or instruction)")
+        ] = None,
         trigger: Annotated[
             Trigger | None,
             Field(description="when to run; omit for manual-only (run_task)"),
@@ -79,6 +81,10 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
         end_at: datetime | None = None,
         max_runs: Annotated[Count | None, Field(ge=1)] = None,
         pause_on_failure: Annotated[Count | None, Field(ge=1)] = None,
+        instruction: Annotated[
+            str | None, Field(description="instead of steps: one agent step (see README)")
+        ] = None,
+        tools: Annotated[list[str] | None, Field(description="step tools it may call")] = None,
     ) -> ToolResult:
         """Create a task: a chain of step tool calls run on a trigger (or only by run_task).
 
@@ -86,7 +92,8 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
         list_step_tools. String args are Jinja2: "{{ steps.fetch.output.json.price }}" (one
         expression keeps its JSON type), {{ task.name }}, {{ run.fire_time }}, {{ event }},
         {{ secrets.NAME }}, {{ prev }} (the previous finished run: output, status; null at
-        first). Triggers: {"cron": "0 9 * * 1-5", "timezone": "Europe/Berlin"},
+        first). Or, instead of steps, instruction + tools: one agent step (a model calling those
+        step tools). Triggers: {"cron": "0 9 * * 1-5", "timezone": "Europe/Berlin"},
         {"every": "30m"}, {"at": "2026-12-01T09:00:00+01:00"}, {"event": "deploy_finished"}.
         catchup, for fires missed while Taskloom was down: latest (default: run once for the
         latest), all (each, within catchup_window_s) or skip. overlap, for a fire while the last
@@ -104,6 +111,7 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
             catchup=catchup, catchup_window_s=catchup_window_s, overlap=overlap, retry=retry,
             timeout_s=timeout_s, notify=notify, summary=summary, end_at=end_at,
             max_runs=max_runs, pause_on_failure=pause_on_failure,
+            instruction=instruction, tools=tools,
         )  # fmt: skip
         given = {k: v for k, v in spec.items() if v is not None}
         return task_reply(s, await answer(_create(s, given)))
@@ -159,6 +167,8 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
             list[ClearableField] | None,
             Field(description="optional fields to remove, e.g. ['trigger'] for manual-only"),
         ] = None,
+        instruction: str | None = None,
+        tools: list[str] | None = None,
     ) -> ToolResult:
         """Change some fields of a task (as create_task takes them); omitted fields stay. Steps
         are replaced whole; `clear` removes optional fields. Answers like create_task."""
@@ -167,6 +177,7 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
             catchup=catchup, catchup_window_s=catchup_window_s, overlap=overlap, retry=retry,
             timeout_s=timeout_s, notify=notify, summary=summary, end_at=end_at,
             max_runs=max_runs, pause_on_failure=pause_on_failure, clear=clear,
+            instruction=instruction, tools=tools,
         )  # fmt: skip
         given = {k: v for k, v in patch.items() if v is not None}
         return task_reply(s, await answer(_update(s, task_id, given)))

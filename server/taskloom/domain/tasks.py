@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     Tag,
     field_validator,
+    model_validator,
 )
 
 from taskloom.domain.timezones import legacy_zone_problem
@@ -182,6 +183,35 @@ class SummaryPolicy(Frozen):
     max_tokens: Count = Field(default=150, ge=16, le=2000)
 
 
+def instruction_task(data: Any) -> Any:
+    """`instruction` (and `tools`) without `steps` become one `agent` step: a task may be just
+    an instruction to a model with the step tools it may call."""
+    if not isinstance(data, dict):
+        return data
+    if data.get("instruction") is None:
+        if data.get("tools"):
+            raise ValueError("tools go with instruction; give the instruction too")
+        return data
+    if data.get("steps") is not None:
+        raise ValueError(
+            "give either steps or instruction (one agent step), not both; put the instruction "
+            'in a step {"tool": "agent", "args": {"instruction": ...}} to mix them'
+        )
+    data = dict(data)
+    args = {"instruction": data.pop("instruction"), "tools": data.pop("tools", None) or []}
+    data["steps"] = [{"id": "agent", "tool": "agent", "args": args}]
+    return data
+
+
+INSTRUCTION = Field(
+    default=None,
+    max_length=100_000,
+    exclude=True,
+    description="instead of steps: what a model should do, with `tools` (one agent step)",
+)
+TOOLS = Field(default=None, exclude=True, description="step tools the instruction may use")
+
+
 CatchupPolicy = Literal["skip", "latest", "all"]
 OverlapPolicy = Literal["skip", "queue", "allow"]
 
@@ -204,6 +234,10 @@ class TaskFields(Frozen):
     end_at: AwareDatetime | None = None
     max_runs: Count | None = Field(default=None, ge=1)
     pause_on_failure: Count | None = Field(default=None, ge=1, le=1000)
+    instruction: str | None = INSTRUCTION
+    tools: list[str] | None = TOOLS
+
+    _instruction = model_validator(mode="before")(instruction_task)
 
     @field_validator("name")
     @classmethod
@@ -243,6 +277,10 @@ class TaskPatch(Frozen):
     end_at: AwareDatetime | None = None
     max_runs: Count | None = Field(default=None, ge=1)
     pause_on_failure: Count | None = Field(default=None, ge=1, le=1000)
+    instruction: str | None = INSTRUCTION
+    tools: list[str] | None = TOOLS
+
+    _instruction = model_validator(mode="before")(instruction_task)
 
 
 class FieldWarning(Frozen):

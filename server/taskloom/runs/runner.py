@@ -20,6 +20,7 @@ from taskloom.domain.runs import Run, RunStatus, StepResult, StepStatus
 from taskloom.domain.tasks import RetryPolicy, Step, Task
 from taskloom.domain.templates import Secrets, any_template, referenced_secrets, used_steps
 from taskloom.errors import TaskloomError
+from taskloom.runs.agent import AgentHost
 from taskloom.runs.evaluation import (
     ARGS_HINT,
     StepJob,
@@ -43,6 +44,7 @@ Finish = Callable[[Run], Awaitable[Run]]
 # Why the run may not go on (its lease could not be renewed), or None while it may.
 LeaseCheck = Callable[[], Awaitable[str | None]]
 
+AGENT = "agent"
 # A step still running after this long is shown as running in the stored run (get_run).
 PERSIST_RUNNING_AFTER_S = 0.25
 
@@ -70,11 +72,17 @@ class StepCaller:
         return tool is not None and tool.compute is not None
 
     async def call(
-        self, name: str, args: dict[str, Any], timeout_s: float, template_ctx: dict[str, Any]
+        self,
+        name: str,
+        args: dict[str, Any],
+        timeout_s: float,
+        template_ctx: dict[str, Any],
+        agent_host: AgentHost | None = None,
     ) -> Any:
         tool = self.catalog.builtin(name)
         if tool is not None:
             ctx = self.tool_context(template_ctx)
+            ctx.agent_host = agent_host
             return await asyncio.wait_for(tool.invoke(args, ctx), timeout_s)
         if self.catalog.upstream is None:
             raise TaskloomError(
@@ -160,10 +168,11 @@ class Runner:
         values = await self._evaluate(state, step, timeout)
         output, stored, error = values.output, values.stored_output, values.error
         attempts = 1 if values.computed else 0
+        host = self._agent_host(state, step, timeout) if step.tool == AGENT else None
         if error is None and not values.computed:
             policy = step.retry or RetryPolicy()
             args = values.args or {}
-            output, error, attempts = await self._call_with_retry(state, step, args, policy)
+            output, error, attempts = await self._call_with_retry(state, step, args, policy, host)
             if error is None:
                 output, stored, error = await self._store(state, step, output, timeout)
         result = StepResult(
@@ -178,8 +187,27 @@ class Runner:
             finished_at=self.clock.now(),
             duration_ms=int((time.perf_counter() - clock_start) * 1000),
             attempts=attempts,
+            calls=host.calls if host is not None else None,
         )
         return _Outcome(result, output)
+
+    def _agent_host(self, state: "_RunState", step: Step, timeout_s: float) -> AgentHost:
+        """An agent step's tool calls go through `_call_with_retry`, as a step's call does."""
+
+        async def call_tool(sub: Step, args: dict[str, Any]) -> tuple[Any, str | None, int]:
+            return await self._call_with_retry(state, sub, args, RetryPolicy())
+
+        return AgentHost(
+            step=step,
+            catalog=self.caller.catalog,
+            call_tool=call_tool,
+            computes=self.caller.computes,
+            sandbox=self.sandbox,
+            secrets=state.secrets,
+            clock=self.clock,
+            timeout_s=timeout_s,
+            max_output_bytes=self.max_bytes,
+        )
 
     async def _evaluate(self, state: "_RunState", step: Step, timeout_s: float) -> StepValues:
         """The step's args rendered (and a computed tool run) in a sandbox worker; args with
@@ -238,13 +266,19 @@ class Runner:
         return self.limits.max_output_bytes
 
     async def _call_with_retry(
-        self, state: "_RunState", step: Step, args: dict[str, Any], policy: RetryPolicy
+        self,
+        state: "_RunState",
+        step: Step,
+        args: dict[str, Any],
+        policy: RetryPolicy,
+        host: AgentHost | None = None,
     ) -> tuple[Any, str | None, int]:
         timeout = step.timeout_s or self.limits.step_timeout_s
         error: str | None = None
         for attempt in range(1, policy.attempts + 1):
             try:
-                output = await self.caller.call(step.tool, args, timeout, state.tool_context())
+                ctx = state.tool_context()
+                output = await self.caller.call(step.tool, args, timeout, ctx, host)
                 return output, None, attempt
             except TimeoutError:
                 error = f"Step {step.id!r} timed out after {timeout:g} s; raise its timeout_s."

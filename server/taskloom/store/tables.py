@@ -214,6 +214,8 @@ class StepResultRow(SQLModel, table=True):
     finished_at: datetime | None = _time()
     duration_ms: int | None = None
     attempts: int = 0
+    calls: list[dict[str, Any]] | None = _json()
+    reason: str | None = Field(default=None, sa_column=Column(Text))
 
     @classmethod
     def from_domain(cls, run_id: str, step: StepResult) -> "StepResultRow":
@@ -230,6 +232,8 @@ class StepResultRow(SQLModel, table=True):
             finished_at=step.finished_at,
             duration_ms=step.duration_ms,
             attempts=step.attempts,
+            calls=_calls(step),
+            reason=step.reason,
         )
 
     @staticmethod
@@ -248,6 +252,8 @@ class StepResultRow(SQLModel, table=True):
             "finished_at": step.finished_at,
             "duration_ms": step.duration_ms,
             "attempts": step.attempts,
+            "calls": _calls(step),
+            "reason": step.reason,
         }
 
     def to_domain(self) -> StepResult:
@@ -263,7 +269,13 @@ class StepResultRow(SQLModel, table=True):
             finished_at=self.finished_at,
             duration_ms=self.duration_ms,
             attempts=self.attempts,
+            calls=self.calls,  # pydantic validates the dicts into ToolCall models
+            reason=self.reason,
         )
+
+
+def _calls(step: StepResult) -> list[dict[str, Any]] | None:
+    return None if step.calls is None else [c.model_dump(mode="json") for c in step.calls]
 
 
 class ProcessRow(SQLModel, table=True):

@@ -91,7 +91,7 @@ def _missing_api_key(fields: TaskFields, settings: Settings) -> list[FieldWarnin
     warnings = [
         FieldWarning(field=f"steps[{i}].tool", message=f"This step will fail: {NO_KEY}")
         for i, step in enumerate(fields.steps)
-        if step.tool == "llm_prompt"
+        if step.tool in ("llm_prompt", "agent")
     ]
     if fields.summary.enabled:
         message = (

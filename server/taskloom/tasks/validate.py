@@ -25,6 +25,7 @@ from taskloom.domain.timezones import legacy_zone_problem
 from taskloom.domain.triggers import validate_trigger
 from taskloom.errors import InvalidInput, InvalidInputs
 from taskloom.step_tools import StepCatalog, StepToolInfo
+from taskloom.tasks.agent_check import check_agent_tools
 from taskloom.tasks.expressions import check_expressions
 from taskloom.tasks.readiness import Surroundings, readiness_warnings
 from taskloom.tasks.secret_use import check_task_secrets
@@ -71,6 +72,7 @@ async def validate_steps(steps: list[Step], catalog: StepCatalog) -> list[Invali
             problems.append(await _unknown_tool(where, step.tool, catalog))
             continue
         problems += check_args(where, step.args, info, catalog)
+        problems += await check_agent_tools(where, step, catalog)
         if not references:
             tool = catalog.builtin(step.tool)
             problems += check_expressions(where, step, tool.raw_args if tool else frozenset())
