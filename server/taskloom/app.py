@@ -70,7 +70,9 @@ def build_services(
     contexts = ToolContexts(settings, http=http, anthropic_http=anthropic_http)
     caller = StepCaller(catalog, contexts)
     limits = Limits(
-        step_timeout_s=settings.step_timeout_s, max_output_bytes=settings.max_output_bytes
+        step_timeout_s=settings.step_timeout_s,
+        max_output_bytes=settings.max_output_bytes,
+        max_foreach_items=settings.max_foreach_items,
     )
     sandbox = Sandbox(
         SandboxLimits(

@@ -62,9 +62,7 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
     @mcp.tool(annotations=WRITE, output_schema=TASK_SCHEMA)
     async def create_task(
         name: Annotated[str, Field(description="short human name, e.g. 'Morning BTC digest'")],
-        steps: Annotated[
-            list[Step] | None, Field(description="the chain, run in order (or instruction)")
-        ] = None,
+        steps: Annotated[list[Step] | None, Field(description="the chain, run in order")] = None,
         trigger: Annotated[
             Trigger | None,
             Field(description="when to run; omit for manual-only (run_task)"),
@@ -81,10 +79,8 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
         end_at: datetime | None = None,
         max_runs: Annotated[Count | None, Field(ge=1)] = None,
         pause_on_failure: Annotated[Count | None, Field(ge=1)] = None,
-        instruction: Annotated[
-            str | None, Field(description="instead of steps: one agent step (see README)")
-        ] = None,
-        tools: Annotated[list[str] | None, Field(description="step tools it may call")] = None,
+        instruction: str | None = None,
+        tools: list[str] | None = None,
     ) -> ToolResult:
         """Create a task: a chain of step tool calls run on a trigger (or only by run_task).
 
@@ -92,9 +88,9 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
         list_step_tools. String args are Jinja2: "{{ steps.fetch.output.json.price }}" (one
         expression keeps its JSON type), {{ task.name }}, {{ run.fire_time }}, {{ event }},
         {{ secrets.NAME }}, {{ prev }} (the previous finished run: output, status; null at
-        first). Or, instead of steps, instruction + tools: one agent step (a model calling those
-        step tools). Triggers: {"cron": "0 9 * * 1-5", "timezone": "Europe/Berlin"},
-        {"every": "30m"}, {"at": "2026-12-01T09:00:00+01:00"}, {"event": "deploy_finished"}.
+        first). Or instruction+tools for one agent step. Triggers: {"cron": "0 9 * * 1-5",
+        "timezone": "Europe/Berlin"}, {"every": "30m"}, {"at": "2026-12-01T09:00:00+01:00"},
+        {"event": "deploy_finished"}.
         catchup, for fires missed while Taskloom was down: latest (default: run once for the
         latest), all (each, within catchup_window_s) or skip. overlap, for a fire while the last
         run still runs: skip (default), queue (run after it) or allow. notify.on: failure

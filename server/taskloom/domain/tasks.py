@@ -148,8 +148,7 @@ class RetryPolicy(Frozen):
 
 
 class Step(Frozen):
-    """One tool call in a chain. `args` values are Jinja2 templates that may use earlier steps'
-    outputs: `{{ steps.fetch.output.json.price }}`."""
+    """One tool call in a chain; `args` are Jinja2 templates over earlier steps' outputs."""
 
     id: str = Field(pattern=STEP_ID_PATTERN, description="unique within the task, e.g. 'fetch'")
     tool: str = Field(
@@ -161,6 +160,9 @@ class Step(Frozen):
     timeout_s: Seconds | None = Field(default=None, gt=0, le=3600)
     retry: RetryPolicy | None = None
     on_error: Literal["fail", "continue"] = "fail"
+    # Templates, bounded by the task's size limit (a maxLength would cost every chat bytes).
+    when: str | None = Field(default=None, description="skip unless true")
+    foreach: str | None = Field(default=None, description="a list: run per {{ item }}")
 
     @field_validator("id")
     @classmethod
@@ -207,9 +209,9 @@ INSTRUCTION = Field(
     default=None,
     max_length=100_000,
     exclude=True,
-    description="instead of steps: what a model should do, with `tools` (one agent step)",
+    description="instead of steps: one agent step",
 )
-TOOLS = Field(default=None, exclude=True, description="step tools the instruction may use")
+TOOLS = Field(default=None, exclude=True, description="step tools it may call")
 
 
 CatchupPolicy = Literal["skip", "latest", "all"]

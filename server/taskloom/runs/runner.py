@@ -20,6 +20,7 @@ from taskloom.domain.runs import Run, RunStatus, StepResult, StepStatus
 from taskloom.domain.tasks import RetryPolicy, Step, Task
 from taskloom.domain.templates import Secrets, any_template, referenced_secrets, used_steps
 from taskloom.errors import TaskloomError
+from taskloom.runs import flow
 from taskloom.runs.agent import AgentHost
 from taskloom.runs.evaluation import (
     ARGS_HINT,
@@ -53,6 +54,7 @@ PERSIST_RUNNING_AFTER_S = 0.25
 class Limits:
     step_timeout_s: float = 300.0
     max_output_bytes: int = 65536
+    max_foreach_items: int = 100
 
 
 class StepCaller:
@@ -154,12 +156,82 @@ class Runner:
             state.begin(index, self.clock.now())
             snapshot = _persist_later(persist, state.snapshot(), PERSIST_RUNNING_AFTER_S)
             try:
-                outcome = await self._step(state, index, step)
+                outcome = await self._flow(state, index, step)
             finally:
                 snapshot.cancel()
             state.record(outcome, step)
         if progress is not None:
             await progress(total, total, f"finished: {state.outcome().value}")
+
+    async def _flow(self, state: "_RunState", index: int, step: Step) -> "_Outcome":
+        """A step under its `when` and `foreach` (runs/flow.py); a plain step is just run."""
+        if step.when is not None:
+            checked = await self._flow_value(state, step, "when", step.when)
+            if checked.error is not None:
+                return self._flow_failed(step, index, checked.error)
+            if not checked.value:
+                reason = f"when was false: {step.when}"
+                return _Outcome(flow.skipped(step, index, reason, self.clock.now()), None)
+        if step.foreach is None:
+            return await self._step(state, index, step)
+        listed = await self._flow_value(state, step, "foreach", step.foreach)
+        if listed.error is not None:
+            return self._flow_failed(step, index, listed.error)
+        if len(listed.value) > self.limits.max_foreach_items:
+            limit = self.limits.max_foreach_items
+            return self._flow_failed(step, index, flow.too_many(step, len(listed.value), limit))
+        return await self._foreach(state, index, step, listed.value)
+
+    async def _foreach(
+        self, state: "_RunState", index: int, step: Step, items: list[Any]
+    ) -> "_Outcome":
+        results, outputs = [], []
+        for position, item in enumerate(items):
+            state.loop = {"item": item, "index": position}
+            try:
+                outcome = await self._step(state, index, step)
+            finally:
+                state.loop = {}
+            results.append(outcome.result)
+            outputs.append(outcome.output)
+            if outcome.result.status != StepStatus.SUCCEEDED:
+                break
+        result = flow.combine(step, index, results, self.clock.now())
+        result = result.model_copy(update={"args": bound_value(result.args, self.max_bytes)})
+        if result.status != StepStatus.SUCCEEDED:
+            return _Outcome(result, None)
+        stored = [r.output for r in results]
+        if flow.all_small(outputs):
+            return _Outcome(result.model_copy(update={"output": stored}), outputs)
+        timeout = step.timeout_s or self.limits.step_timeout_s
+        packed, bounded = await self.sandbox.call(
+            flow.gather_in_worker, outputs, stored, self.max_bytes, timeout_s=timeout
+        )
+        return _Outcome(result.model_copy(update={"output": bounded}), packed)
+
+    async def _flow_value(
+        self, state: "_RunState", step: Step, field: str, source: str
+    ) -> flow.FlowValue:
+        context = state.template_context(used_steps({field: source}))
+        timeout = step.timeout_s or self.limits.step_timeout_s
+        try:
+            value: flow.FlowValue = await self.sandbox.call(
+                flow.evaluate_in_worker, step.id, field, source, context, timeout_s=timeout
+            )
+        except (LimitExceeded, TimeoutError) as exc:
+            activity = f"evaluating its {field}"
+            return flow.FlowValue(error=limit_message(step.id, step.tool, exc, activity, timeout))
+        except Exception as exc:  # e.g. a value nested too deeply to serialise
+            return flow.FlowValue(error=f"Step {step.id!r} failed evaluating its {field}: {exc}")
+        return value
+
+    def _flow_failed(self, step: Step, index: int, error: str) -> "_Outcome":
+        now = self.clock.now()
+        result = StepResult(
+            id=step.id, index=index, tool=step.tool, status=StepStatus.FAILED, error=error,
+            started_at=now, finished_at=now, duration_ms=0,
+        )  # fmt: skip
+        return _Outcome(result, None)
 
     async def _step(self, state: "_RunState", index: int, step: Step) -> "_Outcome":
         started = self.clock.now()
@@ -348,6 +420,7 @@ class _RunState:
         self.output: Any = None
         self.stopped = False
         self.current: int | None = None
+        self.loop: dict[str, Any] = {}  # `item` and `index` while a `foreach` step runs
 
     def template_context(self, used: set[str] | None = None) -> dict[str, Any]:
         """What templates see; with `used`, other steps' outputs are left out (as null), so a
@@ -368,6 +441,7 @@ class _RunState:
             },
             "event": self.run.event,
             "prev": self.prev,
+            **self.loop,
         }
 
     def tool_context(self) -> dict[str, Any]:
@@ -399,6 +473,8 @@ class _RunState:
         }
         if result.status == StepStatus.SUCCEEDED:
             self.output = result.output
+            return
+        if result.status == StepStatus.SKIPPED:  # its `when` was false: the run goes on
             return
         if step.on_error == "fail":
             self.fail(f"Step {step.id!r} failed: {result.error}")

@@ -27,6 +27,7 @@ from taskloom.errors import InvalidInput, InvalidInputs
 from taskloom.step_tools import StepCatalog, StepToolInfo
 from taskloom.tasks.agent_check import check_agent_tools
 from taskloom.tasks.expressions import check_expressions
+from taskloom.tasks.flow_check import check_flow
 from taskloom.tasks.readiness import Surroundings, readiness_warnings
 from taskloom.tasks.secret_use import check_task_secrets
 from taskloom.tasks.suggest import did_you_mean
@@ -66,6 +67,7 @@ async def validate_steps(steps: list[Step], catalog: StepCatalog) -> list[Invali
             )
         references = _check_references(where, step, seen, [s.id for s in steps])
         problems += references
+        problems += check_flow(where, step, seen)
         seen.add(step.id)
         info = await catalog.find(step.tool)
         if info is None:
