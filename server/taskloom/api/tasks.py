@@ -79,6 +79,7 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
         end_at: datetime | None = None,
         max_runs: Annotated[Count | None, Field(ge=1)] = None,
         pause_on_failure: Annotated[Count | None, Field(ge=1)] = None,
+        priority: Count | None = None,
         instruction: str | None = None,
         tools: list[str] | None = None,
     ) -> ToolResult:
@@ -106,7 +107,7 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
             name=name, steps=steps, trigger=trigger, description=description, enabled=enabled,
             catchup=catchup, catchup_window_s=catchup_window_s, overlap=overlap, retry=retry,
             timeout_s=timeout_s, notify=notify, summary=summary, end_at=end_at,
-            max_runs=max_runs, pause_on_failure=pause_on_failure,
+            max_runs=max_runs, pause_on_failure=pause_on_failure, priority=priority,
             instruction=instruction, tools=tools,
         )  # fmt: skip
         given = {k: v for k, v in spec.items() if v is not None}
@@ -163,8 +164,7 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
             list[ClearableField] | None,
             Field(description="optional fields to remove, e.g. ['trigger'] for manual-only"),
         ] = None,
-        instruction: str | None = None,
-        tools: list[str] | None = None,
+        priority: Count | None = None,
     ) -> ToolResult:
         """Change some fields of a task (as create_task takes them); omitted fields stay. Steps
         are replaced whole; `clear` removes optional fields. Answers like create_task."""
@@ -173,7 +173,7 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
             catchup=catchup, catchup_window_s=catchup_window_s, overlap=overlap, retry=retry,
             timeout_s=timeout_s, notify=notify, summary=summary, end_at=end_at,
             max_runs=max_runs, pause_on_failure=pause_on_failure, clear=clear,
-            instruction=instruction, tools=tools,
+            priority=priority,
         )  # fmt: skip
         given = {k: v for k, v in patch.items() if v is not None}
         return task_reply(s, await answer(_update(s, task_id, given)))

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from taskloom.domain.priority import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY
 from taskloom.domain.timezones import legacy_zone_problem
 
 MAX_STEPS = 50
@@ -236,6 +237,7 @@ class TaskFields(Frozen):
     end_at: AwareDatetime | None = None
     max_runs: Count | None = Field(default=None, ge=1)
     pause_on_failure: Count | None = Field(default=None, ge=1, le=1000)
+    priority: Count = Field(default=DEFAULT_PRIORITY, ge=MIN_PRIORITY, le=MAX_PRIORITY)
     instruction: str | None = INSTRUCTION
     tools: list[str] | None = TOOLS
 
@@ -279,10 +281,9 @@ class TaskPatch(Frozen):
     end_at: AwareDatetime | None = None
     max_runs: Count | None = Field(default=None, ge=1)
     pause_on_failure: Count | None = Field(default=None, ge=1, le=1000)
-    instruction: str | None = INSTRUCTION
-    tools: list[str] | None = TOOLS
-
-    _instruction = model_validator(mode="before")(instruction_task)
+    priority: Count | None = Field(default=None, ge=MIN_PRIORITY, le=MAX_PRIORITY)
+    # An instruction task is changed through its steps (steps[0].args.instruction): tools/list
+    # is paid for by every chat, so update_task does not repeat create_task's shorthand.
 
 
 class FieldWarning(Frozen):
