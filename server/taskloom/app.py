@@ -12,7 +12,7 @@ from fastmcp.server.auth import AccessToken, AuthProvider, TokenVerifier
 from mcp.shared.exceptions import MCPDeprecationWarning
 
 from taskloom import __version__
-from taskloom.api import prompts, resources, runs, tasks
+from taskloom.api import prompts, resources, revisions, runs, tasks
 from taskloom.api.common import ArgumentErrors
 from taskloom.api.protocol import ProtocolErrors
 from taskloom.api.schemas import CompactSchemas
@@ -26,7 +26,9 @@ from taskloom.scheduling.scheduler import Scheduler, Timing
 from taskloom.services import Services, ToolContexts, new_process_id
 from taskloom.settings import Settings, parse_http_tokens
 from taskloom.step_tools import StepCatalog
+from taskloom.store.revisions import RevisionStore
 from taskloom.store.sql import Store
+from taskloom.tasks.revisions import TaskAudit
 from taskloom.tasks.service import TaskService
 from taskloom.upstream import UpstreamPool
 from taskloom_tools.catalog import builtin_tools
@@ -102,6 +104,7 @@ def build_services(
         process_id=process_id,
         scheduler=scheduler,
         sandbox=sandbox,
+        audit=TaskAudit(RevisionStore(store, settings.max_revisions_per_task), clock, tasks),
     )
 
 
@@ -182,6 +185,7 @@ def build_server(services: Services, *, auth: AuthProvider | None = None) -> Fas
     tasks.register_task_tools(mcp, services)
     tasks.register_schedule_tools(mcp, services)
     runs.register_run_tools(mcp, services)
+    revisions.register_revision_tools(mcp, services)
     resources.register_resources(mcp, services)
     prompts.register_prompts(mcp, services)
     if services.settings.mount_server:

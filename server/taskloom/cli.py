@@ -67,6 +67,9 @@ ENV_HELP = """
   TASKLOOM_SANDBOX_WALL_S    seconds per step evaluation before the worker is killed (default 10)
   TASKLOOM_SANDBOX_VALUE_BYTES  largest value a step evaluation hands back (default 16 MiB)
   TASKLOOM_MAX_TASKS_PER_OWNER  tasks one owner may have (default 1000)
+  TASKLOOM_MAX_FOREACH_ITEMS  items one foreach step may run over (default 100)
+  TASKLOOM_AGENT_MAX_TOTAL_TOKENS  tokens one agent step may use in all (default 200000)
+  TASKLOOM_MAX_REVISIONS_PER_TASK  revisions kept per task, the oldest go (default 100)
   TASKLOOM_EVENT_STORE_MAX_EVENTS  Streamable HTTP: messages kept for clients that reconnect
                              with Last-Event-ID (default 2000; also
                              TASKLOOM_EVENT_STORE_MAX_EVENTS_PER_STREAM 500,
@@ -150,6 +153,22 @@ def _run(make: Callable[[Any], Awaitable[T]]) -> T:
         return asyncio.run(body())
     except TaskloomError as exc:
         raise _fail(exc.message, _exit_code(exc, 1)) from exc
+
+
+@tasks_app.command("revisions")
+def tasks_revisions(task_id: str, limit: Annotated[int, typer.Option(min=1, max=100)] = 20) -> None:
+    """List a task's changes, newest first: revision, action, principal, time, changed fields."""
+    page = _run(lambda s: s.audit.list(task_id, owner=None, limit=limit, before=None))
+    for rev in page.revisions:
+        fields = ", ".join(rev.diff) or "-"
+        out.print(f"{rev.revision:>4}  {rev.action:<8} {rev.principal:<16} {rev.at}  {fields}")
+
+
+@tasks_app.command("restore")
+def tasks_restore(task_id: str, revision: int) -> None:
+    """Make a task as one of its revisions defined it (a deleted task is created again)."""
+    answer = _run(lambda s: s.audit.restore(task_id, revision, owner=None))
+    out.print(f"{answer.task.id}: restored revision {revision}. {answer.message or ''}".strip())
 
 
 @app.command(epilog=ENV_HELP)

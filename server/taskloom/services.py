@@ -25,6 +25,7 @@ from taskloom.step_tools import StepCatalog
 from taskloom.store.claims import Claims
 from taskloom.store.sql import Store
 from taskloom.store.stats import figures
+from taskloom.tasks.revisions import TaskAudit
 from taskloom.tasks.service import TaskService, fire_time
 from taskloom_tools.base import ToolContext
 
@@ -115,6 +116,7 @@ class Services:
     sandbox: Sandbox | None = None
     _warming: "asyncio.Task[None] | None" = field(default=None, init=False, repr=False)
     _warm_started: bool = field(default=False, init=False, repr=False)
+    audit: TaskAudit = field(default=None)  # type: ignore[assignment]  # set by build_services
 
     async def start(self, *, schedule: bool = True) -> None:
         """Open the store; with `schedule` (and TASKLOOM_SCHEDULER on), fire tasks here too."""

@@ -111,6 +111,9 @@ class Settings(BaseSettings):
         default=900, ge=10, description="Streamable HTTP: seconds a kept message can be replayed"
     )
     step_timeout_s: float = Field(default=300, gt=0, description="default timeout of one step")
+    max_revisions_per_task: int = Field(
+        default=100, ge=1, le=100_000, description="revisions kept per task (the oldest go)"
+    )
     max_foreach_items: int = Field(
         default=100, ge=1, le=100_000, description="items one foreach step may run over"
     )

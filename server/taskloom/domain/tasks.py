@@ -74,8 +74,7 @@ def check_timezone(value: str | None) -> str | None:
 
 
 class CronTrigger(Frozen):
-    """Fires at the instants a 5-field cron expression (optional 6th leading seconds field) names,
-    evaluated in `timezone`."""
+    """Fires when a 5-field cron expression (or 6, seconds first) matches, in `timezone`."""
 
     cron: str = Field(min_length=1, max_length=200, examples=["0 9 * * 1-5"])
     timezone: str | None = Field(
@@ -86,8 +85,8 @@ class CronTrigger(Frozen):
 
 
 class IntervalTrigger(Frozen):
-    """Fires every `every` (seconds, or a duration such as '30m', '1h30m', '2d'), anchored at
-    `start_at` (default: when the task was created) so restarts do not drift it."""
+    """Fires every `every` (seconds, or '30m', '1h30m', '2d'), anchored at `start_at` (default:
+    the task's creation) so restarts do not drift it."""
 
     every: Duration = Field(examples=["30m", 3600])
     start_at: AwareDatetime | None = None
@@ -149,7 +148,9 @@ class RetryPolicy(Frozen):
 
 
 class Step(Frozen):
-    """One tool call in a chain; `args` are Jinja2 templates over earlier steps' outputs."""
+    # One tool call in a chain; `args` are Jinja2 templates over earlier steps' outputs. A
+    # comment, not a docstring: create_task's description says it, and tools/list is paid for
+    # by every chat.
 
     id: str = Field(pattern=STEP_ID_PATTERN, description="unique within the task, e.g. 'fetch'")
     tool: str = Field(
@@ -175,7 +176,7 @@ class Step(Frozen):
 
 
 class NotifyPolicy(Frozen):
-    on: Literal["always", "failure", "change", "never"] = "failure"
+    on: Literal["always", "failure", "change", "never", "lifecycle"] = "failure"
     webhook_url: str | None = Field(default=None, max_length=2000)
     desktop: bool = False
 

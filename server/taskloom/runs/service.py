@@ -22,6 +22,7 @@ from taskloom.domain.templates import Secrets
 from taskloom.errors import Conflict, InvalidInput, NotFound, TaskloomError
 from taskloom.ids import new_id
 from taskloom.runs.holdings import Holdings
+from taskloom.runs.lifecycle import Lifecycle
 from taskloom.runs.runner import Progress, Runner, StepCaller, secret_names
 from taskloom.secrets import load_secrets
 from taskloom.settings import Settings
@@ -92,6 +93,7 @@ class RunService:
         self.holdings = Holdings()
         self._finals: set[asyncio.Task[Run]] = set()
         self.stopping = False
+        self.lifecycle = Lifecycle(caller, self._webhook_url)
 
     # -- starting runs -----------------------------------------------------------------------
 
@@ -175,6 +177,7 @@ class RunService:
             log.warning("run_lease_lost", run_id=run.id, reason=why)
             return LEASE_LOST
 
+        self.lifecycle.started(task, run)
         return await self.runner.execute(
             task, run, secrets=secrets, persist=persist, finish=finish, progress=progress,
             prev=prev, lease=lease,
@@ -259,6 +262,7 @@ class RunService:
             log.warning("run_not_recorded", run_id=run.id, reason="no longer held by us")
             return run
         await self._notify(task, run)
+        self.lifecycle.finished(task, run)
         return run
 
     async def _record_final(self, run: Run, outcome: Outcome, again: Run | None) -> bool:

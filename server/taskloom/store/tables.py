@@ -278,6 +278,21 @@ def _calls(step: StepResult) -> list[dict[str, Any]] | None:
     return None if step.calls is None else [c.model_dump(mode="json") for c in step.calls]
 
 
+class RevisionRow(SQLModel, table=True):
+    """One change of a task (store/revisions.py): who, when, the diff and the definition after."""
+
+    __tablename__ = "task_revisions"
+
+    task_id: str = Field(sa_column=Column(String(40), primary_key=True))
+    revision: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    owner: str = Field(sa_column=Column(String(200), nullable=False))
+    principal: str = Field(sa_column=Column(String(200), nullable=False))
+    action: str = Field(sa_column=Column(String(16), nullable=False))
+    at: datetime = _time(nullable=False)
+    diff: dict[str, Any] = Field(sa_column=Column(JSON(), nullable=False))
+    snapshot: dict[str, Any] | None = _json()
+
+
 class ProcessRow(SQLModel, table=True):
     """A live Taskloom process (serve or worker), kept fresh by heartbeat."""
 
