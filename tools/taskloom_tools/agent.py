@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import Field, field_validator
 
 from taskloom_tools.base import StepTool, StepToolError, ToolArgs, ToolContext, typed_run
-from taskloom_tools.llm_prompt import _client, explain
+from taskloom_tools.llm_prompt import client_for, explain
 
 if TYPE_CHECKING:
     from anthropic.types import Message
@@ -133,7 +133,7 @@ async def agent(args: AgentArgs, ctx: ToolContext) -> dict[str, Any]:
     tools = await host.describe(args.tools)
     names = {api_name(t.name): t.name for t in tools}
     loop = _Loop(args, ctx, host, names, [{"role": "user", "content": args.instruction}])
-    client = _client(ctx)
+    client = client_for(ctx)
     try:
         return await _converse(loop, client, tools)
     finally:

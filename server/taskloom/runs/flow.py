@@ -7,14 +7,22 @@ The functions named `*_in_worker` run inside the worker.
 """
 
 import pickle
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from taskloom.clock import Clock
 from taskloom.domain.runs import StepResult, StepStatus
 from taskloom.domain.tasks import Step
-from taskloom.domain.templates import TemplateError, resolve_args
-from taskloom.runs.evaluation import Packed, bound_value, is_small, unpack
+from taskloom.domain.templates import TemplateError, resolve_args, used_steps
+from taskloom.runs.evaluation import Packed, bound_value, is_small, limit_message, unpack
+from taskloom.runs.sandbox import LimitExceeded, Sandbox
+
+# Runs the step once (with the loop variables as last set); its result and whole output.
+Once = Callable[[], Awaitable[tuple[StepResult, Any]]]
+Context = Callable[[set[str] | None], dict[str, Any]]
+Loop = Callable[[dict[str, Any]], None]
 
 # Text a condition may render to that still means false.
 FALSE_TEXTS = frozenset({"", "false", "0", "no", "none", "null"})
@@ -111,3 +119,85 @@ def gather_in_worker(outputs: list[Any], stored: list[Any], max_bytes: int) -> t
     return Packed(pickle.dumps(opened, protocol=pickle.HIGHEST_PROTOCOL)), bound_value(
         stored, max_bytes
     )
+
+
+@dataclass
+class FlowRunner:
+    """Runs one step under its `when` and `foreach`, the step itself run by the runner."""
+
+    sandbox: Sandbox
+    clock: Clock
+    max_items: int
+    max_bytes: int
+    step_timeout_s: float
+
+    async def run(
+        self, step: Step, index: int, *, once: Once, context: Context, loop: Loop
+    ) -> tuple[StepResult, Any]:
+        if step.when is not None:
+            checked = await self._value(step, "when", step.when, context)
+            if checked.error is not None:
+                return self._failed(step, index, checked.error), None
+            if not checked.value:
+                reason = f"when was false: {step.when}"
+                return skipped(step, index, reason, self.clock.now()), None
+        if step.foreach is None:
+            return await once()
+        listed = await self._value(step, "foreach", step.foreach, context)
+        if listed.error is not None:
+            return self._failed(step, index, listed.error), None
+        if len(listed.value) > self.max_items:
+            return self._failed(
+                step, index, too_many(step, len(listed.value), self.max_items)
+            ), None
+        return await self._each(step, index, listed.value, once, loop)
+
+    async def _each(
+        self, step: Step, index: int, items: list[Any], once: Once, loop: Loop
+    ) -> tuple[StepResult, Any]:
+        results, outputs = [], []
+        for position, item in enumerate(items):
+            loop({"item": item, "index": position})
+            try:
+                result, output = await once()
+            finally:
+                loop({})
+            results.append(result)
+            outputs.append(output)
+            if result.status != StepStatus.SUCCEEDED:
+                break
+        combined = combine(step, index, results, self.clock.now())
+        combined = combined.model_copy(update={"args": bound_value(combined.args, self.max_bytes)})
+        if combined.status != StepStatus.SUCCEEDED:
+            return combined, None
+        stored = [r.output for r in results]
+        if all_small(outputs):
+            return combined.model_copy(update={"output": stored}), outputs
+        packed, bounded = await self.sandbox.call(
+            gather_in_worker, outputs, stored, self.max_bytes, timeout_s=self._timeout(step)
+        )
+        return combined.model_copy(update={"output": bounded}), packed
+
+    async def _value(self, step: Step, field: str, source: str, context: Context) -> FlowValue:
+        seen = context(used_steps({field: source}))
+        timeout = self._timeout(step)
+        try:
+            value: FlowValue = await self.sandbox.call(
+                evaluate_in_worker, step.id, field, source, seen, timeout_s=timeout
+            )
+        except (LimitExceeded, TimeoutError) as exc:
+            activity = f"evaluating its {field}"
+            return FlowValue(error=limit_message(step.id, step.tool, exc, activity, timeout))
+        except Exception as exc:  # e.g. a value nested too deeply to serialise
+            return FlowValue(error=f"Step {step.id!r} failed evaluating its {field}: {exc}")
+        return value
+
+    def _failed(self, step: Step, index: int, error: str) -> StepResult:
+        now = self.clock.now()
+        return StepResult(
+            id=step.id, index=index, tool=step.tool, status=StepStatus.FAILED, error=error,
+            started_at=now, finished_at=now, duration_ms=0,
+        )  # fmt: skip
+
+    def _timeout(self, step: Step) -> float:
+        return step.timeout_s or self.step_timeout_s

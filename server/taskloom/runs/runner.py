@@ -102,6 +102,8 @@ class Runner:
         self.clock = clock
         self.limits = limits
         self.sandbox = sandbox or Sandbox(SandboxLimits(preload=(evaluate_step.__module__,)))
+        self.flow = flow.FlowRunner(self.sandbox, clock, limits.max_foreach_items,
+                                    limits.max_output_bytes, limits.step_timeout_s)  # fmt: skip
 
     async def execute(
         self,
@@ -165,73 +167,20 @@ class Runner:
 
     async def _flow(self, state: "_RunState", index: int, step: Step) -> "_Outcome":
         """A step under its `when` and `foreach` (runs/flow.py); a plain step is just run."""
-        if step.when is not None:
-            checked = await self._flow_value(state, step, "when", step.when)
-            if checked.error is not None:
-                return self._flow_failed(step, index, checked.error)
-            if not checked.value:
-                reason = f"when was false: {step.when}"
-                return _Outcome(flow.skipped(step, index, reason, self.clock.now()), None)
-        if step.foreach is None:
+        if step.when is None and step.foreach is None:
             return await self._step(state, index, step)
-        listed = await self._flow_value(state, step, "foreach", step.foreach)
-        if listed.error is not None:
-            return self._flow_failed(step, index, listed.error)
-        if len(listed.value) > self.limits.max_foreach_items:
-            limit = self.limits.max_foreach_items
-            return self._flow_failed(step, index, flow.too_many(step, len(listed.value), limit))
-        return await self._foreach(state, index, step, listed.value)
 
-    async def _foreach(
-        self, state: "_RunState", index: int, step: Step, items: list[Any]
-    ) -> "_Outcome":
-        results, outputs = [], []
-        for position, item in enumerate(items):
-            state.loop = {"item": item, "index": position}
-            try:
-                outcome = await self._step(state, index, step)
-            finally:
-                state.loop = {}
-            results.append(outcome.result)
-            outputs.append(outcome.output)
-            if outcome.result.status != StepStatus.SUCCEEDED:
-                break
-        result = flow.combine(step, index, results, self.clock.now())
-        result = result.model_copy(update={"args": bound_value(result.args, self.max_bytes)})
-        if result.status != StepStatus.SUCCEEDED:
-            return _Outcome(result, None)
-        stored = [r.output for r in results]
-        if flow.all_small(outputs):
-            return _Outcome(result.model_copy(update={"output": stored}), outputs)
-        timeout = step.timeout_s or self.limits.step_timeout_s
-        packed, bounded = await self.sandbox.call(
-            flow.gather_in_worker, outputs, stored, self.max_bytes, timeout_s=timeout
+        async def once() -> tuple[StepResult, Any]:
+            outcome = await self._step(state, index, step)
+            return outcome.result, outcome.output
+
+        def loop(values: dict[str, Any]) -> None:
+            state.loop = values
+
+        result, output = await self.flow.run(
+            step, index, once=once, context=state.template_context, loop=loop
         )
-        return _Outcome(result.model_copy(update={"output": bounded}), packed)
-
-    async def _flow_value(
-        self, state: "_RunState", step: Step, field: str, source: str
-    ) -> flow.FlowValue:
-        context = state.template_context(used_steps({field: source}))
-        timeout = step.timeout_s or self.limits.step_timeout_s
-        try:
-            value: flow.FlowValue = await self.sandbox.call(
-                flow.evaluate_in_worker, step.id, field, source, context, timeout_s=timeout
-            )
-        except (LimitExceeded, TimeoutError) as exc:
-            activity = f"evaluating its {field}"
-            return flow.FlowValue(error=limit_message(step.id, step.tool, exc, activity, timeout))
-        except Exception as exc:  # e.g. a value nested too deeply to serialise
-            return flow.FlowValue(error=f"Step {step.id!r} failed evaluating its {field}: {exc}")
-        return value
-
-    def _flow_failed(self, step: Step, index: int, error: str) -> "_Outcome":
-        now = self.clock.now()
-        result = StepResult(
-            id=step.id, index=index, tool=step.tool, status=StepStatus.FAILED, error=error,
-            started_at=now, finished_at=now, duration_ms=0,
-        )  # fmt: skip
-        return _Outcome(result, None)
+        return _Outcome(result, output)
 
     async def _step(self, state: "_RunState", index: int, step: Step) -> "_Outcome":
         started = self.clock.now()
