@@ -161,7 +161,7 @@ WAIT_0 = [{"id": "pause", "tool": "wait", "args": {"seconds": 0}}]
 
 
 async def open_store(url: str) -> Any:
-    from taskloom.store.sql import Store
+    from taskloom.store.sql import SqlStore as Store
 
     store = Store(url)
     await store.open()
@@ -183,7 +183,7 @@ async def seed_tasks(
 
     from taskloom.domain.tasks import Task
     from taskloom.ids import new_id
-    from taskloom.store.sql import TASKS_REVISION
+    from taskloom.store.database import TASKS_REVISION
     from taskloom.store.tables import TaskRow
 
     created = now() - timedelta(seconds=1)
@@ -251,7 +251,7 @@ async def fetch(url: str, sql: str, **params: Any) -> list[Any]:
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    from taskloom.store.sql import async_url
+    from taskloom.store.dialects import async_url
 
     engine = create_async_engine(async_url(url))
     try:
@@ -268,7 +268,7 @@ async def wait_for_count(
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    from taskloom.store.sql import async_url
+    from taskloom.store.dialects import async_url
 
     engine = create_async_engine(async_url(url))
     deadline = time.perf_counter() + timeout_s

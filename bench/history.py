@@ -108,7 +108,7 @@ async def history(cfg: Config) -> list[Row]:
         .execute("SELECT id FROM runs ORDER BY id LIMIT 1 OFFSET ?", (total // 2,))
         .fetchone()[0]
     )
-    from taskloom.store.sql import encode_cursor
+    from taskloom.domain.storage import encode_cursor
 
     task = task_ids[TASKS // 2]
     cases: list[tuple[str, dict[str, Any], str, tuple[Any, ...]]] = [

@@ -27,7 +27,7 @@ from taskloom.services import Services, ToolContexts, new_process_id
 from taskloom.settings import Settings, parse_http_tokens
 from taskloom.step_tools import StepCatalog
 from taskloom.store.revisions import RevisionStore
-from taskloom.store.sql import Store
+from taskloom.store.sql import SqlStore
 from taskloom.tasks.revisions import TaskAudit
 from taskloom.tasks.service import TaskService
 from taskloom.upstream import UpstreamPool
@@ -62,7 +62,7 @@ def build_services(
     """`http` and `anthropic_http` let tests fake the network at the transport. `self_urls` are
     this server's own HTTP endpoints, refused as upstream servers."""
     clock = clock or SystemClock()
-    store = Store(settings.resolved_database_url)
+    store = SqlStore(settings.resolved_database_url)
     upstream = (
         UpstreamPool(settings.mcp_config, self_urls=self_urls) if settings.mcp_config else None
     )
@@ -104,7 +104,7 @@ def build_services(
         process_id=process_id,
         scheduler=scheduler,
         sandbox=sandbox,
-        audit=TaskAudit(RevisionStore(store, settings.max_revisions_per_task), clock, tasks),
+        audit=TaskAudit(RevisionStore(store.db, settings.max_revisions_per_task), clock, tasks),
     )
 
 

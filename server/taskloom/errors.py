@@ -49,8 +49,22 @@ class Conflict(TaskloomError):
     """The request is well formed but clashes with the current state (a run already ended)."""
 
 
+class QuotaExceeded(Conflict):
+    """A principal is at one of its quotas; the message names it and the setting."""
+
+
 class StoreUnavailable(TaskloomError):
     """The database cannot be reached or refused the operation."""
+
+
+class StoreOutage(StoreUnavailable):
+    """The database is unreachable or busy for now: the same operation may succeed later."""
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether an error is the database being unreachable or busy (worth retrying), not a
+    statement it refused. The store decides which when it wraps the driver's error."""
+    return isinstance(exc, StoreOutage)
 
 
 class StepFailed(TaskloomError):

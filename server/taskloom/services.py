@@ -22,9 +22,7 @@ from taskloom.runs.service import RunService
 from taskloom.scheduling.scheduler import Scheduler
 from taskloom.settings import Settings
 from taskloom.step_tools import StepCatalog
-from taskloom.store.claims import Claims
-from taskloom.store.sql import Store
-from taskloom.store.stats import figures
+from taskloom.store.sql import SqlStore
 from taskloom.tasks.revisions import TaskAudit
 from taskloom.tasks.service import TaskService, fire_time
 from taskloom_tools.base import ToolContext
@@ -105,7 +103,7 @@ class ToolContexts:
 class Services:
     settings: Settings
     clock: Clock
-    store: Store
+    store: SqlStore
     catalog: StepCatalog
     tasks: TaskService
     runs: RunService
@@ -174,8 +172,8 @@ class Services:
         now = self.clock.now()
         started = self.scheduler.started_at if self.scheduler else None
         alive_since = now - timedelta(seconds=self.settings.lease_s)
-        processes = await Claims(self.store).processes(alive_since) if operator else []
-        figs = await figures(self.store, now, owner=owner)
+        processes = await self.store.processes(alive_since) if operator else []
+        figs = await self.store.figures(now, owner=owner)
         return SchedulerStatus(
             now=now,
             server_timezone=self.settings.timezone,

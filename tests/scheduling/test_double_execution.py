@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 
 from taskloom.clock import FrozenClock
 from taskloom.domain.runs import Run, RunStatus, RunTrigger
+from taskloom.domain.storage import Claimed
 from taskloom.domain.templates import Secrets
 from taskloom.scheduling.scheduler import Scheduler, Timing
 from taskloom.services import Services
-from taskloom.store.claims import Claimed
 from tests.scheduling.conftest import (
     LEASE_S,
     T0,

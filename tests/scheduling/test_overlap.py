@@ -8,9 +8,9 @@ from datetime import timedelta
 
 from taskloom.clock import FrozenClock
 from taskloom.domain.runs import RunStatus
+from taskloom.domain.storage import Claimed
 from taskloom.domain.tasks import Task
 from taskloom.services import Services
-from taskloom.store.claims import Claimed
 from tests.scheduling.conftest import T0, drain, hourly, runs_of, scheduler
 
 FIRES = 3

@@ -19,7 +19,7 @@ from sqlmodel import SQLModel
 from taskloom.app import build_services
 from taskloom.domain.runs import RunStatus, RunTrigger
 from taskloom.store.migrate import MIGRATIONS_DIR, schema_head
-from taskloom.store.sql import Store
+from taskloom.store.sql import SqlStore
 from tests.conftest import make_settings
 from tests.fixtures.taskloom_process import SERVE, server_env
 from tests.store.legacy import RELEASES, Release, load, rows
@@ -35,7 +35,7 @@ TABLES = {
 }
 
 
-async def snapshot(store: Store) -> dict[str, list[dict[str, Any]]]:
+async def snapshot(store: SqlStore) -> dict[str, list[dict[str, Any]]]:
     """Every row of every table, as the driver returns it."""
     async with store.transaction() as conn:
         return {
@@ -59,7 +59,7 @@ async def legacy(request: pytest.FixtureRequest, db_url: str) -> Release:
 
 async def test_every_row_survives_the_upgrade(legacy: Release, db_url: str) -> None:
     """Upgrading a release's database reaches the newest revision and keeps every row and value."""
-    store = Store(db_url)
+    store = SqlStore(db_url)
     await store.open(migrate=False)
     try:
         assert await store.schema_revision() == "0001"
@@ -137,13 +137,13 @@ def test_migrations_form_one_line() -> None:
         previous = revision.group(1)
 
 
-async def test_a_fresh_database_matches_the_tables(store: Store) -> None:
+async def test_a_fresh_database_matches_the_tables(sql_store: SqlStore) -> None:
     """Running every migration on an empty database gives exactly the schema the code expects."""
 
     def differences(conn: Connection) -> list[Any]:
         return compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
 
-    async with store.transaction() as conn:
+    async with sql_store.transaction() as conn:
         assert await conn.run_sync(differences) == []
 
 

@@ -1,5 +1,6 @@
 """The dependency rule of docs/architecture.md, checked with import-linter's contracts in
-pyproject.toml: no cycle between packages, a pure domain, the store below the services."""
+pyproject.toml: no cycle between packages, a pure domain, the store below the services, and the
+services knowing the store only as its protocol."""
 
 import shutil
 import subprocess
@@ -48,13 +49,17 @@ def test_the_code_keeps_every_contract(tmp_path: Path) -> None:
         ("taskloom/domain/runs.py", "import fastmcp", "The domain is pure"),
         ("taskloom/store/stats.py", "import taskloom.runs.service", "The store depends on"),
         ("taskloom/tasks/suggest.py", "import taskloom.runs.runner", "No import cycle"),
+        ("taskloom/runs/service.py", "import taskloom.store.sql", "only as its protocol"),
+        ("taskloom/api/common.py", "import sqlalchemy", "only as its protocol"),
+        ("taskloom/scheduling/scheduler.py", "from sqlmodel import select", "only as its protocol"),
     ],
 )
 def test_a_forbidden_import_breaks_a_contract(
     tmp_path: Path, module: str, line: str, contract: str
 ) -> None:
     """An import against the rule (domain -> store, domain -> FastMCP, store -> services, a
-    cycle between packages) fails the check and names the contract."""
+    cycle between packages, a service -> the concrete store or SQLAlchemy) fails the check and
+    names the contract."""
     done = lint(copy_with(tmp_path, module, line), tmp_path)
     assert done.returncode != 0
     broken = done.stdout[done.stdout.index("Broken contracts") :]

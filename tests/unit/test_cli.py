@@ -80,8 +80,8 @@ def invoke(*args: str) -> Result:
 
 
 def shown(*args: str) -> dict[str, Any]:
-    """The JSON a `show` command prints, after checking it exited 0."""
-    result = invoke(*args)
+    """The JSON a `show --json` command prints, after checking it exited 0."""
+    result = invoke(*args, "--json")
     assert result.exit_code == 0, result.stderr
     answer: dict[str, Any] = json.loads(result.stdout)
     return answer
@@ -117,7 +117,7 @@ def test_tasks_list_says_when_there_are_none() -> None:
 
 
 def test_tasks_show_prints_the_task_as_json(task_id: str) -> None:
-    """`taskloom tasks show` prints the whole task as JSON."""
+    """`taskloom tasks show --json` prints the whole task as JSON."""
     task = shown("tasks", "show", task_id)["task"]
     assert (task["id"], task["name"], task["steps"][0]["tool"]) == (
         task_id,
@@ -155,7 +155,8 @@ def test_tasks_revisions_lists_each_change(task_id: str) -> None:
     invoke("tasks", "pause", task_id)
     result = invoke("tasks", "revisions", task_id)
     assert result.exit_code == 0, result.stderr
-    lines = result.stdout.splitlines()
+    header, *lines = result.stdout.splitlines()
+    assert header.split()[:3] == ["revision", "action", "principal"]
     assert lines[0].split()[:3] == ["2", "pause", "operator"]
     assert lines[1].split()[:3] == ["1", "create", "local"]
 
@@ -228,7 +229,7 @@ def test_runs_list_shows_the_run(run_id: str) -> None:
 
 
 def test_runs_show_prints_the_run_as_json(run_id: str, task_id: str) -> None:
-    """`taskloom runs show` prints the run with its step results as JSON."""
+    """`taskloom runs show --json` prints the run with its step results as JSON."""
     run = shown("runs", "show", run_id)
     assert (run["id"], run["task_id"], run["status"]) == (run_id, task_id, "succeeded")
     assert [s["id"] for s in run["steps"]] == ["pause"]
@@ -247,4 +248,17 @@ def test_status_reports_processes_queue_and_tasks(task_id: str) -> None:
     assert result.exit_code == 0
     assert "No Taskloom process is scheduling." in result.stdout
     assert "Runs in flight: 0" in result.stdout
-    assert "'active': 1" in result.stdout
+    assert "tasks: 1 active" in result.stdout
+
+
+def test_error_wording_names_commands_instead_of_mcp_tools() -> None:
+    """A domain message that names MCP tools reads, on the command line, with the commands."""
+    from taskloom.cli.common import cli_message
+    from taskloom.errors import InvalidInput, InvalidInputs
+
+    fix = "Pick another name, or change that task with update_task(task_id='tsk_1', ...)."
+    message = cli_message(InvalidInputs([InvalidInput("name", "Digest", fix)]))
+    assert message == (
+        "1 problem: name: 'Digest' is not valid. Pick another name, or change that task with "
+        "`taskloom tasks update tsk_1 -f FILE`."
+    )

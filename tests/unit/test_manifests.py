@@ -7,6 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, get_args
 
+import jsonschema
 import pytest
 import typer
 from fastmcp import Client
@@ -17,13 +18,14 @@ from taskloom.app import build_server, build_services
 from taskloom.cli import app as cli_app
 from taskloom.service_install import ServiceKind, render_service
 from taskloom.settings import Settings
+from taskloom.tasks.files import read_raw, task_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]
 CLIENT_CONFIGS = ["claude_desktop_config.json", "cursor-mcp.json", "vscode-mcp.json"]
 JSON_FILES = sorted(p.relative_to(MANIFESTS).as_posix() for p in MANIFESTS.rglob("*.json"))
-EXAMPLES = sorted(p.name for p in (MANIFESTS / "examples").glob("*.json"))
+EXAMPLES = sorted(p.name for p in (MANIFESTS / "examples").glob("*.yaml"))
 # Read by the MCPB runtime or the shell, not by Taskloom.
 RUNTIME_VARS = {"PYTHONPATH", "PATH"}
 SERVER_NAME = "io.github.taskloom/taskloom"
@@ -65,6 +67,12 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def load(name: str) -> Any:
     """A manifest as JSON; a key given twice fails (json.loads would keep the last silently)."""
     return json.loads((MANIFESTS / name).read_text("utf-8"), object_pairs_hook=_no_duplicate_keys)
+
+
+def load_example(name: str) -> Any:
+    """An example task file as the task file reader sees it (YAML 1.2: `on` is a key)."""
+    (document,) = read_raw(MANIFESTS / "examples" / name)
+    return document
 
 
 def settings_env_names() -> set[str]:
@@ -282,7 +290,7 @@ def test_mcpb_defaults_make_valid_settings(monkeypatch: pytest.MonkeyPatch) -> N
 @pytest.mark.parametrize("name", EXAMPLES)
 async def test_example_task_is_accepted_by_create_task(name: str, settings: Settings) -> None:
     """Each example task file is a valid create_task call."""
-    example = load(f"examples/{name}")
+    example = load_example(name)
     server = build_server(build_services(settings))
     async with Client(server) as client:
         result = await client.call_tool("create_task", example, raise_on_error=False)
@@ -293,8 +301,21 @@ async def test_example_task_is_accepted_by_create_task(name: str, settings: Sett
 
 def test_there_are_example_tasks_for_each_trigger_kind() -> None:
     """The examples cover a cron, an interval and an event trigger."""
-    kinds = {next(iter(load(f"examples/{n}")["trigger"])) for n in EXAMPLES}
+    kinds = {next(iter(load_example(n)["trigger"])) for n in EXAMPLES}
     assert {"cron", "every", "event"} <= kinds
+
+
+def test_published_task_schema_is_the_generated_one() -> None:
+    """manifests/task.schema.json is what `taskloom schema` prints from the task model."""
+    assert load("task.schema.json") == task_schema(), (
+        "manifests/task.schema.json is stale: run `.venv/bin/python tests/unit/test_manifests.py`"
+    )
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_task_follows_the_published_schema(name: str) -> None:
+    """Each example validates against the task file schema editors use."""
+    jsonschema.validate(load_example(name), load("task.schema.json"))
 
 
 @pytest.mark.parametrize("kind", list(SERVICE_EXAMPLES))
@@ -317,6 +338,9 @@ def test_service_examples_run_an_existing_cli_command() -> None:
 
 
 if __name__ == "__main__":
+    (MANIFESTS / "task.schema.json").write_text(
+        json.dumps(task_schema(), indent=2, ensure_ascii=False) + "\n", "utf-8"
+    )
     for kind, values in SERVICE_EXAMPLES.items():
         sample = dict(values)
         (MANIFESTS / sample.pop("file")).write_text(render_service(kind, **sample), "utf-8")

@@ -2,7 +2,7 @@
 errors become `ToolError` (anything unexpected is masked by FastMCP and logged).
 """
 
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable
 from typing import Annotated, Any, TypeVar
 
 from fastmcp.exceptions import ToolError
@@ -14,10 +14,10 @@ from mcp_types import TextContent
 from pydantic import BaseModel, Field, ValidationError
 
 from taskloom.api.bounded import FRAME, Place, bound, dumps, shorten_lists, size_of, slice_of
-from taskloom.errors import InvalidInput, InvalidInputs, TaskloomError
+from taskloom.domain.storage import encode_cursor
+from taskloom.errors import TaskloomError
 from taskloom.services import Services
-from taskloom.store.sql import encode_cursor
-from taskloom.tasks.suggest import did_you_mean, fields_beside
+from taskloom.tasks.suggest import format_validation_error
 
 T = TypeVar("T")
 
@@ -47,36 +47,6 @@ ValuePath = Annotated[
 ]
 Offset = Annotated[int, Field(ge=0, description="first character")]
 PageLength = Annotated[int | None, Field(ge=1, description="default: what fits")]
-
-
-UNKNOWN_FIELD = frozenset({"unexpected_keyword_argument", "extra_forbidden"})
-
-
-def format_validation_error(
-    exc: ValidationError, prefix: str = "", arguments: Iterable[str] = ()
-) -> InvalidInputs:
-    """Pydantic's errors in our voice; an unknown field gets the closest known one (`arguments`:
-    the tool's own argument names)."""
-    problems = []
-    for err in exc.errors(include_url=False):
-        loc = [p for p in err["loc"] if not str(p).startswith("function-")]
-        # A trigger's tag repeats its key (`trigger.every.every`): show it once.
-        path = ".".join(str(p) for i, p in enumerate(loc) if i == 0 or p != loc[i - 1])
-        msg = str(err["msg"]).removeprefix("Value error, ") + "."
-        if err["type"] in UNKNOWN_FIELD and loc:
-            msg = _unknown_field(loc, arguments)
-        problems.append(InvalidInput(f"{prefix}{path}" or "arguments", err.get("input"), msg))
-    return InvalidInputs(problems)
-
-
-def _unknown_field(loc: list[Any], arguments: Iterable[str]) -> str:
-    parent = tuple(str(p) for p in loc[:-1] if not isinstance(p, int))
-    known = fields_beside(parent, arguments)
-    name = str(loc[-1])
-    if not known:
-        return "Unknown field; remove it."
-    hint = did_you_mean(name, known)
-    return f"Unknown field.{hint}" if hint else f"Unknown field; known here: {', '.join(known)}."
 
 
 async def answer(call: Awaitable[T]) -> T:

@@ -13,9 +13,8 @@ from taskloom.api.runs import event_note
 from taskloom.domain.tasks import (
     EVENT_NAME_PATTERN,
 )
-from taskloom.errors import TaskloomError
+from taskloom.errors import QuotaExceeded, TaskloomError
 from taskloom.services import Services
-from taskloom.store.admission import QuotaExceeded
 
 
 def register_http_routes(mcp: FastMCP, services: Services, auth: AuthProvider | None) -> None:

@@ -15,7 +15,9 @@ from taskloom.api.protocol import found
 from taskloom.api.runs import run_place
 from taskloom.api.tasks import task_place_of, task_view, tasks_place
 from taskloom.domain.runs import RunStatus
+from taskloom.domain.tasks import Task
 from taskloom.services import Services
+from taskloom.tasks.files import task_document, to_yaml
 
 
 def register_resources(mcp: FastMCP, s: Services) -> None:
@@ -26,6 +28,13 @@ def register_resources(mcp: FastMCP, s: Services) -> None:
             s.tasks.list_page(owner=owner_of(s), status=None, query=None, limit=200, cursor=None)
         )
         return _bounded_json(s, page.model_dump(mode="json"), tasks_place(page))
+
+    # Registered before taskloom://tasks/{task_id}, whose template would match '<id>.yaml' too.
+    @mcp.resource("taskloom://tasks/{task_id}.yaml", mime_type="application/yaml")
+    async def task_file(task_id: str) -> str:
+        """One task as a task file (YAML) for `taskloom tasks apply -f FILE`."""
+        task = await found(s.tasks.get(task_id, owner=owner_of(s)))
+        return _bounded_yaml(s, task)
 
     @mcp.resource("taskloom://tasks/{task_id}", mime_type="application/json")
     async def task_resource(task_id: str) -> str:
@@ -43,6 +52,18 @@ def register_resources(mcp: FastMCP, s: Services) -> None:
         """One run with its step results."""
         run = await found(s.runs.get(run_id, owner=owner_of(s)))
         return _bounded_json(s, run_view(run), run_place(run))
+
+
+def _bounded_yaml(s: Services, task: Task) -> str:
+    """The task file, or when it is longer than the answer budget its head and a last comment
+    naming the call that reads the whole task."""
+    text = to_yaml(task_document(task.spec()))
+    room = s.settings.max_answer_bytes - 600
+    if size_of(text) <= room:
+        return text
+    shown = text[: fit(text, room)].rsplit("\n", 1)[0]
+    more = call_text("get_task", ("task_id", task.id))
+    return f"{shown}\n# Truncated: the file is {size_of(text)} bytes; read the task with {more}.\n"
 
 
 def _bounded_json(s: Services, data: dict[str, Any], place: Place) -> str:

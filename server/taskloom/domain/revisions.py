@@ -1,7 +1,7 @@
 """A task's audit trail: every change (create, update, pause, resume, delete, restore) kept as a
 revision with who made it, when, the fields it changed and the task's definition after it."""
 
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -43,3 +43,17 @@ def action_of(before: dict[str, Any] | None, after: dict[str, Any] | None) -> Ac
     if changed == {"enabled"}:
         return "resume" if after["enabled"] else "pause"
     return "update"
+
+
+class RevisionStorage(Protocol):
+    """Where revisions are kept (`store/revisions.py`); `owner=None` reads any owner's."""
+
+    async def append(self, revision: TaskRevision) -> TaskRevision: ...
+
+    async def list(
+        self, task_id: str, *, owner: str | None, limit: int, before: int | None = None
+    ) -> list[TaskRevision]: ...
+
+    async def get(
+        self, task_id: str, revision: int, *, owner: str | None
+    ) -> TaskRevision | None: ...

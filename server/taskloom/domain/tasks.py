@@ -319,6 +319,11 @@ class Task(TaskFields):
     last_error: str | None = None
     run_count: int = 0
     consecutive_failures: int = 0
+    managed_by: str | None = Field(
+        default=None,
+        description="the file set (`taskloom tasks apply --set`) that keeps this task in files; "
+        "null: made by a client or `taskloom tasks create`",
+    )
 
     @property
     def anchor(self) -> datetime:

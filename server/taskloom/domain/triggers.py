@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from taskloom.domain.cron import EXAMPLE, CronError, CronSpec, next_match, parse_cron
-from taskloom.domain.tasks import CronTrigger, IntervalTrigger, OnceTrigger, Trigger
+from taskloom.domain.tasks import CronTrigger, EventTrigger, IntervalTrigger, OnceTrigger, Trigger
 from taskloom.errors import InvalidInput
 
 MIN_INTERVAL = timedelta(seconds=1)
@@ -115,6 +115,25 @@ def trigger_timezone(trigger: Trigger | None, default_tz: str) -> str:
     if isinstance(trigger, CronTrigger | IntervalTrigger | OnceTrigger) and trigger.timezone:
         return trigger.timezone
     return default_tz
+
+
+def describe_trigger(trigger: Trigger | None, default_tz: str) -> str:
+    """A trigger in words, for people: 'cron 0 8 * * 1-5, Europe/Berlin', 'every 30m',
+    'once at 2026-12-01 09:00, Europe/Berlin', 'on event deploy_finished' or 'manual'."""
+    if isinstance(trigger, EventTrigger):
+        return f"on event {trigger.event}"
+    if trigger is None:
+        return "manual"
+    tz = trigger_timezone(trigger, default_tz)
+    if isinstance(trigger, CronTrigger):
+        return f"cron {trigger.cron}, {tz}"
+    if isinstance(trigger, IntervalTrigger):
+        every = trigger.every if isinstance(trigger.every, str) else f"{trigger.every:g}s"
+        start = trigger.start_at
+        since = f" from {start.astimezone(ZoneInfo(tz)):%Y-%m-%d %H:%M}, {tz}" if start else ""
+        return f"every {every}{since}"
+    at = _once_instant(trigger, ZoneInfo(tz)).astimezone(ZoneInfo(tz))
+    return f"once at {at:%Y-%m-%d %H:%M}, {tz}"
 
 
 # -- next fires --------------------------------------------------------------------------------

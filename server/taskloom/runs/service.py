@@ -17,18 +17,15 @@ from taskloom.domain.outcome import Outcome
 from taskloom.domain.planning import event_run
 from taskloom.domain.retry import retry_run
 from taskloom.domain.runs import Run, RunStatus, RunTrigger, StepResult, StepStatus
+from taskloom.domain.storage import Page, Quotas, Store, stamped_run
 from taskloom.domain.tasks import Step, Task, TaskSpec, TaskStatus
 from taskloom.domain.templates import Secrets
-from taskloom.errors import Conflict, InvalidInput, NotFound, TaskloomError
-from taskloom.ids import new_id
+from taskloom.errors import Conflict, InvalidInput, NotFound, TaskloomError, is_outage
 from taskloom.runs.holdings import Holdings
 from taskloom.runs.lifecycle import Lifecycle
 from taskloom.runs.runner import Progress, Runner, StepCaller, secret_names
 from taskloom.secrets import load_secrets
 from taskloom.settings import Settings
-from taskloom.store.admission import Admission, Quotas
-from taskloom.store.recorder import RunRecorder, is_outage
-from taskloom.store.sql import Page, Store
 from taskloom.tasks.readiness import Surroundings
 from taskloom.tasks.secret_use import check_grants, is_secret_reference, secret_names_in
 from taskloom.tasks.validate import validate_task
@@ -86,8 +83,11 @@ class RunService:
         self.runner = runner
         self.caller = caller
         self.process_id = process_id
-        self.recorder = RunRecorder(store)
-        self.admission = Admission(store, Quotas.from_settings(settings))
+        self.quotas = Quotas(
+            concurrent=settings.max_concurrent_runs,
+            per_minute=settings.max_runs_per_minute,
+            queued=settings.max_queued_runs,
+        )
         self.access = Access.from_settings(settings)
         self.inflight: dict[str, asyncio.Task[Run]] = {}
         self.holdings = Holdings()
@@ -108,21 +108,11 @@ class RunService:
         status: RunStatus = RunStatus.RUNNING,
     ) -> Run:
         """A new run; a running one is held by this process under a fresh lease."""
-        now = self.clock.now()
-        held = status == RunStatus.RUNNING
-        return Run(
-            id=new_id("run", now),
-            task_id=task.id,
-            status=status,
-            trigger=trigger,
-            fire_time=fire_time,
-            attempt=attempt,
-            created_at=now,
-            started_at=now if held else None,
-            event=event,
-            lease_owner=self.process_id if held else None,
-            lease_expires_at=now + timedelta(seconds=self.settings.lease_s) if held else None,
-        )
+        return stamped_run(
+            task, trigger, self.clock.now(), holder=self.process_id,
+            lease=timedelta(seconds=self.settings.lease_s), fire_time=fire_time, attempt=attempt,
+            event=event, status=status,
+        )  # fmt: skip
 
     async def admit_manual(self, task_id: str, *, owner: str | None) -> tuple[Task, Run]:
         """Record a manual run of the task under its overlap policy and the owner's quotas:
@@ -132,7 +122,7 @@ class RunService:
             check_runnable(task)
             return self.new_run(task, RunTrigger.MANUAL, status=manual_status(task, busy, queued))
 
-        return await self.admission.admit_manual(task_id, owner, self.clock.now(), make)
+        return await self.store.admit_manual(task_id, owner, self.clock.now(), self.quotas, make)
 
     def launch(self, task: Task, run: Run, progress: Progress | None = None) -> "asyncio.Task[Run]":
         """Execute a run this process holds; it keeps going if the requesting client leaves."""
@@ -163,7 +153,7 @@ class RunService:
             return await self._final(task, self._refused(task, run, exc.message))
 
         async def persist(snapshot: Run) -> None:
-            await self.recorder.save_progress(snapshot, holder=self.process_id)
+            await self.store.save_progress(snapshot, holder=self.process_id)
 
         async def finish(final: Run) -> Run:
             return await self._final(task, final)
@@ -192,7 +182,7 @@ class RunService:
         happen under the row's lock, which a sweep takes too."""
         now, until = self.clock.now(), self._lease_until()
         try:
-            held = await self.recorder.begin(run, holder=self.process_id, now=now, until=until)
+            held = await self.store.begin_run(run, holder=self.process_id, now=now, until=until)
         except Exception as exc:
             return f"the database could not be asked ({type(exc).__name__})"
         if not held:
@@ -272,7 +262,7 @@ class RunService:
         delay, failures = FINAL_RETRY_FIRST_S, 0
         while True:
             try:
-                return await self.recorder.finish(
+                return await self.store.finish_run(
                     run, holder=self.process_id, outcome=outcome, follow_up=again
                 )
             except Exception as exc:
@@ -298,7 +288,7 @@ class RunService:
 
             return event_run(task, now, busy=busy, queued=queued, new_run=new)
 
-        claimed = await self.admission.admit_event(name, owner, now, make)
+        claimed = await self.store.admit_event(name, owner, now, self.quotas, make)
         for task, run in claimed:
             if run.status == RunStatus.RUNNING:
                 self.launch(task, run)
@@ -362,7 +352,7 @@ class RunService:
         statuses: Sequence[RunStatus],
         limit: int,
         cursor: str | None,
-    ) -> Page:
+    ) -> Page[Run]:
         return await self.store.list_runs(
             owner=owner, task_id=task_id, statuses=statuses, limit=limit, cursor=cursor
         )

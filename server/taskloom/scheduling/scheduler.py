@@ -2,7 +2,7 @@
 only decides when to wake.
 
 One date job per active task, at its `next_fire_at`. Timers that go off together are claimed in
-one batch transaction (`Claims.claim_fires`); the claim decides, under the database's lock,
+one batch transaction (`Store.claim_fires`); the claim decides, under the database's lock,
 whether this process records the fire, so any number of processes can run this same code.
 Around the timer: a revision poll that rebuilds it when another process changes a task, a queue
 loop that takes queued runs (retries, catch-up, overlap 'queue'), and a heartbeat that renews this
@@ -28,15 +28,12 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from taskloom.clock import Clock
-from taskloom.domain.planning import FirePlan, plan_fire
-from taskloom.domain.retry import retry_run
-from taskloom.domain.runs import Run, RunStatus, RunTrigger
+from taskloom.domain.runs import Run, RunStatus
+from taskloom.domain.storage import Claimed, FireContext, ProcessInfo, Store
 from taskloom.domain.tasks import Task
+from taskloom.errors import is_outage
 from taskloom.runs.service import RunService
 from taskloom.scheduling.outage import Outage
-from taskloom.store.claims import Claimed, Claims, ProcessInfo
-from taskloom.store.recorder import is_outage
-from taskloom.store.sql import Store
 
 log = structlog.get_logger(__name__)
 
@@ -73,7 +70,6 @@ class Scheduler:
         timing: Timing | None = None,
     ) -> None:
         self.store = store
-        self.claims = Claims(store)
         self.runs = runs
         self.clock = clock
         self.process_id = process_id
@@ -130,7 +126,7 @@ class Scheduler:
         await _cancel([heartbeat] if heartbeat else [])
         try:
             async with asyncio.timeout(FORGET_WAIT_S):
-                await self.claims.forget_process(self.process_id)
+                await self.store.forget_process(self.process_id)
         except Exception as exc:  # swept later as a dead process row
             log.info("process_row_left", error=f"{type(exc).__name__}"[:100])
         log.info("scheduler_stopped", process_id=self.process_id)
@@ -192,7 +188,7 @@ class Scheduler:
     async def rebuild(self) -> None:
         """Make the timer match the database: one job per active task at its next fire."""
         self._revision = await self.store.tasks_revision()
-        wanted = dict(await self.claims.scheduled())
+        wanted = dict(await self.store.scheduled())
         if self._aps is None:  # stopped meanwhile
             return
         for job in self._aps.get_jobs():
@@ -263,7 +259,7 @@ class Scheduler:
     async def _claim_batch(self, batch: dict[str, datetime]) -> list[Claimed]:
         now = self.clock.now()
         try:
-            claimed = await self.claims.claim_fires(batch, self._planner(now))
+            claimed = await self.store.claim_fires(batch, self._fire_context(now))
         except Exception as exc:
             if is_outage(exc):
                 self.outage.failed("claim", exc)
@@ -283,24 +279,16 @@ class Scheduler:
                 self._set_timer(task_id, got)
         return mine
 
-    def _planner(self, now: datetime) -> Callable[[Task, int, int], FirePlan]:
-        def plan(task: Task, busy: int, queued: int) -> FirePlan:
-            return plan_fire(
-                task,
-                now,
-                busy=busy,
-                queued=queued,
-                new_run=self._run_factory(task),
-                why_late=self.outage.reason,
-            )
-
-        return plan
-
-    def _run_factory(self, task: Task) -> Callable[[RunTrigger, datetime, RunStatus], Run]:
-        def make(kind: RunTrigger, fire: datetime, status: RunStatus) -> Run:
-            return self.runs.new_run(task, kind, fire_time=fire, status=status)
-
-        return make
+    def _fire_context(self, now: datetime) -> FireContext:
+        """What the claim plans this batch's fires with (`plan_fire`, in the store): the runs
+        it starts are this process's, stamped as `RunService.new_run` stamps them."""
+        return FireContext(
+            now=now,
+            holder=self.process_id,
+            lease=timedelta(seconds=self.runs.settings.lease_s),
+            clock=self.clock.now,
+            why_late=self.outage.reason,
+        )
 
     def _start(self, claimed: Claimed) -> None:
         task, plan = claimed.task, claimed.plan
@@ -330,7 +318,7 @@ class Scheduler:
             return
         now = self.clock.now()
         until = now + timedelta(seconds=self.timing.lease_s)
-        for task, run in await self.claims.claim_queued(self.process_id, now, until, room):
+        for task, run in await self.store.claim_queued(self.process_id, now, until, room):
             log.info("queued_run_claimed", task_id=task.id, run_id=run.id)
             self._launch(task, run)
 
@@ -339,21 +327,21 @@ class Scheduler:
         record), stop the ones it lost, sweep other processes' expired runs, and forget the
         process rows of long-dead processes."""
         now = self.clock.now()
-        await self.claims.heartbeat(self._process_info(now))
+        await self.store.heartbeat(self._process_info(now))
         self.outage.succeeded(now)
         until = now + timedelta(seconds=self.timing.lease_s)
         mine = self.runs.holdings.ids()
-        held = await self.claims.renew_leases(self.process_id, sorted(mine), until)
+        held = await self.store.renew_leases(self.process_id, sorted(mine), until)
         self.runs.holdings.renewed(held, until)
         for run_id in mine - held:
             self.runs.abandon(run_id)  # logs run_lost_lease only if it was still executing
-        swept = await self.claims.sweep_expired(now, lambda t, r: retry_run(t, r, now))
+        swept = await self.store.sweep_expired(now)
         for run in swept:
             log.warning("run_interrupted", run_id=run.id, task_id=run.task_id)
         if swept:
             self._wake_queue.set()
         dead = now - timedelta(seconds=DEAD_AFTER_LEASES * self.timing.lease_s)
-        for process_id in await self.claims.forget_dead(dead):
+        for process_id in await self.store.forget_dead(dead):
             log.info("dead_process_forgotten", process=process_id)
 
     def _process_info(self, now: datetime) -> ProcessInfo:

@@ -9,59 +9,34 @@ scheduler's claims lock it, so a fire and a manual run of one task cannot both s
 
 import asyncio
 import weakref
-import zlib
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import func, text
+from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from taskloom.domain.runs import Run, RunStatus
+from taskloom.domain.storage import MakeRun, Quotas
 from taskloom.domain.tasks import Task, TaskStatus
-from taskloom.errors import Conflict, NotFound
+from taskloom.errors import NotFound, QuotaExceeded
 from taskloom.ids import first_id_at
-from taskloom.settings import Settings
-from taskloom.store.sql import Store
+from taskloom.store.database import Database
 from taskloom.store.tables import RunRow, TaskRow
 
-# (task, running, queued) -> the run to record; raises `Conflict` to refuse.
-MakeRun = Callable[[Task, int, int], Run]
 RATE_WINDOW = timedelta(minutes=1)
 _ADVISORY_NAMESPACE = 7300502
 
 
-class QuotaExceeded(Conflict):
-    """A principal is at one of its quotas; the message names it and the setting."""
-
-
-@dataclass(frozen=True)
-class Quotas:
-    concurrent: int
-    per_minute: int
-    queued: int
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> "Quotas":
-        return cls(
-            concurrent=settings.max_concurrent_runs,
-            per_minute=settings.max_runs_per_minute,
-            queued=settings.max_queued_runs,
-        )
-
-
 class Admission:
-    def __init__(self, store: Store, quotas: Quotas) -> None:
-        self.store = store
-        self.quotas = quotas
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.dialect = db.dialect
         self._task_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
 
     async def admit_manual(
-        self, task_id: str, owner: str | None, now: datetime, make: MakeRun
+        self, task_id: str, owner: str | None, now: datetime, quotas: Quotas, make: MakeRun
     ) -> tuple[Task, Run]:
         """Record the run `make` plans for the task (overlap policy), within quotas.
 
@@ -70,25 +45,25 @@ class Admission:
         (which would starve everyone's writes). The write transaction decides, across
         processes too."""
         async with self._task_lock(task_id):
-            async with self.store.read() as s:
+            async with self.db.read() as s:
                 row = await self._task(s, task_id, owner, lock=False)
                 make(row.to_domain(), *await self._task_in_flight(s, row.id))
-            return await self._admit_one(task_id, owner, now, make)
+            return await self._admit_one(task_id, owner, now, quotas, make)
 
     async def _admit_one(
-        self, task_id: str, owner: str | None, now: datetime, make: MakeRun
+        self, task_id: str, owner: str | None, now: datetime, quotas: Quotas, make: MakeRun
     ) -> tuple[Task, Run]:
-        async with self.store.write() as s:
+        async with self.db.write() as s:
             row = await self._task(s, task_id, owner)
             await self._lock_owner(s, row.owner)
-            await self._check_rate(s, row.owner, now, 1)
+            await _check_rate(s, quotas, row.owner, now, 1)
             run = make(row.to_domain(), *await self._task_in_flight(s, row.id))
-            await self._check_slots(s, row.owner, run.status)
+            await _check_slots(s, quotas, row.owner, run.status)
             self._insert(s, row, run)
             return row.to_domain(), run
 
     async def admit_event(
-        self, name: str, owner: str | None, now: datetime, make: MakeRun
+        self, name: str, owner: str | None, now: datetime, quotas: Quotas, make: MakeRun
     ) -> list[tuple[Task, Run]]:
         """One run per active task listening to `name`, each under its overlap policy; a run
         over the concurrent or queued quota is recorded as skipped, saying which."""
@@ -101,92 +76,26 @@ class Admission:
         if owner is not None:
             query = query.where(TaskRow.owner == owner)
         admitted: list[tuple[Task, Run]] = []
-        async with self.store.write() as s:
-            rows = list((await s.exec(self._locked(query))).all())
+        async with self.db.write() as s:
+            rows = list((await s.exec(self.dialect.locked(query))).all())
             for principal in sorted({r.owner for r in rows}):
                 await self._lock_owner(s, principal)
-                await self._check_rate(s, principal, now, sum(r.owner == principal for r in rows))
+                adding = sum(r.owner == principal for r in rows)
+                await _check_rate(s, quotas, principal, now, adding)
             for row in rows:
                 run = make(row.to_domain(), *await self._task_in_flight(s, row.id))
-                run = await self._within_slots(s, row.owner, run)
+                run = await _within_slots(s, quotas, row.owner, run)
                 self._insert(s, row, run)
                 admitted.append((row.to_domain(), run))
         return admitted
 
-    # -- the checks --------------------------------------------------------------------------
-
-    async def _check_rate(self, s: AsyncSession, owner: str, now: datetime, adding: int) -> None:
-        limit = self.quotas.per_minute
-        recent = await self._count(s, owner, since=now - RATE_WINDOW, cap=limit)
-        if recent + adding > limit:
-            raise QuotaExceeded(
-                f"Principal {owner!r} started {recent} runs in the last minute; starting "
-                f"{adding} more would pass the quota of {limit} runs per minute "
-                f"(TASKLOOM_MAX_RUNS_PER_MINUTE). Nothing was started; try again in a minute."
-            )
-
-    async def _check_slots(self, s: AsyncSession, owner: str, status: RunStatus) -> None:
-        refusal = await self._slot_refusal(s, owner, status)
-        if refusal is not None:
-            raise QuotaExceeded(f"{refusal} Nothing was started.")
-
-    async def _within_slots(self, s: AsyncSession, owner: str, run: Run) -> Run:
-        refusal = await self._slot_refusal(s, owner, run.status)
-        if refusal is None:
-            return run
-        return run.model_copy(
-            update={
-                "status": RunStatus.SKIPPED,
-                "started_at": None,
-                "lease_owner": None,
-                "lease_expires_at": None,
-                "finished_at": run.created_at,
-                "error": f"Skipped: {refusal}",
-            }
-        )
-
-    async def _slot_refusal(self, s: AsyncSession, owner: str, status: RunStatus) -> str | None:
-        if status == RunStatus.RUNNING:
-            limit, setting, word = self.quotas.concurrent, "MAX_CONCURRENT_RUNS", "running"
-        elif status == RunStatus.QUEUED:
-            limit, setting, word = self.quotas.queued, "MAX_QUEUED_RUNS", "queued"
-        else:
-            return None
-        count = await self._count(s, owner, status=status, cap=limit)
-        if count < limit:
-            return None
-        return (
-            f"principal {owner!r} already has {count} runs {word}, its quota "
-            f"(TASKLOOM_{setting}={limit}); wait for some to finish or ask the operator to "
-            "raise it."
-        )
-
     # -- queries -----------------------------------------------------------------------------
-
-    async def _count(
-        self,
-        s: AsyncSession,
-        owner: str,
-        *,
-        cap: int,
-        status: RunStatus | None = None,
-        since: datetime | None = None,
-    ) -> int:
-        """The owner's runs with `status` or made `since`, counted up to `cap` (index ranges)."""
-        query = select(col(RunRow.id)).where(col(RunRow.owner) == owner)
-        if status is not None:
-            query = query.where(col(RunRow.status) == status.value)
-        if since is not None:
-            query = query.where(col(RunRow.id) >= first_id_at("run", since))
-            query = query.where(col(RunRow.status) != RunStatus.MISSED.value)
-        capped = query.limit(cap + 1).subquery()
-        return int(await s.scalar(select(func.count()).select_from(capped)) or 0)
 
     async def _task(
         self, s: AsyncSession, task_id: str, owner: str | None, *, lock: bool = True
     ) -> TaskRow:
         query = select(TaskRow).where(col(TaskRow.id) == task_id)
-        query = self._locked(query) if lock else query
+        query = self.dialect.locked(query) if lock else query
         row: TaskRow | None = (await s.exec(query)).first()
         if row is None or (owner is not None and row.owner != owner):
             raise NotFound("task", task_id, "Call list_tasks to see the ids of your tasks.")
@@ -203,13 +112,7 @@ class Admission:
         return counts.get(RunStatus.RUNNING.value, 0), counts.get(RunStatus.QUEUED.value, 0)
 
     async def _lock_owner(self, s: AsyncSession, owner: str) -> None:
-        if self.store.dialect == "postgresql":
-            key = zlib.crc32(owner.encode())
-            await s.exec(  # type: ignore[call-overload]
-                text("SELECT pg_advisory_xact_lock(:ns, :key)").bindparams(
-                    ns=_ADVISORY_NAMESPACE, key=key - 2**31
-                )
-            )
+        await self.dialect.lock_key(await s.connection(), _ADVISORY_NAMESPACE, owner)
 
     def _task_lock(self, task_id: str) -> asyncio.Lock:
         lock = self._task_locks.get(task_id)
@@ -217,11 +120,84 @@ class Admission:
             lock = self._task_locks[task_id] = asyncio.Lock()
         return lock
 
-    def _locked(self, query: Any) -> Any:
-        return query.with_for_update() if self.store.dialect == "postgresql" else query
-
     @staticmethod
     def _insert(s: AsyncSession, row: TaskRow, run: Run) -> None:
         s.add(RunRow.from_domain(run, row.owner))
         if run.status == RunStatus.RUNNING:
             row.last_attempt_at = run.started_at
+
+
+# -- the checks: quotas, counted in the admitting transaction --------------------------------
+
+
+async def _check_rate(
+    s: AsyncSession, quotas: Quotas, owner: str, now: datetime, adding: int
+) -> None:
+    limit = quotas.per_minute
+    recent = await _count(s, owner, since=now - RATE_WINDOW, cap=limit)
+    if recent + adding > limit:
+        raise QuotaExceeded(
+            f"Principal {owner!r} started {recent} runs in the last minute; starting "
+            f"{adding} more would pass the quota of {limit} runs per minute "
+            f"(TASKLOOM_MAX_RUNS_PER_MINUTE). Nothing was started; try again in a minute."
+        )
+
+
+async def _check_slots(s: AsyncSession, quotas: Quotas, owner: str, status: RunStatus) -> None:
+    refusal = await _slot_refusal(s, quotas, owner, status)
+    if refusal is not None:
+        raise QuotaExceeded(f"{refusal} Nothing was started.")
+
+
+async def _within_slots(s: AsyncSession, quotas: Quotas, owner: str, run: Run) -> Run:
+    refusal = await _slot_refusal(s, quotas, owner, run.status)
+    if refusal is None:
+        return run
+    return run.model_copy(
+        update={
+            "status": RunStatus.SKIPPED,
+            "started_at": None,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "finished_at": run.created_at,
+            "error": f"Skipped: {refusal}",
+        }
+    )
+
+
+async def _slot_refusal(
+    s: AsyncSession, quotas: Quotas, owner: str, status: RunStatus
+) -> str | None:
+    if status == RunStatus.RUNNING:
+        limit, setting, word = quotas.concurrent, "MAX_CONCURRENT_RUNS", "running"
+    elif status == RunStatus.QUEUED:
+        limit, setting, word = quotas.queued, "MAX_QUEUED_RUNS", "queued"
+    else:
+        return None
+    count = await _count(s, owner, status=status, cap=limit)
+    if count < limit:
+        return None
+    return (
+        f"principal {owner!r} already has {count} runs {word}, its quota "
+        f"(TASKLOOM_{setting}={limit}); wait for some to finish or ask the operator to "
+        "raise it."
+    )
+
+
+async def _count(
+    s: AsyncSession,
+    owner: str,
+    *,
+    cap: int,
+    status: RunStatus | None = None,
+    since: datetime | None = None,
+) -> int:
+    """The owner's runs with `status` or made `since`, counted up to `cap` (index ranges)."""
+    query = select(col(RunRow.id)).where(col(RunRow.owner) == owner)
+    if status is not None:
+        query = query.where(col(RunRow.status) == status.value)
+    if since is not None:
+        query = query.where(col(RunRow.id) >= first_id_at("run", since))
+        query = query.where(col(RunRow.status) != RunStatus.MISSED.value)
+    capped = query.limit(cap + 1).subquery()
+    return int(await s.scalar(select(func.count()).select_from(capped)) or 0)

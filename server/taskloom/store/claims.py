@@ -4,11 +4,11 @@ renew and sweep leases, and the process registry.
 Each runs in one write transaction (`BEGIN IMMEDIATE` on SQLite; row locks on PostgreSQL), so two
 processes that race for the same fire or the same queued run cannot both win. On PostgreSQL every
 transaction that locks rows takes them in one order: tasks by id, then runs by id (the recorder
-too), so claims, sweeps and final records never deadlock.
+too), so claims, sweeps and final records never deadlock. What a fire or a swept run turns into
+is decided by the pure domain (`plan_fire`, `retry_run`, `apply_run`) under the lock.
 """
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,57 +17,40 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from taskloom.domain.outcome import Outcome
-from taskloom.domain.planning import FirePlan
+from taskloom.domain.planning import plan_fire
+from taskloom.domain.retry import retry_run
 from taskloom.domain.runs import Run, RunStatus
+from taskloom.domain.storage import Claimed, ClaimResult, FireContext, ProcessInfo
 from taskloom.domain.tasks import Task, TaskStatus
+from taskloom.store.database import Database
 from taskloom.store.priority import queue_order
-from taskloom.store.sql import Store
+from taskloom.store.records import apply_outcome
 from taskloom.store.tables import ProcessRow, RunRow, StepResultRow, TaskRow
 
-Planner = Callable[[Task, int, int], FirePlan]
-RetryPlanner = Callable[[Task, Run], Run | None]
 ACTIVE = (RunStatus.RUNNING.value, RunStatus.QUEUED.value)
 
 
-@dataclass(frozen=True)
-class Claimed:
-    task: Task
-    plan: FirePlan
-
-
-@dataclass(frozen=True)
-class ProcessInfo:
-    id: str
-    hostname: str
-    pid: int
-    role: str
-    started_at: datetime
-    heartbeat_at: datetime
-
-
 class Claims:
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    def _locked(self, query: Any) -> Any:
-        return query.with_for_update() if self.store.dialect == "postgresql" else query
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.dialect = db.dialect
 
     async def claim_fires(
-        self, due: dict[str, datetime], planner: Planner
-    ) -> dict[str, Claimed | datetime | None]:
+        self, due: dict[str, datetime], context: FireContext
+    ) -> dict[str, ClaimResult]:
         """For each task whose timer went off at `due[task_id]`, record what that fire turns
         into, once, in one transaction. A task another process (or an edit) already moved on
         maps to its current next fire time instead (None: nothing scheduled)."""
         ids = sorted(due)  # one lock order for every process: no deadlocks
-        async with self.store.write() as s:
+        async with self.db.write() as s:
             # Two queries for the whole batch, not two per task: the write lock is held
             # meanwhile, and per-task round trips made a burst's claim take seconds.
-            query = self._locked(select(TaskRow).where(col(TaskRow.id).in_(ids)))
+            query = self.dialect.locked(select(TaskRow).where(col(TaskRow.id).in_(ids)))
             rows = {r.id: r for r in (await s.exec(query.order_by(col(TaskRow.id)))).all()}
             counts = await self._in_flight_many(s, ids)
             return {
                 task_id: self._claim_one(
-                    s, rows.get(task_id), due[task_id], planner, counts.get(task_id, {})
+                    s, rows.get(task_id), due[task_id], context, counts.get(task_id, {})
                 )
                 for task_id in ids
             }
@@ -89,9 +72,9 @@ class Claims:
         s: AsyncSession,
         row: TaskRow | None,
         expected: datetime,
-        planner: Planner,
+        context: FireContext,
         counts: dict[str, int],
-    ) -> Claimed | datetime | None:
+    ) -> ClaimResult:
         if row is None or row.status != TaskStatus.ACTIVE.value:
             return None
         if row.next_fire_at != expected:
@@ -99,7 +82,10 @@ class Claims:
         busy = counts.get(RunStatus.RUNNING.value, 0)
         queued = counts.get(RunStatus.QUEUED.value, 0)
         task = row.to_domain()
-        plan = planner(task, busy, queued)
+        plan = plan_fire(
+            task, context.now, busy=busy, queued=queued, new_run=context.new_run(task),
+            why_late=context.why_late,
+        )  # fmt: skip
         for run in plan.runs:
             s.add(RunRow.from_domain(run, row.owner))
         row.next_fire_at = plan.next_fire_at
@@ -119,7 +105,7 @@ class Claims:
         if not await self._any_queued(now):  # the idle poll stays a read: no write lock
             return []
         claimed: list[tuple[Task, Run]] = []
-        async with self.store.write() as s:
+        async with self.db.write() as s:
             found = (await s.exec(self._queued(now, limit))).all()
             tasks = await self._lock_tasks(s, {task_id for _, task_id in found})
             candidates = await self._lock_queued(s, [run_id for run_id, _ in found])
@@ -152,7 +138,7 @@ class Claims:
             .where(RunRow.status == RunStatus.QUEUED.value)
             .where((col(RunRow.not_before).is_(None)) | (col(RunRow.not_before) <= now))
             .where(or_(col(RunRow.task_id).not_in(busy_tasks), col(RunRow.task_id).in_(allow)))
-            .order_by(*queue_order(self.store.dialect))
+            .order_by(*queue_order(self.dialect))
             .limit(limit)
         )
 
@@ -167,13 +153,11 @@ class Claims:
             .where(RunRow.status == RunStatus.QUEUED.value)
             .order_by(col(RunRow.id))
         )
-        if self.store.dialect == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        rows = {row.id: row for row in (await s.exec(query)).all()}
+        rows = {row.id: row for row in (await s.exec(self.dialect.skip_locked(query))).all()}
         return [rows[run_id] for run_id in run_ids if run_id in rows]
 
     async def _any_queued(self, now: datetime) -> bool:
-        async with self.store.read() as s:
+        async with self.db.read() as s:
             found = await s.exec(
                 select(RunRow.id)
                 .where(RunRow.status == RunStatus.QUEUED.value)
@@ -186,7 +170,7 @@ class Claims:
         if not task_ids:
             return {}
         query = select(TaskRow).where(col(TaskRow.id).in_(task_ids)).order_by(col(TaskRow.id))
-        return {row.id: row for row in (await s.exec(self._locked(query))).all()}
+        return {row.id: row for row in (await s.exec(self.dialect.locked(query))).all()}
 
     async def _running_tasks(self, s: AsyncSession, task_ids: list[str]) -> set[str]:
         if not task_ids:
@@ -203,7 +187,7 @@ class Claims:
         cancelled or swept by someone else). The rows are locked in id order first."""
         if not run_ids:
             return set()
-        async with self.store.write() as s:
+        async with self.db.write() as s:
             query = (
                 select(RunRow.id)
                 .where(col(RunRow.id).in_(sorted(run_ids)))
@@ -211,18 +195,18 @@ class Claims:
                 .where(RunRow.status == RunStatus.RUNNING.value)
                 .order_by(col(RunRow.id))
             )
-            held = list((await s.exec(self._locked(query))).all())
+            held = list((await s.exec(self.dialect.locked(query))).all())
             if held:
                 await s.exec(
                     update(RunRow).where(col(RunRow.id).in_(held)).values(lease_expires_at=until)
                 )
             return set(held)
 
-    async def sweep_expired(self, now: datetime, retry: RetryPlanner) -> list[Run]:
+    async def sweep_expired(self, now: datetime) -> list[Run]:
         """Runs whose holder stopped renewing: recorded `interrupted`, retried per policy.
         Found without locks, then their tasks are locked and the runs (checked again), each in
         id order, as every other transaction locks them."""
-        async with self.store.read() as s:
+        async with self.db.read() as s:
             found = (
                 await s.exec(
                     select(RunRow.task_id)
@@ -233,7 +217,7 @@ class Claims:
         if not found:
             return []
         swept: list[Run] = []
-        async with self.store.write() as s:
+        async with self.db.write() as s:
             tasks = await self._lock_tasks(s, set(found))
             query = (
                 select(RunRow)
@@ -242,8 +226,8 @@ class Claims:
                 .where(col(RunRow.lease_expires_at) < now)
                 .order_by(col(RunRow.id))
             )
-            for row in (await s.exec(self._locked(query))).all():
-                swept.append(await self._sweep_one(s, row, tasks.get(row.task_id), now, retry))
+            for row in (await s.exec(self.dialect.locked(query))).all():
+                swept.append(await self._sweep_one(s, row, tasks.get(row.task_id), now))
         return swept
 
     async def _sweep_one(
@@ -252,13 +236,12 @@ class Claims:
         row: RunRow,
         task_row: TaskRow | None,
         now: datetime,
-        retry: RetryPlanner,
     ) -> Run:
         run = await self._interrupt(s, row, now)
         if task_row is not None:
             task = task_row.to_domain()
-            await self.store.apply_outcome(s, run, _outcome(task))
-            again = retry(task, run)
+            await apply_outcome(s, run, _outcome(task))
+            again = retry_run(task, run, now)
             if again is not None:
                 s.add(RunRow.from_domain(again, row.owner))
         return run
@@ -281,7 +264,7 @@ class Claims:
     # -- processes ---------------------------------------------------------------------------
 
     async def heartbeat(self, info: ProcessInfo) -> None:
-        async with self.store.write() as s:
+        async with self.db.write() as s:
             row = await s.get(ProcessRow, info.id)
             if row is None:
                 s.add(ProcessRow(**info.__dict__))
@@ -289,23 +272,23 @@ class Claims:
                 row.heartbeat_at = info.heartbeat_at
 
     async def forget_process(self, process_id: str) -> None:
-        async with self.store.write() as s:
+        async with self.db.write() as s:
             await s.exec(delete(ProcessRow).where(col(ProcessRow.id) == process_id))
 
     async def forget_dead(self, before: datetime) -> list[str]:
         """Remove the rows of processes whose last heartbeat is older than `before` (killed:
         a process that stops gracefully removes its own); returns their ids."""
         stale = select(ProcessRow.id).where(col(ProcessRow.heartbeat_at) < before)
-        async with self.store.read() as s:
+        async with self.db.read() as s:
             if not (await s.exec(stale.limit(1))).first():  # the usual case stays a read
                 return []
-        async with self.store.write() as s:
+        async with self.db.write() as s:
             gone = list((await s.exec(stale)).all())
             await s.exec(delete(ProcessRow).where(col(ProcessRow.id).in_(gone)))
         return gone
 
     async def processes(self, alive_since: datetime) -> list[ProcessInfo]:
-        async with self.store.read() as s:
+        async with self.db.read() as s:
             rows = await s.exec(
                 select(ProcessRow).where(col(ProcessRow.heartbeat_at) >= alive_since)
             )
@@ -313,7 +296,7 @@ class Claims:
 
     async def scheduled(self) -> list[tuple[str, datetime]]:
         """Every active task's next fire time (what the timer is rebuilt from)."""
-        async with self.store.read() as s:
+        async with self.db.read() as s:
             rows = await s.exec(
                 select(TaskRow.id, TaskRow.next_fire_at)
                 .where(TaskRow.status == TaskStatus.ACTIVE.value)

@@ -20,16 +20,12 @@ from typing import Any, Literal
 
 import structlog
 from sqlalchemy import Table, bindparam, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taskloom.domain.outcome import OUTCOME_FIELDS, Outcome, apply_run
 from taskloom.domain.runs import Run, RunStatus
-from taskloom.errors import StoreUnavailable
-from taskloom.store.sql import TASKS_REVISION, Store
+from taskloom.errors import is_outage
+from taskloom.store.database import TASKS_REVISION, Database
 from taskloom.store.tables import CounterRow, RunRow, StepResultRow, TaskRow
 
 log = structlog.get_logger(__name__)
@@ -60,8 +56,9 @@ class _Holder:
 class RunRecorder:
     """One per process (owned by `RunService`); batches whatever is pending, no added delay."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.dialect = db.dialect
         self._pending: list[_Request] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -112,7 +109,7 @@ class RunRecorder:
     async def _write(self, batch: list[_Request]) -> set[int]:
         """One transaction; returns the ids of the requests whose run was still held."""
         finals = [r for r in batch if r.kind == "final"]
-        async with self.store.transaction() as conn:
+        async with self.db.transaction() as conn:
             states = await self._lock_tasks(conn, finals)  # tasks first, then runs
             holders = await self._holders(conn, batch)
             written = await self._write_begins(conn, holders, _of(batch, "begin"))
@@ -170,9 +167,7 @@ class RunRecorder:
             .where(RUNS.c.status == RUNNING)
             .order_by(RUNS.c.id)
         )
-        if self.store.dialect == "postgresql":
-            query = query.with_for_update()
-        rows = (await conn.execute(query)).all()
+        rows = (await conn.execute(self.dialect.locked(query))).all()
         return {
             row.id: _Holder(row.lease_owner or "", row.owner, _aware(row.lease_expires_at))
             for row in rows
@@ -187,7 +182,7 @@ class RunRecorder:
         }
         if not rows:
             return
-        upsert = sqlite_insert(STEPS) if self.store.dialect == "sqlite" else pg_insert(STEPS)
+        upsert = self.dialect.upsert(STEPS)
         changed = {c.name: upsert.excluded[c.name] for c in STEPS.c if not c.primary_key}
         statement = upsert.on_conflict_do_update(index_elements=STEP_KEY, set_=changed)
         await conn.execute(statement, list(rows.values()))
@@ -204,9 +199,8 @@ class RunRecorder:
             .where(TASKS.c.id.in_(ids))
             .order_by(TASKS.c.id)
         )
-        if self.store.dialect == "postgresql":
-            query = query.with_for_update()
-        return {row.id: dict(row._mapping) for row in (await conn.execute(query)).all()}
+        rows = (await conn.execute(self.dialect.locked(query))).all()
+        return {row.id: dict(row._mapping) for row in rows}
 
     async def _apply_outcomes(
         self, conn: AsyncConnection, states: dict[str, dict[str, Any]], held: list[_Request]
@@ -227,23 +221,6 @@ class RunRecorder:
             await conn.execute(update(TASKS).where(TASKS.c.id == bindparam("b_id")), params)
         if moved:
             await _bump_revision(conn)
-
-
-def is_outage(exc: BaseException) -> bool:
-    """Whether a store error is the database being unreachable or busy (worth retrying), not a
-    statement it refused."""
-    cause = exc.__cause__ if isinstance(exc, StoreUnavailable) else exc
-    if isinstance(cause, OSError | TimeoutError | PoolTimeout):
-        return True
-    if isinstance(cause, DBAPIError):
-        if cause.connection_invalidated:
-            return True
-        text = str(cause.orig).lower()
-        return any(word in text for word in _OUTAGE_WORDS)
-    return False
-
-
-_OUTAGE_WORDS = ("connect", "closed", "locked", "busy", "terminat", "shutdown", "unavailable")
 
 
 RUNS: Table = RunRow.__table__  # type: ignore[attr-defined]

@@ -5,18 +5,20 @@ from sqlalchemy import delete, func
 from sqlmodel import col, select
 
 from taskloom.domain.revisions import TaskRevision
-from taskloom.store.sql import Store
+from taskloom.store.database import Database
 from taskloom.store.tables import RevisionRow
 
 
 class RevisionStore:
-    def __init__(self, store: Store, keep: int = 100) -> None:
-        self.store = store
+    """`domain.revisions.RevisionStorage` on the SQL database."""
+
+    def __init__(self, db: Database, keep: int = 100) -> None:
+        self.db = db
         self.keep = keep
 
     async def append(self, revision: TaskRevision) -> TaskRevision:
         """Store `revision` as the task's next one (its number is the last one's plus one)."""
-        async with self.store.write() as s:
+        async with self.db.write() as s:
             last = (
                 await s.exec(
                     select(func.max(RevisionRow.revision)).where(
@@ -46,7 +48,7 @@ class RevisionStore:
         if before is not None:
             query = query.where(col(RevisionRow.revision) < before)
         query = query.order_by(col(RevisionRow.revision).desc()).limit(limit)
-        async with self.store.read() as s:
+        async with self.db.read() as s:
             return [_domain(row) for row in (await s.exec(query)).all()]
 
     async def get(self, task_id: str, revision: int, *, owner: str | None) -> TaskRevision | None:

@@ -1,6 +1,5 @@
 """Read-only figures for `scheduler_status` and `taskloom status`."""
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import case, func
@@ -8,42 +7,16 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from taskloom.domain.runs import RunStatus
+from taskloom.domain.storage import Figures, Lease, TaskFigures
 from taskloom.domain.tasks import TaskStatus
-from taskloom.store.sql import Store
+from taskloom.store.database import Database
 from taskloom.store.tables import RunRow, TaskRow
 
 ENDED = (RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.INTERRUPTED.value)
 
 
-@dataclass(frozen=True)
-class Lease:
-    run_id: str
-    task_id: str
-    holder: str | None
-    expires_at: datetime | None
-
-
-@dataclass(frozen=True)
-class TaskFigures:
-    task_id: str
-    name: str
-    runs: int
-    succeeded: int
-    mean_duration_ms: float | None
-
-
-@dataclass(frozen=True)
-class Figures:
-    queued: int
-    queued_due: int
-    running: list[Lease]
-    next_fires: list[tuple[str, str, datetime]]
-    per_task: list[TaskFigures]
-    tasks_by_status: dict[str, int]
-
-
-async def figures(store: Store, now: datetime, *, owner: str | None, top: int = 20) -> Figures:
-    async with store.read() as s:
+async def figures(db: Database, now: datetime, *, owner: str | None, top: int = 20) -> Figures:
+    async with db.read() as s:
         runs = select(RunRow)
         if owner is not None:
             runs = runs.where(RunRow.owner == owner)

@@ -45,7 +45,8 @@ def _json() -> Any:
     return Field(default=None, sa_column=Column(JSON(), nullable=True))
 
 
-SPEC_FIELDS = set(TaskFields.model_fields) - {"name", "description", "enabled"}
+# `managed_by` rides in the spec document: no column, no migration, old rows read as None.
+SPEC_FIELDS = set(TaskFields.model_fields) - {"name", "description", "enabled"} | {"managed_by"}
 
 
 class TaskRow(SQLModel, table=True):

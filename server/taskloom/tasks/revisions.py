@@ -9,10 +9,9 @@ from pydantic import BaseModel, ConfigDict
 
 from taskloom.answers import TaskAnswer
 from taskloom.clock import Clock
-from taskloom.domain.revisions import TaskRevision, action_of, field_diff
+from taskloom.domain.revisions import RevisionStorage, TaskRevision, action_of, field_diff
 from taskloom.domain.tasks import ClearableField, Task, TaskPatch, TaskSpec, TaskStatus
 from taskloom.errors import NotFound, TaskloomError
-from taskloom.store.revisions import RevisionStore
 from taskloom.tasks.service import TaskService
 
 log = structlog.get_logger(__name__)
@@ -38,7 +37,7 @@ def definition(task: Task | None) -> dict[str, Any] | None:
 
 
 class TaskAudit:
-    def __init__(self, revisions: RevisionStore, clock: Clock, tasks: TaskService) -> None:
+    def __init__(self, revisions: RevisionStorage, clock: Clock, tasks: TaskService) -> None:
         self.revisions = revisions
         self.clock = clock
         self.tasks = tasks

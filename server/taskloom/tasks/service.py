@@ -11,12 +11,12 @@ from taskloom.access import Access
 from taskloom.answers import FireTime, SchedulePreview, TaskAnswer, TaskList, TaskSummary
 from taskloom.clock import Clock
 from taskloom.domain import triggers
+from taskloom.domain.storage import Store
 from taskloom.domain.tasks import Task, TaskPatch, TaskSpec, TaskStatus, Trigger, trigger_kind
 from taskloom.errors import InvalidInput, NotFound
 from taskloom.ids import new_id
 from taskloom.settings import Settings
 from taskloom.step_tools import StepCatalog
-from taskloom.store.sql import Store
 from taskloom.tasks.readiness import Surroundings
 from taskloom.tasks.secret_use import check_grants
 from taskloom.tasks.validate import validate_task
@@ -65,7 +65,10 @@ class TaskService:
             now=self.clock.now(), settings=self.settings, name_taken=name_taken, **more
         )
 
-    async def create(self, spec: TaskSpec, *, owner: str) -> TaskAnswer:
+    async def create(
+        self, spec: TaskSpec, *, owner: str, managed_by: str | None = None
+    ) -> TaskAnswer:
+        """`managed_by`: the file set of `taskloom tasks apply` that keeps this task."""
         warnings = await validate_task(spec, self.catalog, self.surroundings(owner))
         check_grants(spec, owner=owner, access=self.access)
         now = self.clock.now()
@@ -77,6 +80,7 @@ class TaskService:
             status=TaskStatus.ACTIVE if spec.enabled else TaskStatus.PAUSED,
             created_at=now,
             updated_at=now,
+            managed_by=managed_by,
         )
         task = task.model_copy(update={"next_fire_at": self.next_fire(task, now)})
         await self.store.add_task(task, max_per_owner=self.settings.max_tasks_per_owner)
@@ -85,11 +89,16 @@ class TaskService:
         await self._audited(None, task, owner)
         return self.answer(task, message="Task created.", warnings=warnings)
 
-    async def update(self, task_id: str, patch: TaskPatch, *, owner: str) -> TaskAnswer:
+    async def update(
+        self, task_id: str, patch: TaskPatch, *, owner: str, managed_by: str | None = None
+    ) -> TaskAnswer:
+        """`managed_by`: a file set of `taskloom tasks apply` that takes the task over (the
+        task keeps its set otherwise)."""
         current = await self.get(task_id, owner=owner)
         changes = {name: getattr(patch, name) for name in patch.model_fields_set - {"clear"}}
         changes |= dict.fromkeys(patch.clear)
-        if not changes:
+        adopted = managed_by is not None and managed_by != current.managed_by
+        if not changes and not adopted:
             raise InvalidInput(
                 "update", {}, "Name at least one field to change, e.g. {'enabled': false}."
             )
@@ -105,6 +114,7 @@ class TaskService:
                 "revision": current.revision + 1,
                 "updated_at": now,
                 "status": _status_after_edit(current, merged),
+                "managed_by": managed_by or current.managed_by,
             }
         )
         task = task.model_copy(update={"next_fire_at": self.next_fire(task, now)})
@@ -112,7 +122,7 @@ class TaskService:
         log.info("task_updated", task_id=task.id, fields=sorted(changes))
         await self._changed(task, task.id)
         await self._audited(current, task, owner)
-        message = f"Updated: {', '.join(sorted(changes))}."
+        message = f"Updated: {', '.join(sorted(changes)) or 'managed_by'}."
         return self.answer(task, message=message, warnings=warnings)
 
     async def set_enabled(self, task_id: str, enabled: bool, *, owner: str | None) -> TaskAnswer:

@@ -6,8 +6,9 @@ by a small synonym table; anything else goes to the closest spelling (difflib).
 
 import difflib
 from collections.abc import Iterable
+from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from taskloom.domain.tasks import (
     CronTrigger,
@@ -20,6 +21,7 @@ from taskloom.domain.tasks import (
     SummaryPolicy,
     TaskPatch,
 )
+from taskloom.errors import InvalidInput, InvalidInputs
 
 # The model at each place of a task (list indexes left out) whose fields an unknown key sits beside.
 NESTED: dict[tuple[str, ...], type[BaseModel]] = {
@@ -107,3 +109,35 @@ def fields_beside(parent: tuple[str, ...], top_level: Iterable[str] = ()) -> lis
         return [*top_level, *TaskPatch.model_fields]
     model = NESTED.get(parent)
     return list(model.model_fields) if model is not None else []
+
+
+# -- pydantic's errors in our voice ------------------------------------------------------------
+
+UNKNOWN_FIELD = frozenset({"unexpected_keyword_argument", "extra_forbidden"})
+
+
+def format_validation_error(
+    exc: ValidationError, prefix: str = "", arguments: Iterable[str] = ()
+) -> InvalidInputs:
+    """Pydantic's errors in our voice; an unknown field gets the closest known one (`arguments`:
+    the tool's own argument names)."""
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = [p for p in err["loc"] if not str(p).startswith("function-")]
+        # A trigger's tag repeats its key (`trigger.every.every`): show it once.
+        path = ".".join(str(p) for i, p in enumerate(loc) if i == 0 or p != loc[i - 1])
+        msg = str(err["msg"]).removeprefix("Value error, ") + "."
+        if err["type"] in UNKNOWN_FIELD and loc:
+            msg = _unknown_field(loc, arguments)
+        problems.append(InvalidInput(f"{prefix}{path}" or "arguments", err.get("input"), msg))
+    return InvalidInputs(problems)
+
+
+def _unknown_field(loc: list[Any], arguments: Iterable[str]) -> str:
+    parent = tuple(str(p) for p in loc[:-1] if not isinstance(p, int))
+    known = fields_beside(parent, arguments)
+    name = str(loc[-1])
+    if not known:
+        return "Unknown field; remove it."
+    hint = did_you_mean(name, known)
+    return f"Unknown field.{hint}" if hint else f"Unknown field; known here: {', '.join(known)}."

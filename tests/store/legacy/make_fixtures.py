@@ -20,7 +20,7 @@ from sqlalchemy import Table, insert
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from taskloom.store.sql import async_url
+from taskloom.store.dialects import async_url
 from taskloom.store.tables import CounterRow, ProcessRow, RunRow, StepResultRow, TaskRow
 from tests.conftest import pg_database
 from tests.store.legacy import RELEASES, Release, rows

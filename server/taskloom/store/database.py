@@ -1,0 +1,168 @@
+"""The connection to the database: engines, the schema, transactions, and the one place where a
+driver's error becomes ours (`_guard`): `Conflict` for a broken uniqueness rule, `StoreOutage`
+when the database is unreachable or busy, `StoreUnavailable` when it refused. Nothing of
+SQLAlchemy or the drivers is raised past this module.
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from taskloom.errors import Conflict, StoreOutage, StoreUnavailable, TaskloomError
+from taskloom.store.dialects import Dialect, async_url, dialect_for
+from taskloom.store.migrate import schema_head, upgrade
+from taskloom.store.tables import CounterRow
+
+log = structlog.get_logger(__name__)
+
+TASKS_REVISION = "tasks_revision"
+# While the database stays unreachable, one store_error line per this many failed operations
+# (an outage used to write dozens of warnings a second).
+ERROR_LOG_EVERY = 100
+# Words of a driver's message that mean "not now" rather than "never".
+_OUTAGE_WORDS = ("connect", "closed", "locked", "busy", "terminat", "shutdown", "unavailable")
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = async_url(url)
+        self.dialect: Dialect = dialect_for(self.url)
+        self._engine: AsyncEngine | None = None
+        self._writer: AsyncEngine | None = None
+        self._failing = 0  # operations failed in a row
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def open(self, *, migrate: bool = True) -> None:
+        try:
+            self.dialect.prepare()
+        except OSError as exc:
+            raise StoreUnavailable(self._unavailable(exc)) from exc
+        async with self._guard():
+            self._engine, self._writer = self.dialect.engines()
+        if migrate:
+            await self.migrate()
+
+    async def close(self) -> None:
+        engines, self._engine, self._writer = {self._engine, self._writer} - {None}, None, None
+        async with self._guard():
+            for engine in engines:
+                assert engine is not None
+                await engine.dispose()
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest migration; cheap when it already is there."""
+        if await self.schema_revision() == schema_head():
+            return
+        async with self.transaction() as conn:
+            await self.dialect.lock_migrations(conn)
+            await conn.run_sync(upgrade)
+        log.info("schema_migrated", revision=schema_head())
+
+    async def schema_revision(self) -> str | None:
+        async with self._guard(), self._read_engine().connect() as conn:
+            has_table = await conn.run_sync(lambda c: c.dialect.has_table(c, "alembic_version"))
+            if not has_table:
+                return None
+            found = await conn.execute(text("SELECT version_num FROM alembic_version"))
+            return found.scalar()
+
+    # -- transactions ------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        async with self._guard(), AsyncSession(self._read_engine(), expire_on_commit=False) as s:
+            yield s
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """One transaction, committed on success; BEGIN IMMEDIATE on SQLite."""
+        engine = self._write_engine()
+        async with self._guard(), AsyncSession(engine, expire_on_commit=False) as s, s.begin():
+            yield s
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """One write transaction on a Core connection (no ORM session), for rows written in
+        bulk; BEGIN IMMEDIATE on SQLite."""
+        async with self._guard(), self._write_engine().begin() as conn:
+            yield conn
+
+    def _read_engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise StoreUnavailable("The store is not open; this is a bug in Taskloom.")
+        return self._engine
+
+    def _write_engine(self) -> AsyncEngine:
+        if self._writer is None:
+            raise StoreUnavailable("The store is not open; this is a bug in Taskloom.")
+        return self._writer
+
+    # -- the translation point ---------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _guard(self) -> AsyncIterator[None]:
+        try:
+            yield
+        except IntegrityError as exc:
+            raise _conflict(exc) from exc
+        except (SQLAlchemyError, OSError) as exc:
+            self._failing += 1
+            if self._failing % ERROR_LOG_EVERY == 1:
+                first = (str(exc).splitlines() or [type(exc).__name__])[0]
+                log.warning("store_error", error=first[:300], failed_in_a_row=self._failing)
+            raise self._translate(exc) from exc
+        else:
+            self._failing = 0
+
+    def _translate(self, exc: BaseException) -> TaskloomError:
+        message = self._unavailable(exc)
+        return StoreOutage(message) if _is_outage(exc) else StoreUnavailable(message)
+
+    def _unavailable(self, exc: BaseException) -> str:
+        """The message of a failed operation, with the true cause where SQLite's file shows it
+        (damaged, read-only, under a file) instead of a guess at reachability."""
+        where = make_url(self.url).render_as_string()
+        problem = self.dialect.problem()
+        if problem:
+            return f"The database is unavailable: {problem} (TASKLOOM_DATABASE_URL={where})."
+        return (
+            f"The database is unavailable ({type(exc).__name__}). Check that {where} is "
+            "reachable and try again."
+        )
+
+
+async def bump(s: AsyncSession, name: str = TASKS_REVISION) -> None:
+    """Move a counter by one, in the caller's transaction."""
+    row = await s.get(CounterRow, name)
+    if row is None:
+        s.add(CounterRow(name=name, value=1))
+    else:
+        row.value += 1
+
+
+def _is_outage(exc: BaseException) -> bool:
+    """The database unreachable or busy (worth retrying), not a statement it refused."""
+    if isinstance(exc, OSError | TimeoutError | PoolTimeout):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        words = str(exc.orig).lower()
+        return any(word in words for word in _OUTAGE_WORDS)
+    return False
+
+
+def _conflict(exc: IntegrityError) -> Conflict:
+    rule = (str(exc.orig).splitlines() or ["a uniqueness rule"])[0][:200]
+    return Conflict(
+        f"The database refused the write as a duplicate ({rule}); nothing was saved. Read the "
+        "current state and try again."
+    )

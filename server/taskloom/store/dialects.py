@@ -1,0 +1,165 @@
+"""What differs between SQLite and PostgreSQL, each in one class: engines and pragmas, how rows
+are locked, upserts, advisory locks, and how a failure is explained. The query modules ask their
+`Dialect` instead of branching on the database's name.
+
+SQLite has one writer at a time: every write transaction starts with `BEGIN IMMEDIATE` (a
+deferred BEGIN that later upgrades to a write lock fails under contention instead of waiting),
+in WAL mode with a busy timeout, so several processes can share one file, and the write lock
+serialises what PostgreSQL serialises with row locks and advisory locks.
+"""
+
+import zlib
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Table, event, func, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql.selectable import Select
+
+BUSY_TIMEOUT_MS = 30_000
+MIGRATION_LOCK = 7300501
+S = TypeVar("S", bound=Select[Any])
+
+
+class Dialect:
+    """The common part; subclasses say what their database does differently."""
+
+    name = ""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def prepare(self) -> None:
+        """Make what must exist before the first connection (SQLite: the file's folder)."""
+
+    def engines(self) -> tuple[AsyncEngine, AsyncEngine]:
+        """The engine for reads and the one for write transactions (may be the same)."""
+        raise NotImplementedError
+
+    def locked(self, query: S) -> S:
+        """`query` taking row locks until commit, where the database locks rows."""
+        return query
+
+    def skip_locked(self, query: S) -> S:
+        """`query` locking its rows, leaving out those another transaction holds."""
+        return query
+
+    def upsert(self, table: Table) -> Any:
+        """INSERT ... ON CONFLICT for `table` (the dialect's own Insert)."""
+        raise NotImplementedError
+
+    async def lock_key(self, conn: AsyncConnection, namespace: int, key: str) -> None:
+        """Serialise the transactions that name `key` until commit."""
+
+    async def lock_migrations(self, conn: AsyncConnection) -> None:
+        """Serialise processes that migrate the same database at once."""
+
+    def problem(self) -> str | None:
+        """The true cause of a failure when the database itself shows it, else None."""
+        return None
+
+    def epoch_s(self, column: Any) -> Any:
+        """A timestamp column as seconds since the epoch (the queue's order: store/priority.py)."""
+        return func.extract("epoch", column)
+
+
+class SqliteDialect(Dialect):
+    name = "sqlite"
+
+    def epoch_s(self, column: Any) -> Any:
+        return (func.julianday(column) - 2440587.5) * 86400.0  # naive UTC text, parsed
+
+    def prepare(self) -> None:
+        database = make_url(self.url).database
+        if database and database != ":memory:":
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+    def engines(self) -> tuple[AsyncEngine, AsyncEngine]:
+        return self._engine(immediate=False), self._engine(immediate=True)
+
+    def _engine(self, *, immediate: bool) -> AsyncEngine:
+        # Writers of this process queue for one connection (an asyncio wait) instead of racing
+        # for the file lock in SQLite's busy handler, whose sleeps (up to 100 ms each) cut a
+        # burst of runs to ~80/s; other processes still wait in the busy handler.
+        pool: dict[str, Any] = (
+            {"pool_size": 1, "max_overflow": 0, "pool_timeout": BUSY_TIMEOUT_MS / 1000}
+            if immediate
+            else {}
+        )
+        engine = create_async_engine(
+            self.url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}, **pool
+        )
+        begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(connection: Any) -> None:
+            connection.exec_driver_sql(begin)
+
+        return engine
+
+    def upsert(self, table: Table) -> Any:
+        return sqlite_insert(table)
+
+    def problem(self) -> str | None:
+        from taskloom.store.reachability import sqlite_problem
+
+        return sqlite_problem(make_url(self.url).database)
+
+
+class PostgresDialect(Dialect):
+    name = "postgresql"
+
+    def engines(self) -> tuple[AsyncEngine, AsyncEngine]:
+        # No pool_pre_ping: it costs a round trip per transaction. A connection found broken is
+        # invalidated by SQLAlchemy (and the store answers StoreOutage); the next checkout opens
+        # a fresh one. pool_recycle retires connections before servers or proxies drop idle ones.
+        engine = create_async_engine(self.url, pool_size=10, pool_recycle=1800)
+        return engine, engine
+
+    def locked(self, query: S) -> S:
+        return query.with_for_update()
+
+    def skip_locked(self, query: S) -> S:
+        return query.with_for_update(skip_locked=True)
+
+    def upsert(self, table: Table) -> Any:
+        return pg_insert(table)
+
+    async def lock_key(self, conn: AsyncConnection, namespace: int, key: str) -> None:
+        signed = zlib.crc32(key.encode()) - 2**31
+        await conn.execute(
+            text("SELECT pg_advisory_xact_lock(:ns, :key)"), {"ns": namespace, "key": signed}
+        )
+
+    async def lock_migrations(self, conn: AsyncConnection) -> None:
+        await conn.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+
+
+def async_url(url: str) -> str:
+    """Map the URLs users write to the async drivers we ship."""
+    parsed = make_url(url)
+    driver = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+    name = "postgresql" if parsed.drivername in ("postgres", "postgresql") else parsed.drivername
+    if name in driver:
+        parsed = parsed.set(drivername=driver[name])
+    elif parsed.drivername.startswith("postgresql+") and parsed.drivername != "postgresql+asyncpg":
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def dialect_for(url: str) -> Dialect:
+    """The dialect of an async URL (see `async_url`)."""
+    name = make_url(url).get_backend_name()
+    return SqliteDialect(url) if name == "sqlite" else PostgresDialect(url)
