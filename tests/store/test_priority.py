@@ -5,10 +5,9 @@ from datetime import timedelta
 
 from taskloom.domain.priority import AGEING_S
 from taskloom.domain.runs import Run, RunStatus
+from taskloom.domain.storage import Store
 from taskloom.domain.tasks import Task
-from taskloom.store.claims import Claims
-from taskloom.store.sql import Store
-from tests.store.test_store_contract import T0, make_run, make_task
+from tests.store.factories import T0, make_run, make_task
 
 ME = "proc-me"
 
@@ -29,7 +28,7 @@ async def start_order(store: Store, count: int) -> list[str]:
     """The run ids in the order a process with room for one run at a time takes them."""
     order = []
     for _ in range(count):
-        taken = await Claims(store).claim_queued(ME, T0, T0 + timedelta(minutes=1), 1)
+        taken = await store.claim_queued(ME, T0, T0 + timedelta(minutes=1), 1)
         order += [run.id for _, run in taken]
     return order
 
