@@ -12,7 +12,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from bench import chaos, firing, footprint, history, hostile, priority, stdio_bench, tokens
+from bench import (
+    chaos,
+    firing,
+    footprint,
+    history,
+    hostile,
+    priority,
+    retention,
+    stdio_bench,
+    tokens,
+)
 from bench.common import Config, Row
 
 BENCHMARKS: dict[str, Callable[[Config], Awaitable[list[Row]]]] = {
@@ -28,6 +38,7 @@ BENCHMARKS: dict[str, Callable[[Config], Awaitable[list[Row]]]] = {
     "chaos": chaos.chaos,
     "hostile": hostile.hostile_neighbour,
     "priority": priority.priority_burst,
+    "retention": retention.retention,
 }
 # Seconds one benchmark may take; chaos kills 100 workers on each of two stores.
 TIMEOUT_S = {"chaos": 1800}

@@ -183,7 +183,7 @@ async def seed_tasks(
 
     from taskloom.domain.tasks import Task
     from taskloom.ids import new_id
-    from taskloom.store.database import TASKS_REVISION
+    from taskloom.store.database import TASKS_REVISION, bump
     from taskloom.store.tables import TaskRow
 
     created = now() - timedelta(seconds=1)
@@ -209,7 +209,7 @@ async def seed_tasks(
     async with store.write() as s:
         for start in range(0, len(rows), 5000):
             await s.exec(insert(table), params=rows[start : start + 5000])
-        await store.bump(s, TASKS_REVISION)
+        await bump(s, TASKS_REVISION)
     return ids
 
 

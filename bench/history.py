@@ -24,10 +24,13 @@ def _ulid(prefix: str, ms: int, rnd: random.Random) -> str:
     return f"{prefix}_{''.join(reversed(chars))}"
 
 
-def bulk_runs(db_path: Path, task_ids: list[str], total: int) -> None:
-    """`total` finished runs, spread over the tasks, one per second of history, 3% failed."""
+def bulk_runs(
+    db_path: Path, task_ids: list[str], total: int, *, ago: timedelta = timedelta(0)
+) -> None:
+    """`total` finished runs, spread over the tasks, one per second of history ending `ago`
+    before now, 3% failed."""
     rnd = random.Random(7)
-    start = now() - timedelta(seconds=total + 60)
+    start = now() - ago - timedelta(seconds=total + 60)
     fmt = "%Y-%m-%d %H:%M:%S.%f"
     db = sqlite3.connect(db_path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")

@@ -19,6 +19,7 @@ from taskloom.api.schemas import CompactSchemas
 from taskloom.clock import Clock, SystemClock
 from taskloom.errors import TaskloomError
 from taskloom.runs import evaluation
+from taskloom.runs.retention import Retention, RetentionPolicy
 from taskloom.runs.runner import Limits, Runner, StepCaller
 from taskloom.runs.sandbox import Sandbox, SandboxLimits
 from taskloom.runs.service import RunService
@@ -88,10 +89,14 @@ def build_services(
     )
     runner = Runner(caller, clock, limits, sandbox)
     runs = RunService(store, clock, settings, runner, caller, process_id)
+    retention = Retention(store, clock, RetentionPolicy.from_settings(settings))
     scheduler = None
     if settings.scheduler:
         timing = timing or Timing(lease_s=settings.lease_s)
-        scheduler = Scheduler(store, runs, clock, process_id=process_id, role=role, timing=timing)
+        scheduler = Scheduler(
+            store, runs, clock, process_id=process_id, role=role, timing=timing,
+            retention=retention,
+        )  # fmt: skip
         tasks.on_change(scheduler.on_task_changed)
     return Services(
         settings=settings,
@@ -104,6 +109,7 @@ def build_services(
         process_id=process_id,
         scheduler=scheduler,
         sandbox=sandbox,
+        retention=retention,
         audit=TaskAudit(RevisionStore(store.db, settings.max_revisions_per_task), clock, tasks),
     )
 

@@ -17,6 +17,7 @@ from taskloom.answers import (
     TaskHealth,
 )
 from taskloom.clock import Clock
+from taskloom.runs.retention import Retention
 from taskloom.runs.sandbox import Sandbox
 from taskloom.runs.service import RunService
 from taskloom.scheduling.scheduler import Scheduler
@@ -112,6 +113,7 @@ class Services:
     scheduler: Scheduler | None = None
     _stopped: "asyncio.Task[None] | None" = field(default=None, init=False, repr=False)
     sandbox: Sandbox | None = None
+    retention: Retention | None = None
     _warming: "asyncio.Task[None] | None" = field(default=None, init=False, repr=False)
     _warm_started: bool = field(default=False, init=False, repr=False)
     audit: TaskAudit = field(default=None)  # type: ignore[assignment]  # set by build_services

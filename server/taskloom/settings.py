@@ -175,6 +175,30 @@ class Settings(BaseSettings):
         "served beside Taskloom's (the MCP conformance tests mount their fixtures this way)",
     )
 
+    # Retention (runs/retention.py): 0 days means "keep forever", and is the only way to say it.
+    retention_days: int = Field(
+        default=90,
+        ge=0,
+        description="finished runs older than this many days are pruned; 0 keeps runs forever",
+    )
+    retention_keep_last: int = Field(
+        default=20,
+        ge=0,
+        description="the newest this many finished runs of each task are kept whatever their age",
+    )
+    retention_failed_days: int = Field(
+        default=180,
+        ge=0,
+        description="failed and interrupted runs are kept this many days "
+        "(never fewer than TASKLOOM_RETENTION_DAYS); 0 keeps them forever",
+    )
+    retention_batch: int = Field(
+        default=500, ge=1, le=10000, description="runs deleted per transaction when pruning"
+    )
+    retention_interval_s: float = Field(
+        default=600, ge=10, description="seconds between the scheduler's prunes"
+    )
+
     @field_validator("mcp_config", "secrets_file", mode="before")
     @classmethod
     def _empty_means_unset(cls, value: object) -> object:

@@ -1,4 +1,5 @@
-"""`notify`: tell a person something, through the log, a chat webhook or a desktop notification."""
+"""`notify`: tell a person something, through the log, a chat webhook, Apprise URLs (email, ntfy,
+Telegram, Discord, Matrix, ...) or a desktop notification."""
 
 from __future__ import annotations
 
@@ -7,36 +8,65 @@ import hashlib
 import json
 import shutil
 import sys
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
+from taskloom_tools.apprise_channel import MAX_URL_CHARS, MAX_URLS, SCHEME, deliver
 from taskloom_tools.base import StepTool, StepToolError, ToolArgs, ToolContext, typed_run
 
 WEBHOOK_TIMEOUT_S = 30.0
+MAX_MESSAGE_CHARS = 65_536
+MAX_TITLE_CHARS = 250
 
 DESCRIPTION = """\
 Send a notification. The server log records that it was sent (event "notify_sent", with the
 message's size and hash, never its text); with webhook_url it is
 also POSTed as Slack-compatible JSON {"text": "*<title>*\\n<message>"} (Slack, Mattermost,
 Rocket.Chat and Discord's /slack endpoint accept this); with "desktop": true it is also shown as a
-desktop notification on the machine running Taskloom, when that machine has one.
+desktop notification on the machine running Taskloom, when that machine has one; with urls it
+is also sent to each Apprise URL (ntfy://topic, tgram://BOT_TOKEN/CHAT_ID, discord://ID/TOKEN,
+mailtos://user:password@host, matrixs://..., json://host/path; up to 10).
 
-Output: {"delivered": ["log", "webhook", "desktop"], "not_delivered": [{"channel": "desktop",
-"reason": "..."}]}. A desktop notification that cannot be shown is reported in not_delivered; a
-webhook that fails (refused address, error status, timeout) fails the step.
+Output: {"delivered": ["log", "webhook", "desktop", "apprise:ntfy"], "not_delivered":
+[{"channel": "desktop", "reason": "..."}]}. A desktop notification that cannot be shown is
+reported in not_delivered (and warned about at create_task); a webhook or Apprise URL that fails
+(unknown scheme, malformed URL, refused address, error status, timeout) fails the step.
 
 Example: {"title": "Price alert", "message": "Lamp is now {{ steps.price.output }} EUR",
-"webhook_url": "{{ secrets.SLACK_WEBHOOK_URL }}"}. Keep webhook URLs in secrets."""
+"urls": ["{{ secrets.NTFY_URL }}"]}. Keep webhook and Apprise URLs in secrets."""
+
+
+def _looks_like_url(value: str) -> str:
+    if SCHEME.match(value) is None:
+        raise ValueError(
+            f"{value[:80]!r} is not an Apprise URL (scheme://...); e.g. ntfy://my-topic"
+        )
+    return value
+
+
+AppriseUrl = Annotated[
+    str, Field(min_length=1, max_length=MAX_URL_CHARS), AfterValidator(_looks_like_url)
+]
 
 
 class NotifyArgs(ToolArgs):
-    message: str = Field(min_length=1, description="the text of the notification")
-    title: str = Field(default="Taskloom", description="a short headline")
+    message: str = Field(
+        min_length=1, max_length=MAX_MESSAGE_CHARS, description="the text of the notification"
+    )
+    title: str = Field(default="Taskloom", max_length=MAX_TITLE_CHARS, description="a headline")
     webhook_url: str | None = Field(
         default=None, description="Slack-compatible incoming webhook URL (https://...)"
     )
     desktop: bool = Field(default=False, description="also show a desktop notification")
+    urls: list[AppriseUrl] = Field(
+        default_factory=list,
+        max_length=MAX_URLS,
+        description="Apprise URLs to notify too (ntfy://, tgram://, discord://, mailtos://, ...)",
+    )
+    level: Literal["info", "success", "warning", "failure"] = Field(
+        default="info", description="how services that show it (colour, icon) present it"
+    )
 
     @field_validator("webhook_url")
     @classmethod
@@ -67,7 +97,25 @@ async def notify(args: NotifyArgs, ctx: ToolContext) -> dict[str, Any]:
     if args.webhook_url is not None:
         await post_to_webhook(ctx, args.webhook_url, args.title, args.message)
         delivered.append("webhook")
+    delivered += await notify_apprise(args, ctx)
     return {"delivered": delivered, "not_delivered": not_delivered}
+
+
+async def notify_apprise(args: NotifyArgs, ctx: ToolContext) -> list[str]:
+    """Deliver to every Apprise URL at once; raise naming each one that failed (by index: the
+    URL itself is a credential)."""
+    sent = await asyncio.gather(
+        *(deliver(url, args.title, args.message, ctx.allow_hosts, args.level) for url in args.urls),
+        return_exceptions=True,
+    )
+    failed = [
+        f"urls[{i}]: {result.message if isinstance(result, StepToolError) else result!r}"
+        for i, result in enumerate(sent)
+        if isinstance(result, BaseException)
+    ]
+    if failed:
+        raise StepToolError("; ".join(failed))
+    return [f"apprise:{url.split(':', 1)[0].lower()}" for url in args.urls]
 
 
 async def post_to_webhook(ctx: ToolContext, url: str, title: str, message: str) -> None:

@@ -94,7 +94,8 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
         latest), all (each, within catchup_window_s) or skip. overlap, for a fire while the last
         run still runs: skip (default), queue (run after it) or allow. notify.on: failure
         (default), always, never, or change: only when the output differs from the previous
-        successful run's; sent to webhook_url and/or the desktop. retry.attempts counts the
+        successful run's; sent to webhook_url, to Apprise URLs in urls (ntfy://topic,
+        tgram://TOKEN/CHAT, mailtos://...) and/or the desktop. retry.attempts counts the
         first try. summary.enabled: an LLM line per successful run. end_at or max_runs finish
         the task; pause_on_failure pauses it after that many failures in a row.
         Try preview_schedule and dry_run first. Answers the task, its next fire times and

@@ -85,6 +85,10 @@ ENV_HELP = """
   TASKLOOM_SECRET_GRANTS     with several HTTP tokens: NAME=principal,principal;NAME2=...
                              (a secret nobody is granted is usable by nobody)
   TASKLOOM_OPERATORS         principals that see processes, hosts and pids (comma-separated)
+  TASKLOOM_RETENTION_DAYS    finished runs older than this are pruned (default 90; 0: keep
+                             forever); TASKLOOM_RETENTION_FAILED_DAYS (180; 0: forever),
+                             TASKLOOM_RETENTION_KEEP_LAST (20 newest per task always kept),
+                             TASKLOOM_RETENTION_BATCH (500), TASKLOOM_RETENTION_INTERVAL_S (600)
   TASKLOOM_MOUNT_SERVER      module:attribute of a FastMCP server served beside Taskloom's
                              own tools (tests mount the conformance fixtures this way)
 """
@@ -158,9 +162,14 @@ def worker() -> None:
 @app.command()
 def status(as_json: JsonFlag = False) -> None:
     """Processes alive, runs in flight, queue, next fires and per-task health."""
-    st = run(lambda s: s.status(owner=None))
+    from taskloom.cli.retention import storage_json, storage_lines
+
+    async def go(s: Any) -> Any:
+        return await s.status(owner=None), await s.retention.footprint()
+
+    st, footprint = run(go)
     if as_json:
-        emit_json(st.model_dump(mode="json"))
+        emit_json({**st.model_dump(mode="json"), "storage": storage_json(footprint)})
         return
     tz = st.server_timezone
     if st.processes:
@@ -178,6 +187,8 @@ def status(as_json: JsonFlag = False) -> None:
     if st.per_task:
         table(["task", "name", "runs", "success", "mean ms"], [_health(h) for h in st.per_task],
               title="Per task")  # fmt: skip
+    for text in storage_lines(footprint):
+        line(text)
 
 
 def _health(h: Any) -> list[str]:
@@ -216,9 +227,9 @@ def demo(
 
 
 # The commands of the other modules register on the apps above when imported.
-from taskloom.cli import files, revisions, runs, tasks  # noqa: E402
+from taskloom.cli import files, retention, revisions, runs, tasks  # noqa: E402
 
-__all__ = ["app", "files", "main", "revisions", "runs", "tasks"]
+__all__ = ["app", "files", "main", "retention", "revisions", "runs", "tasks"]
 
 
 def main() -> None:

@@ -177,6 +177,39 @@ class Figures:
     tasks_by_status: dict[str, int]
 
 
+@dataclass(frozen=True)
+class Cutoffs:
+    """A retention policy at one instant: finished runs that ended before `before` go (failed
+    and interrupted ones before `failed_before`); None keeps them forever. The newest
+    `keep_last` finished runs of each task always stay."""
+
+    before: datetime | None
+    failed_before: datetime | None
+    keep_last: int
+
+
+@dataclass(frozen=True)
+class Prunable:
+    """What a retention policy would remove of one task's runs."""
+
+    task_id: str
+    runs: int
+    failed: int
+    oldest: datetime | None
+    newest: datetime | None
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """The database's size and history, for `taskloom status`."""
+
+    database_bytes: int | None
+    free_bytes: int | None  # SQLite: pages on the free list (given back by a vacuum)
+    runs: int
+    oldest_run_at: datetime | None
+    auto_vacuum: str | None  # SQLite: none, full or incremental
+
+
 class Store(Protocol):
     """Every query the services make. `owner=None` means every owner (an operator's view)."""
 
@@ -331,3 +364,36 @@ class Store(Protocol):
     async def processes(self, alive_since: datetime) -> list[ProcessInfo]: ...
 
     async def figures(self, now: datetime, *, owner: str | None, top: int = 20) -> Figures: ...
+
+    # -- retention (store/retention.py) and notes on runs (store/notes.py) --------------------
+
+    async def tasks_with_runs(self) -> list[str]:
+        """Every task id that has runs, deleted tasks' included."""
+        ...
+
+    async def keep_from(self, task_id: str, keep_last: int) -> str | None:
+        """The id of the task's `keep_last`-th newest finished run (it and newer ones stay), or
+        None when all its finished runs stay."""
+        ...
+
+    async def prune_batch(
+        self, task_id: str, cutoffs: Cutoffs, keep_from: str | None, batch: int
+    ) -> int:
+        """Delete up to `batch` of the task's prunable runs and their step results in one
+        short transaction (never a queued or running run); returns how many went."""
+        ...
+
+    async def prunable(self, task_id: str, cutoffs: Cutoffs, keep_from: str | None) -> Prunable:
+        """What `prune_batch` would remove of the task's runs, counted, nothing removed."""
+        ...
+
+    async def footprint(self) -> Footprint: ...
+
+    async def vacuum(self) -> None:
+        """Give free space back to the file system now (SQLite: a full VACUUM, which locks
+        the database while it runs; PostgreSQL: a plain VACUUM of the run tables)."""
+        ...
+
+    async def note_on_run(self, run_id: str, note: str) -> bool:
+        """Append a line to a run's error text (e.g. a notification not delivered)."""
+        ...

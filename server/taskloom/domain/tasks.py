@@ -179,6 +179,10 @@ class NotifyPolicy(Frozen):
     on: Literal["always", "failure", "change", "never", "lifecycle"] = "failure"
     webhook_url: str | None = Field(default=None, max_length=2000)
     desktop: bool = False
+    # Apprise URLs (ntfy://, tgram://, mailtos://, ...), each literal or '{{ secrets.NAME }}'.
+    urls: list[Annotated[str, Field(min_length=1, max_length=2000)]] = Field(
+        default_factory=list, max_length=10
+    )
 
 
 class SummaryPolicy(Frozen):

@@ -23,11 +23,12 @@ from taskloom.domain.templates import Secrets
 from taskloom.errors import Conflict, InvalidInput, NotFound, TaskloomError, is_outage
 from taskloom.runs.holdings import Holdings
 from taskloom.runs.lifecycle import Lifecycle
+from taskloom.runs.notifying import Notifier
 from taskloom.runs.runner import Progress, Runner, StepCaller, secret_names
 from taskloom.secrets import load_secrets
 from taskloom.settings import Settings
 from taskloom.tasks.readiness import Surroundings
-from taskloom.tasks.secret_use import check_grants, is_secret_reference, secret_names_in
+from taskloom.tasks.secret_use import check_grants
 from taskloom.tasks.validate import validate_task
 
 log = structlog.get_logger(__name__)
@@ -89,11 +90,12 @@ class RunService:
             queued=settings.max_queued_runs,
         )
         self.access = Access.from_settings(settings)
+        self.notifier = Notifier(store, caller, self._secrets_for)
         self.inflight: dict[str, asyncio.Task[Run]] = {}
         self.holdings = Holdings()
         self._finals: set[asyncio.Task[Run]] = set()
         self.stopping = False
-        self.lifecycle = Lifecycle(caller, self._webhook_url)
+        self.lifecycle = Lifecycle(caller, self.notifier.webhook_url)
 
     # -- starting runs -----------------------------------------------------------------------
 
@@ -251,7 +253,7 @@ class RunService:
         if not recorded:
             log.warning("run_not_recorded", run_id=run.id, reason="no longer held by us")
             return run
-        await self._notify(task, run)
+        await self.notifier.after(task, run)
         self.lifecycle.finished(task, run)
         return run
 
@@ -436,56 +438,6 @@ class RunService:
             return None
         text = result.get("text") if isinstance(result, dict) else None
         return str(text).strip() if text else None
-
-    async def _notify(self, task: Task, run: Run) -> None:
-        if not await self._should_notify(task, run):
-            return
-        verdict = "succeeded" if run.status == RunStatus.SUCCEEDED else run.status.value
-        detail = run.summary or run.error or _excerpt(run.output)
-        args: dict[str, Any] = {
-            "title": f"Taskloom: {task.name} {verdict}",
-            "message": detail,
-            "desktop": task.notify.desktop,
-        }
-        if task.notify.webhook_url:
-            try:
-                args["webhook_url"] = self._webhook_url(task)
-            except TaskloomError as exc:
-                log.warning("notify_failed", run_id=run.id, error=exc.message[:300])
-                return
-        # The URL is a credential (often a secret's value): never in the log.
-        hide = Secrets({"notify.webhook_url": args.get("webhook_url", "")})
-        try:
-            await self.caller.call("notify", args, 30.0, {})
-        except Exception as exc:
-            log.warning("notify_failed", run_id=run.id, error=hide.redact(str(exc))[:300])
-
-    def _webhook_url(self, task: Task) -> str:
-        """The task's webhook URL, or the value of the secret it names."""
-        url = task.notify.webhook_url or ""
-        if not is_secret_reference(url):
-            return url
-        (name,) = secret_names_in(url)
-        value = self._secrets_for(task.owner, {name}).mapping.get(name)
-        if value is None:
-            raise TaskloomError(f"notify.webhook_url names secret {name!r}, which is not set.")
-        return value
-
-    async def _should_notify(self, task: Task, run: Run) -> bool:
-        on = task.notify.on
-        if on == "always":
-            return True
-        if on == "failure":
-            return run.status in (RunStatus.FAILED, RunStatus.INTERRUPTED)
-        if on == "change":
-            previous = await self.store.last_finished_run(task.id, before=run.id)
-            return previous is None or previous.output != run.output
-        return False
-
-
-def _excerpt(value: Any, limit: int = 500) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def manual_status(task: Task, busy: int, queued: int) -> RunStatus:

@@ -32,6 +32,7 @@ from taskloom.domain.runs import Run, RunStatus
 from taskloom.domain.storage import Claimed, FireContext, ProcessInfo, Store
 from taskloom.domain.tasks import Task
 from taskloom.errors import is_outage
+from taskloom.runs.retention import Retention
 from taskloom.runs.service import RunService
 from taskloom.scheduling.outage import Outage
 
@@ -68,6 +69,7 @@ class Scheduler:
         process_id: str,
         role: str,
         timing: Timing | None = None,
+        retention: Retention | None = None,
     ) -> None:
         self.store = store
         self.runs = runs
@@ -75,6 +77,7 @@ class Scheduler:
         self.process_id = process_id
         self.role = role
         self.timing = timing or Timing()
+        self.retention = retention
         self.started_at: datetime | None = None
         self._aps: AsyncIOScheduler | None = None
         self._loops: dict[str, asyncio.Task[None]] = {}
@@ -108,6 +111,9 @@ class Scheduler:
                 "heartbeat", self.timing.heartbeat_s, self._heartbeat_once, last=True
             ),
         }
+        if self.retention is not None and not self.retention.policy.keeps_forever:
+            every = self.retention.policy.interval_s
+            self._loops["retention"] = self._loop("retention", every, self._prune)
         log.info("scheduler_started", process_id=self.process_id, role=self.role)
 
     async def stop(self, grace_s: float | None = None) -> None:
@@ -308,6 +314,11 @@ class Scheduler:
         job.add_done_callback(lambda _: self._kick(least=self.timing.max_concurrent_runs // 4))
         if _may_queue(task):  # a run of this task may be waiting for this one to end
             job.add_done_callback(lambda _: self._wake_queue.set())
+
+    async def _prune(self) -> None:
+        """Old runs go in small batches between which claims and final records go on."""
+        assert self.retention is not None
+        await self.retention.prune()
 
     # -- queue and leases --------------------------------------------------------------------
 

@@ -16,11 +16,14 @@ from taskloom.domain.outcome import Outcome
 from taskloom.domain.runs import Run, RunStatus
 from taskloom.domain.storage import (
     ClaimResult,
+    Cutoffs,
     Figures,
     FireContext,
+    Footprint,
     MakeRun,
     Page,
     ProcessInfo,
+    Prunable,
     Quotas,
     Store,
 )
@@ -29,8 +32,10 @@ from taskloom.store import stats
 from taskloom.store.admission import Admission
 from taskloom.store.claims import Claims
 from taskloom.store.database import Database
+from taskloom.store.notes import RunNotes
 from taskloom.store.recorder import RunRecorder
 from taskloom.store.records import Records
+from taskloom.store.retention import RetentionStore
 
 __all__ = ["SqlStore"]
 
@@ -44,6 +49,8 @@ class SqlStore:
         self.claims = Claims(self.db)
         self.recorder = RunRecorder(self.db)  # one per process: it batches what is pending
         self.admission = Admission(self.db)
+        self.retention = RetentionStore(self.db)
+        self.notes = RunNotes(self.db)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -196,6 +203,31 @@ class SqlStore:
 
     async def figures(self, now: datetime, *, owner: str | None, top: int = 20) -> Figures:
         return await stats.figures(self.db, now, owner=owner, top=top)
+
+    # -- retention and notes on runs ---------------------------------------------------------
+
+    async def tasks_with_runs(self) -> list[str]:
+        return await self.retention.tasks_with_runs()
+
+    async def keep_from(self, task_id: str, keep_last: int) -> str | None:
+        return await self.retention.keep_from(task_id, keep_last)
+
+    async def prune_batch(
+        self, task_id: str, cutoffs: Cutoffs, keep_from: str | None, batch: int
+    ) -> int:
+        return await self.retention.prune_batch(task_id, cutoffs, keep_from, batch)
+
+    async def prunable(self, task_id: str, cutoffs: Cutoffs, keep_from: str | None) -> Prunable:
+        return await self.retention.prunable(task_id, cutoffs, keep_from)
+
+    async def footprint(self) -> Footprint:
+        return await self.retention.footprint()
+
+    async def vacuum(self) -> None:
+        await self.retention.vacuum()
+
+    async def note_on_run(self, run_id: str, note: str) -> bool:
+        return await self.notes.add(run_id, note)
 
 
 def _implements(store: SqlStore) -> Store:

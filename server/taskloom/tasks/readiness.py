@@ -169,10 +169,11 @@ def _event_without_event_trigger(fields: TaskFields) -> list[FieldWarning]:
 
 def _notify_nowhere(fields: TaskFields) -> list[FieldWarning]:
     notify = fields.notify
-    if notify.on in ("never", "failure") or notify.webhook_url or notify.desktop:
+    if notify.on in ("never", "failure") or notify.webhook_url or notify.desktop or notify.urls:
         return []
     message = (
-        f"notify.on is {notify.on!r} but there is no webhook_url and desktop is false, so "
-        "notifications reach only the server log; add a webhook_url (or desktop: true)."
+        f"notify.on is {notify.on!r} but there is no webhook_url, no urls and desktop is false, "
+        "so notifications reach only the server log; add an Apprise URL to urls (e.g. "
+        "ntfy://my-topic), a webhook_url, or desktop: true."
     )
     return [FieldWarning(field="notify.on", message=message)]

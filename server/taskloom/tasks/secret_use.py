@@ -50,25 +50,30 @@ def check_task_secrets(fields: TaskFields) -> list[InvalidInput]:
     problems: list[InvalidInput] = []
     for i, step in enumerate(fields.steps):
         problems += check_step_secrets(f"steps[{i}]", step)
-    url = fields.notify.webhook_url
-    if url and "{" in url and not is_secret_reference(url):
-        problems.append(
-            InvalidInput(
-                "notify.webhook_url",
-                url,
-                "Give a literal https:// URL or exactly one secret reference, "
-                "'{{ secrets.NAME }}'.",
+    for where, url in notify_urls(fields):
+        if "{" in url and not is_secret_reference(url):
+            problems.append(
+                InvalidInput(
+                    where,
+                    url,
+                    "Give a literal URL or exactly one secret reference, '{{ secrets.NAME }}'.",
+                )
             )
-        )
     return problems
+
+
+def notify_urls(fields: TaskFields) -> list[tuple[str, str]]:
+    """The task's notification URLs with their fields: the webhook and the Apprise URLs."""
+    urls = [(f"notify.urls[{i}]", url) for i, url in enumerate(fields.notify.urls)]
+    webhook = fields.notify.webhook_url
+    return [("notify.webhook_url", webhook), *urls] if webhook else urls
 
 
 def check_grants(fields: TaskFields, *, owner: str, access: Access) -> None:
     """Raise, naming each field, when the task uses a secret not granted to `owner`."""
     problems: list[InvalidInput] = []
     leaves = list(template_leaves([s.args for s in fields.steps], "steps"))
-    if fields.notify.webhook_url:
-        leaves.append(("notify.webhook_url", fields.notify.webhook_url))
+    leaves += notify_urls(fields)
     for path, source in leaves:
         for name in access.refused_secrets(owner, secret_names_in(source)):
             problems.append(
@@ -116,8 +121,8 @@ def _transforming_tool(path: str, source: str, tool: str) -> InvalidInput:
         source,
         f"A secret may not be passed to {tool!r} here: its output is computed from this "
         "argument, so the secret would come out transformed and unredacted. Use secrets only "
-        "where they are sent (http_request headers/url/body, notify webhook_url, upstream tools) "
-        "or whole in a render template.",
+        "where they are sent (http_request headers/url/body, notify webhook_url and urls, "
+        "upstream tools) or whole in a render template.",
     )
 
 

@@ -26,6 +26,7 @@ from taskloom.domain.triggers import validate_trigger
 from taskloom.errors import InvalidInput, InvalidInputs
 from taskloom.step_tools import StepCatalog, StepToolInfo
 from taskloom.tasks.agent_check import check_agent_tools
+from taskloom.tasks.channels import check_channels
 from taskloom.tasks.expressions import check_expressions
 from taskloom.tasks.flow_check import check_flow
 from taskloom.tasks.readiness import Surroundings, readiness_warnings
@@ -51,9 +52,13 @@ async def validate_task(
         problems += [] if trigger_problems else _check_schedule(fields, around)
         problems += await _check_name(fields, around)
     problems += check_task_secrets(fields)
+    channel_problems, channel_warnings = await check_channels(fields)
+    problems += channel_problems
     if problems:
         raise InvalidInputs(problems)
-    return await readiness_warnings(fields, around) if around is not None else []
+    if around is None:
+        return []
+    return await readiness_warnings(fields, around) + channel_warnings
 
 
 async def validate_steps(steps: list[Step], catalog: StepCatalog) -> list[InvalidInput]:
