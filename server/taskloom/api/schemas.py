@@ -33,11 +33,8 @@ def compact(schema: Any, *, docs: bool = True) -> Any:
     if not isinstance(schema, dict):
         return schema
     out = {key: compact(value, docs=docs) for key, value in schema.items()}
-    if not docs:  # examples too: create_task's description shows them
-        if isinstance(out.get("examples"), list):
-            del out["examples"]
-        if isinstance(out.get("description"), str):
-            del out["description"]
+    if not docs:
+        _leave_to_create_task(out)
     if out.get("default", ...) is None:
         del out["default"]
     if isinstance(out.get("title"), str):  # the property's name says it already
@@ -47,6 +44,18 @@ def compact(schema: Any, *, docs: bool = True) -> Any:
     if isinstance(out.get("description"), str):
         out["description"] = " ".join(out["description"].split())
     return _fold_nullable(out)
+
+
+def _leave_to_create_task(out: dict[str, Any]) -> None:
+    """What a brief tool's nested model leaves to create_task's schema: its docs, its examples
+    (create_task's description shows them) and that it takes no other keys (the server checks
+    that for every tool alike, from the function's signature, whatever the schema shows)."""
+    if isinstance(out.get("examples"), list):
+        del out["examples"]
+    if isinstance(out.get("description"), str):
+        del out["description"]
+    if out.get("additionalProperties") is False:
+        del out["additionalProperties"]
 
 
 def _fold_nullable(schema: dict[str, Any]) -> dict[str, Any]:
