@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bench import (
     chaos,
+    dashboard,
     firing,
     footprint,
     history,
@@ -32,6 +33,7 @@ BENCHMARKS: dict[str, Callable[[Config], Awaitable[list[Row]]]] = {
     "lateness": firing.lateness_per_minute,
     "burst": firing.lateness_burst,
     "history": history.history,
+    "dashboard": dashboard.dashboard,
     "processes": firing.processes,
     "footprint": footprint.footprint,
     "tokens": tokens.tools_list,

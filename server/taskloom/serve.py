@@ -104,6 +104,9 @@ def serve(settings: Settings, *, transport: str, host: str, port: int) -> None:
         return
     _stop_on_signals(services)
     register_http_routes(mcp, services, auth)
+    from taskloom.dashboard.serving import mount_dashboard
+
+    mount_dashboard(mcp, services, auth)  # /dashboard/ and /metrics, behind the same tokens
     options = _http_options(transport, host, port)
     if transport == "http":  # FastMCP's run() takes no event store; the app it builds does
         store = build_event_store(settings)

@@ -175,6 +175,15 @@ class Settings(BaseSettings):
         "served beside Taskloom's (the MCP conformance tests mount their fixtures this way)",
     )
 
+    metrics_max_tasks: int = Field(
+        default=50,
+        ge=1,
+        le=10000,
+        description="Prometheus: task ids labelled one by one; later tasks are labelled 'other'",
+    )
+    dashboard_session_s: int = Field(
+        default=8 * 3600, ge=60, description="how long a dashboard sign-in lasts, in seconds"
+    )
     # Retention (runs/retention.py): 0 days means "keep forever", and is the only way to say it.
     retention_days: int = Field(
         default=90,

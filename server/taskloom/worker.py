@@ -1,24 +1,38 @@
 """`taskloom worker`: the scheduler without an MCP transport, for a user service or a server."""
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import structlog
 
 from taskloom.app import build_services
+from taskloom.services import Services
 from taskloom.settings import Settings
 from taskloom.stopping import StopSignals
+
+if TYPE_CHECKING:
+    from taskloom.metrics import MetricsServer
 
 log = structlog.get_logger(__name__)
 
 
-async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+async def run_worker(
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    metrics_at: tuple[str, int] | None = None,
+) -> None:
     """Schedule and execute tasks until SIGTERM/SIGINT (or `stop`), then drain gracefully: the
-    stop ends within TASKLOOM_SHUTDOWN_GRACE_S plus a few seconds; a second signal hurries it."""
+    stop ends within TASKLOOM_SHUTDOWN_GRACE_S plus a few seconds; a second signal hurries it.
+    With `metrics_at` (host, port), Prometheus metrics are served there at /metrics."""
     services = build_services(settings, role="worker")
+    exporter = _exporter(services, metrics_at)
     signals = StopSignals(services.runs.hurry, lambda: services.stopping)
     signals.install()
     try:
         await services.start(schedule=True)
+        if exporter is not None:
+            exporter.start()
         log.info("worker_ready", process_id=services.process_id, database=services.store.dialect)
         await _first(signals.requested, stop)
     finally:
@@ -27,6 +41,16 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
             await services.stop()
         finally:
             signals.remove()
+            if exporter is not None:
+                await exporter.stop()
+
+
+def _exporter(services: Services, at: tuple[str, int] | None) -> "MetricsServer | None":
+    if at is None:
+        return None
+    from taskloom.metrics import Metrics, MetricsServer
+
+    return MetricsServer(Metrics(services), *at)
 
 
 async def _first(*events: asyncio.Event | None) -> None:

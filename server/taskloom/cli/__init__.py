@@ -89,6 +89,9 @@ ENV_HELP = """
                              forever); TASKLOOM_RETENTION_FAILED_DAYS (180; 0: forever),
                              TASKLOOM_RETENTION_KEEP_LAST (20 newest per task always kept),
                              TASKLOOM_RETENTION_BATCH (500), TASKLOOM_RETENTION_INTERVAL_S (600)
+  TASKLOOM_METRICS_MAX_TASKS task ids labelled one by one in /metrics; later ones are
+                             labelled 'other' (default 50)
+  TASKLOOM_DASHBOARD_SESSION_S  how long a dashboard sign-in lasts (default 28800)
   TASKLOOM_MOUNT_SERVER      module:attribute of a FastMCP server served beside Taskloom's
                              own tools (tests mount the conformance fixtures this way)
 """
@@ -133,6 +136,24 @@ def serve(
         raise fail(cli_message(exc), 2) from exc
 
 
+@app.command(epilog=ENV_HELP)
+def dashboard(
+    host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8780,
+) -> None:
+    """Serve the web dashboard and /metrics on the same database (open it beside Claude
+    Desktop: http://127.0.0.1:8780/dashboard/). Sign-in with a token when TASKLOOM_HTTP_TOKENS
+    is set; on loopback without tokens the local user is signed in."""
+    from taskloom.dashboard.serving import serve_dashboard
+    from taskloom.serve import is_loopback
+
+    loaded = settings()
+    try:
+        serve_dashboard(loaded, host=host, port=port, loopback=is_loopback(host))
+    except TaskloomError as exc:
+        raise fail(cli_message(exc), 2) from exc
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply database migrations (also done automatically at start)."""
@@ -145,7 +166,14 @@ def db_upgrade() -> None:
 
 
 @app.command(epilog=ENV_HELP)
-def worker() -> None:
+def worker(
+    metrics_port: Annotated[
+        int | None, typer.Option(help="serve Prometheus metrics at /metrics on this port")
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="bind address of --metrics-port")] = (
+        "127.0.0.1"
+    ),
+) -> None:
     """Schedule and run tasks without serving MCP (for a user service; see `service install`).
     Stops gracefully on SIGTERM/SIGINT: in-flight runs get TASKLOOM_SHUTDOWN_GRACE_S to finish."""
     from taskloom import logging as tl_logging
@@ -154,7 +182,8 @@ def worker() -> None:
     loaded = settings()
     tl_logging.configure(loaded.log_level, loaded.log_format)
     try:
-        asyncio.run(run_worker(loaded))
+        at = (metrics_host, metrics_port) if metrics_port is not None else None
+        asyncio.run(run_worker(loaded, metrics_at=at))
     except TaskloomError as exc:
         raise fail(cli_message(exc), exit_code(exc)) from exc
 

@@ -178,6 +178,29 @@ class Figures:
 
 
 @dataclass(frozen=True)
+class RunPoint:
+    """A run without its output or steps: enough for charts, timelines and lateness."""
+
+    run_id: str
+    task_id: str
+    status: str
+    trigger: str
+    fire_time: datetime | None
+    started_at: datetime | None
+    duration_ms: int | None
+
+
+@dataclass(frozen=True)
+class Gauges:
+    """Counts for /metrics and the dashboard, counted in SQL (no rows loaded)."""
+
+    queued: int
+    queued_due: int
+    running: int
+    tasks_by_status: dict[str, int]
+
+
+@dataclass(frozen=True)
 class Cutoffs:
     """A retention policy at one instant: finished runs that ended before `before` go (failed
     and interrupted ones before `failed_before`); None keeps them forever. The newest
@@ -364,6 +387,26 @@ class Store(Protocol):
     async def processes(self, alive_since: datetime) -> list[ProcessInfo]: ...
 
     async def figures(self, now: datetime, *, owner: str | None, top: int = 20) -> Figures: ...
+
+    # -- the dashboard's and the metrics' reads ----------------------------------------------
+
+    async def recent_runs(
+        self, task_ids: list[str], *, per_task: int, owner: str | None
+    ) -> dict[str, list[RunPoint]]:
+        """The newest `per_task` runs of each task, newest first (no outputs, no steps)."""
+        ...
+
+    async def recent_starts(self, *, owner: str | None, limit: int) -> list[RunPoint]:
+        """The newest started runs of a scheduled instant (`schedule`, `catchup`)."""
+        ...
+
+    async def gauges(self, now: datetime, *, owner: str | None = None) -> Gauges:
+        """Queued (and due), running runs and tasks by status, counted in SQL."""
+        ...
+
+    async def next_fires(self, *, owner: str | None, limit: int) -> list[tuple[str, str, datetime]]:
+        """(task id, name, next fire) of the active tasks that fire soonest."""
+        ...
 
     # -- retention (store/retention.py) and notes on runs (store/notes.py) --------------------
 

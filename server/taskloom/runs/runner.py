@@ -63,6 +63,8 @@ class StepCaller:
     def __init__(self, catalog: StepCatalog, tool_context: Callable[[dict[str, Any]], Any]):
         self.catalog = catalog
         self.tool_context = tool_context
+        # Told of every failed call to an upstream server (the metrics count them by server).
+        self.upstream_failed: list[Callable[[str], None]] = []
 
     def raw_args(self, name: str) -> frozenset[str]:
         tool = self.catalog.builtin(name)
@@ -91,7 +93,12 @@ class StepCaller:
                 f"Step tool {name!r} is not built in and no upstream MCP servers are configured "
                 "(TASKLOOM_MCP_CONFIG)."
             )
-        return await self.catalog.upstream.call(name, args, timeout_s=timeout_s)
+        try:
+            return await self.catalog.upstream.call(name, args, timeout_s=timeout_s)
+        except Exception:
+            for listener in self.upstream_failed:
+                listener(name.partition("/")[0])
+            raise
 
 
 class Runner:

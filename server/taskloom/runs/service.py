@@ -3,7 +3,7 @@ around each run (summary, notification, the task's last_* fields)."""
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -96,6 +96,8 @@ class RunService:
         self._finals: set[asyncio.Task[Run]] = set()
         self.stopping = False
         self.lifecycle = Lifecycle(caller, self.notifier.webhook_url)
+        # Told of every run this process records as finished (the metrics observe them).
+        self.finished: list[Callable[[Task, Run], None]] = []
 
     # -- starting runs -----------------------------------------------------------------------
 
@@ -253,6 +255,8 @@ class RunService:
         if not recorded:
             log.warning("run_not_recorded", run_id=run.id, reason="no longer held by us")
             return run
+        for listener in self.finished:
+            listener(task, run)
         await self.notifier.after(task, run)
         self.lifecycle.finished(task, run)
         return run

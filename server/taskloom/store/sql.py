@@ -20,11 +20,13 @@ from taskloom.domain.storage import (
     Figures,
     FireContext,
     Footprint,
+    Gauges,
     MakeRun,
     Page,
     ProcessInfo,
     Prunable,
     Quotas,
+    RunPoint,
     Store,
 )
 from taskloom.domain.tasks import Task
@@ -203,6 +205,20 @@ class SqlStore:
 
     async def figures(self, now: datetime, *, owner: str | None, top: int = 20) -> Figures:
         return await stats.figures(self.db, now, owner=owner, top=top)
+
+    async def recent_runs(
+        self, task_ids: list[str], *, per_task: int, owner: str | None
+    ) -> dict[str, list[RunPoint]]:
+        return await stats.recent_runs(self.db, task_ids, per_task=per_task, owner=owner)
+
+    async def recent_starts(self, *, owner: str | None, limit: int) -> list[RunPoint]:
+        return await stats.recent_starts(self.db, owner=owner, limit=limit)
+
+    async def gauges(self, now: datetime, *, owner: str | None = None) -> Gauges:
+        return await stats.gauges(self.db, now, owner=owner)
+
+    async def next_fires(self, *, owner: str | None, limit: int) -> list[tuple[str, str, datetime]]:
+        return await stats.next_fires(self.db, owner=owner, limit=limit)
 
     # -- retention and notes on runs ---------------------------------------------------------
 

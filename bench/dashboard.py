@@ -1,0 +1,91 @@
+"""Dashboard and metrics on the history data set (1,000 tasks, 1,000,000 runs on SQLite; 200,000
+with --quick): the task list page (50 tasks with their last 20 runs each, rendered) and a
+/metrics scrape, over HTTP in process (ASGI), against the MCP calls that read the same data:
+list_tasks for one page of 50, and scheduler_status (for the scheduler page and a scrape)."""
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bench.common import Config, Row, open_store, pct, seed_tasks, sqlite_url, taskloom_env
+from bench.history import TASKS, bulk_runs
+
+
+async def _timed(n: int, call: Callable[[], Awaitable[Any]]) -> list[float]:
+    for _ in range(3):
+        await call()
+    out = []
+    for _ in range(n):
+        started = time.perf_counter()
+        await call()
+        out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+async def dashboard(cfg: Config) -> list[Row]:
+    import httpx
+    from fastmcp import Client
+
+    from taskloom.app import build_server, build_services
+    from taskloom.dashboard.serving import dashboard_app
+    from taskloom.settings import Settings
+
+    total = 200_000 if cfg.quick else 1_000_000
+    n = 20 if cfg.quick else 50
+    data = cfg.workdir / "dashboard"
+    data.mkdir(parents=True, exist_ok=True)
+    url = sqlite_url(data)
+    store = await open_store(url)
+    task_ids = await seed_tasks(store, TASKS, trigger=lambda i: None, next_fire_at=lambda i: None)
+    await store.close()
+    bulk_runs(data / "taskloom.db", task_ids, total)
+
+    env = taskloom_env(url, data, TASKLOOM_SCHEDULER="false", TASKLOOM_LOG_LEVEL="warning")
+    settings = Settings(**{k[9:].lower(): v for k, v in env.items() if k.startswith("TASKLOOM_")})
+    services = build_services(settings)
+    app = dashboard_app(services, None, loopback=True)
+    transport = httpx.ASGITransport(app=app)
+    await services.start(schedule=False)
+    rows: list[Row] = []
+    try:
+        async with (
+            httpx.AsyncClient(
+                transport=transport, base_url="http://127.0.0.1", follow_redirects=True
+            ) as web,
+            Client(build_server(services)) as mcp,
+        ):
+
+            async def page() -> Any:
+                answer = await web.get("/dashboard/")
+                assert answer.status_code == 200, answer.text[:300]
+
+            async def scheduler_page() -> Any:
+                assert (await web.get("/dashboard/scheduler")).status_code == 200
+
+            async def scrape() -> Any:
+                assert (await web.get("/metrics")).status_code == 200
+
+            async def list_tasks() -> Any:
+                return await mcp.call_tool("list_tasks", {"limit": 50})
+
+            async def status() -> Any:
+                return await mcp.call_tool("scheduler_status", {})
+
+            for label, call, base_label, base in (
+                (
+                    "task list page (50 tasks, last 20 runs each)",
+                    page,
+                    "list_tasks, 50",
+                    list_tasks,
+                ),
+                ("scheduler page", scheduler_page, "scheduler_status", status),
+                ("/metrics scrape", scrape, "scheduler_status", status),
+            ):
+                got, ref = await _timed(n, call), await _timed(n, base)
+                p50, b50 = pct(got, 50), pct(ref, 50)
+                rows.append(Row("dashboard", f"p50: {label}", p50, "ms", b50 and base_label, b50,
+                                p50 / max(b50, 1e-3)))  # fmt: skip
+                rows.append(Row("dashboard", f"p99: {label}", pct(got, 99), "ms"))
+    finally:
+        await services.stop()
+    return rows
