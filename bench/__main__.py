@@ -19,6 +19,7 @@ from bench import (
     footprint,
     history,
     hostile,
+    priority,
     retention,
     stdio_bench,
     tokens,
@@ -38,6 +39,7 @@ BENCHMARKS: dict[str, Callable[[Config], Awaitable[list[Row]]]] = {
     "tokens": tokens.tools_list,
     "chaos": chaos.chaos,
     "hostile": hostile.hostile_neighbour,
+    "priority": priority.priority_burst,
     "retention": retention.retention,
 }
 # Seconds one benchmark may take; chaos kills 100 workers on each of two stores.

@@ -12,7 +12,7 @@ from fastmcp.server.auth import AccessToken, AuthProvider, TokenVerifier
 from mcp.shared.exceptions import MCPDeprecationWarning
 
 from taskloom import __version__
-from taskloom.api import prompts, resources, runs, tasks
+from taskloom.api import prompts, resources, revisions, runs, tasks
 from taskloom.api.common import ArgumentErrors
 from taskloom.api.protocol import ProtocolErrors
 from taskloom.api.schemas import CompactSchemas
@@ -27,7 +27,9 @@ from taskloom.scheduling.scheduler import Scheduler, Timing
 from taskloom.services import Services, ToolContexts, new_process_id
 from taskloom.settings import Settings, parse_http_tokens
 from taskloom.step_tools import StepCatalog
+from taskloom.store.revisions import RevisionStore
 from taskloom.store.sql import SqlStore
+from taskloom.tasks.revisions import TaskAudit
 from taskloom.tasks.service import TaskService
 from taskloom.upstream import UpstreamPool
 from taskloom_tools.catalog import builtin_tools
@@ -71,7 +73,9 @@ def build_services(
     contexts = ToolContexts(settings, http=http, anthropic_http=anthropic_http)
     caller = CatalogStepCaller(catalog, contexts)
     limits = Limits(
-        step_timeout_s=settings.step_timeout_s, max_output_bytes=settings.max_output_bytes
+        step_timeout_s=settings.step_timeout_s,
+        max_output_bytes=settings.max_output_bytes,
+        max_foreach_items=settings.max_foreach_items,
     )
     sandbox = Sandbox(
         SandboxLimits(
@@ -106,6 +110,7 @@ def build_services(
         scheduler=scheduler,
         sandbox=sandbox,
         retention=retention,
+        audit=TaskAudit(RevisionStore(store.db, settings.max_revisions_per_task), clock, tasks),
     )
 
 
@@ -186,6 +191,7 @@ def build_server(services: Services, *, auth: AuthProvider | None = None) -> Fas
     tasks.register_task_tools(mcp, services)
     tasks.register_schedule_tools(mcp, services)
     runs.register_run_tools(mcp, services)
+    revisions.register_revision_tools(mcp, services)
     resources.register_resources(mcp, services)
     prompts.register_prompts(mcp, services)
     if services.settings.mount_server:

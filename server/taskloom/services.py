@@ -24,6 +24,7 @@ from taskloom.scheduling.scheduler import Scheduler
 from taskloom.settings import Settings
 from taskloom.step_tools import StepCatalog
 from taskloom.store.sql import SqlStore
+from taskloom.tasks.revisions import TaskAudit
 from taskloom.tasks.service import TaskService, fire_time
 from taskloom_tools.base import ToolContext
 
@@ -95,6 +96,7 @@ class ToolContexts:
             anthropic_http=self.anthropic_http,
             default_model=self.settings.llm_model,
             template_context=template_context,
+            agent_max_total_tokens=self.settings.agent_max_total_tokens,
         )
 
 
@@ -114,6 +116,7 @@ class Services:
     retention: Retention | None = None
     _warming: "asyncio.Task[None] | None" = field(default=None, init=False, repr=False)
     _warm_started: bool = field(default=False, init=False, repr=False)
+    audit: TaskAudit = field(default=None)  # type: ignore[assignment]  # set by build_services
 
     async def start(self, *, schedule: bool = True) -> None:
         """Open the store; with `schedule` (and TASKLOOM_SCHEDULER on), fire tasks here too."""

@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     )
     llm_model: str = Field(default="claude-sonnet-4-6", description="default model for llm_prompt")
     summary_model: str = Field(default="claude-haiku-4-5", description="model for run summaries")
+    agent_max_total_tokens: int = Field(
+        default=200_000, ge=1000, description="tokens (in and out) one agent step may use in all"
+    )
     secrets_file: Path | None = Field(
         default=None, description="file of NAME=value lines (mode 0600) for {{ secrets.NAME }}"
     )
@@ -108,6 +111,12 @@ class Settings(BaseSettings):
         default=900, ge=10, description="Streamable HTTP: seconds a kept message can be replayed"
     )
     step_timeout_s: float = Field(default=300, gt=0, description="default timeout of one step")
+    max_revisions_per_task: int = Field(
+        default=100, ge=1, le=100_000, description="revisions kept per task (the oldest go)"
+    )
+    max_foreach_items: int = Field(
+        default=100, ge=1, le=100_000, description="items one foreach step may run over"
+    )
     max_output_bytes: int = Field(
         default=65536, ge=1024, description="stored output (and arguments) per step"
     )

@@ -54,12 +54,14 @@ def task_args(**overrides: Any) -> dict[str, Any]:
 
 
 class FakeAnthropic:
-    """The Anthropic API at the HTTP transport: answers `text` (or `status`), keeps requests."""
+    """The Anthropic API at the HTTP transport: answers `text` (or `status`), keeps requests;
+    `script` holds whole answers (e.g. tool use) given out in order before `text` is."""
 
     def __init__(self) -> None:
         self.requests: list[httpx2.Request] = []
         self.text = "Prices are steady."
         self.status = 200
+        self.script: list[dict[str, Any]] = []
 
     def __call__(self, request: httpx2.Request) -> httpx2.Response:
         self.requests.append(request)
@@ -67,6 +69,8 @@ class FakeAnthropic:
             error = {"type": "error", "error": {"type": "api_error", "message": "overloaded"}}
             return httpx2.Response(self.status, json=error)
         model = json.loads(request.content)["model"]
+        if self.script:
+            return httpx2.Response(200, json={**self.script.pop(0), "model": model})
         return httpx2.Response(200, json=message_json(self.text, model))
 
     def body(self, index: int = -1) -> Any:

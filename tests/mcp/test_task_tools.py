@@ -10,7 +10,8 @@ from tests.mcp.conftest import WAIT_STEP, task_args
 PRODUCT_TOOLS = {
     "create_task", "list_tasks", "get_task", "update_task", "delete_task", "pause_task",
     "resume_task", "run_task", "cancel_run", "get_run", "task_history", "list_step_tools",
-    "preview_schedule", "dry_run", "emit_event", "scheduler_status",
+    "preview_schedule", "dry_run", "emit_event", "scheduler_status", "task_revisions",
+    "restore_task",
 }  # fmt: skip
 
 

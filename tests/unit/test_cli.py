@@ -150,6 +150,26 @@ def test_tasks_delete_removes_the_task(task_id: str) -> None:
     assert invoke("tasks", "show", task_id).exit_code == 1
 
 
+def test_tasks_revisions_lists_each_change(task_id: str) -> None:
+    """`taskloom tasks revisions` lists the create and a pause, newest first, by principal."""
+    invoke("tasks", "pause", task_id)
+    result = invoke("tasks", "revisions", task_id)
+    assert result.exit_code == 0, result.stderr
+    header, *lines = result.stdout.splitlines()
+    assert header.split()[:3] == ["revision", "action", "principal"]
+    assert lines[0].split()[:3] == ["2", "pause", "operator"]
+    assert lines[1].split()[:3] == ["1", "create", "local"]
+
+
+def test_tasks_restore_brings_back_a_deleted_task(task_id: str) -> None:
+    """`taskloom tasks restore` creates a deleted task again from its last revision."""
+    invoke("tasks", "delete", task_id, "--yes")
+    result = invoke("tasks", "restore", task_id, "2")
+    assert result.exit_code == 0, result.stderr
+    new_id = result.stdout.split(":")[0]
+    assert shown("tasks", "show", new_id)["task"]["name"] == "Nightly digest"
+
+
 @pytest.mark.parametrize(
     "command",
     [

@@ -48,6 +48,9 @@ class ToolContext:
     # What `render` templates see besides their `data` (the runner passes steps, task and run).
     template_context: Mapping[str, Any] = field(default_factory=dict)
     desktop_timeout_s: float = 10.0
+    # For `agent` steps: the runner's side of the tool-use loop (an `agent.AgentHost`).
+    agent_host: Any = None
+    agent_max_total_tokens: int = 200_000
 
 
 A = TypeVar("A", bound=BaseModel)

@@ -3,7 +3,7 @@
 Importing this is cheap (pydantic only): each tool imports its heavy libraries when it runs.
 """
 
-from taskloom_tools import extract, http_request, llm_prompt, notify, render, wait
+from taskloom_tools import agent, extract, http_request, llm_prompt, notify, render, wait
 from taskloom_tools.base import StepTool
 
 
@@ -16,5 +16,6 @@ def builtin_tools() -> dict[str, StepTool]:
         llm_prompt.TOOL,
         notify.TOOL,
         wait.TOOL,
+        agent.TOOL,
     )
     return {tool.name: tool for tool in tools}

@@ -49,7 +49,7 @@ async def llm_prompt(args: LlmPromptArgs, ctx: ToolContext) -> dict[str, Any]:
     import anthropic  # about a second to import: only when a step asks a model
 
     model = args.model or ctx.default_model
-    client = _client(ctx)
+    client = client_for(ctx)
     try:
         message = await client.messages.create(
             model=model,
@@ -65,7 +65,7 @@ async def llm_prompt(args: LlmPromptArgs, ctx: ToolContext) -> dict[str, Any]:
     return _output(message)
 
 
-def _client(ctx: ToolContext) -> AsyncAnthropic:
+def client_for(ctx: ToolContext) -> AsyncAnthropic:
     from anthropic import AsyncAnthropic
 
     return AsyncAnthropic(

@@ -40,11 +40,8 @@ def compact(schema: Any, *, docs: bool = True) -> Any:
     if not isinstance(schema, dict):
         return schema
     out = {key: compact(value, docs=docs) for key, value in schema.items()}
-    if not docs:  # examples too: create_task's description shows them
-        if isinstance(out.get("examples"), list):
-            del out["examples"]
-        if isinstance(out.get("description"), str):
-            del out["description"]
+    if not docs:
+        _leave_to_create_task(out)
     if out.get("default", ...) is None:
         del out["default"]
     if isinstance(out.get("title"), str):  # the property's name says it already
@@ -54,6 +51,18 @@ def compact(schema: Any, *, docs: bool = True) -> Any:
     if isinstance(out.get("description"), str):
         out["description"] = " ".join(out["description"].split())
     return _fold_nullable(out)
+
+
+def _leave_to_create_task(out: dict[str, Any]) -> None:
+    """What a brief tool's nested model leaves to create_task's schema: its docs, its examples
+    (create_task's description shows them) and that it takes no other keys (the server checks
+    that for every tool alike, from the function's signature, whatever the schema shows)."""
+    if isinstance(out.get("examples"), list):
+        del out["examples"]
+    if isinstance(out.get("description"), str):
+        del out["description"]
+    if out.get("additionalProperties") is False:
+        del out["additionalProperties"]
 
 
 def _fold_nullable(schema: dict[str, Any]) -> dict[str, Any]:
@@ -147,7 +156,18 @@ def compact_tool(
         update["output_schema"] = compact(tool.output_schema)
     if tool.description:
         update["description"] = tool.description.strip()
-    return tool.model_copy(update=update)
+    return _without_empty_meta(tool.model_copy(update=update))
+
+
+def _without_empty_meta(tool: Tool) -> Tool:
+    """FastMCP sends `"_meta": {"fastmcp": {"tags": []}}` with every tool; a tool without tags
+    or meta of its own says nothing with it (31 bytes a tool on every tools/list). FastMCP
+    offers no switch for it, so this copy's `get_meta` leaves the empty one out."""
+    meta = tool.get_meta()
+    if meta != {"fastmcp": {"tags": []}}:
+        return tool
+    object.__setattr__(tool, "get_meta", lambda: None)  # this copy only; see the docstring
+    return tool
 
 
 def _own_doc(prop: dict[str, Any], known: frozenset[str]) -> dict[str, Any]:

@@ -57,8 +57,7 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
         list_step_tools. String args are Jinja2: "{{ steps.fetch.output.json.price }}" (one
         expression keeps its JSON type), {{ task.name }}, {{ run.fire_time }}, {{ event }},
         {{ secrets.NAME }}, {{ prev }} (the previous finished run: output, status; null at
-        first). Triggers: {"cron": "0 9 * * 1-5", "timezone": "Europe/Berlin"},
-        {"every": "30m"}, {"at": "2026-12-01T09:00:00+01:00"}, {"event": "deploy_finished"}.
+        first). Or instruction+tools for one agent step.
         catchup, for fires missed while Taskloom was down: latest (default: run once for the
         latest), all (each, within catchup_window_s) or skip. overlap, for a fire while the last
         run still runs: skip (default), queue (run after it) or allow. notify.on: failure
@@ -67,9 +66,8 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
         tgram://TOKEN/CHAT, mailtos://...) and/or the desktop. retry.attempts counts the
         first try. summary.enabled: an LLM line per successful run. end_at or max_runs finish
         the task; pause_on_failure pauses it after that many failures in a row.
-        Check the trigger with preview_schedule and the chain with dry_run first. Answers the
-        task and its next fire times in its timezone, and warnings of what will fail until the
-        operator sets it up (a secret, the API key, a refused host).
+        Try preview_schedule and dry_run first. Answers the task, its next fire times and
+        warnings of what fails until the operator sets it up (a secret, the API key, a host).
         """
         return task_reply(s, await answer(_create(s, fields)))
 

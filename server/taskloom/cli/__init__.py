@@ -70,6 +70,9 @@ ENV_HELP = """
   TASKLOOM_SANDBOX_WALL_S    seconds per step evaluation before the worker is killed (default 10)
   TASKLOOM_SANDBOX_VALUE_BYTES  largest value a step evaluation hands back (default 16 MiB)
   TASKLOOM_MAX_TASKS_PER_OWNER  tasks one owner may have (default 1000)
+  TASKLOOM_MAX_FOREACH_ITEMS  items one foreach step may run over (default 100)
+  TASKLOOM_AGENT_MAX_TOTAL_TOKENS  tokens one agent step may use in all (default 200000)
+  TASKLOOM_MAX_REVISIONS_PER_TASK  revisions kept per task, the oldest go (default 100)
   TASKLOOM_EVENT_STORE_MAX_EVENTS  Streamable HTTP: messages kept for clients that reconnect
                              with Last-Event-ID (default 2000; also
                              TASKLOOM_EVENT_STORE_MAX_EVENTS_PER_STREAM 500,
@@ -253,9 +256,9 @@ def demo(
 
 
 # The commands of the other modules register on the apps above when imported.
-from taskloom.cli import files, retention, runs, tasks  # noqa: E402
+from taskloom.cli import files, retention, revisions, runs, tasks  # noqa: E402
 
-__all__ = ["app", "files", "main", "retention", "runs", "tasks"]
+__all__ = ["app", "files", "main", "retention", "revisions", "runs", "tasks"]
 
 
 def main() -> None:

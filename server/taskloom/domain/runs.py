@@ -1,7 +1,7 @@
 """Runs and step results: what happened, kept for the user to read."""
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -44,6 +44,19 @@ class Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ToolCall(Frozen):
+    """One tool call an `agent` step's model made, recorded like a step (redacted, bounded)."""
+
+    turn: int = Field(ge=1, description="the model request that asked for it")
+    tool: str
+    status: Literal["succeeded", "failed", "refused"]
+    args: Any = None
+    output: Any = None
+    error: str | None = None
+    started_at: AwareDatetime | None = None
+    duration_ms: int | None = None
+
+
 class StepResult(Frozen):
     id: str = Field(description="the step's id in the task")
     index: int = Field(ge=0)
@@ -56,6 +69,8 @@ class StepResult(Frozen):
     finished_at: AwareDatetime | None = None
     duration_ms: int | None = None
     attempts: int = 0
+    reason: str | None = Field(default=None, description="why a step was skipped (`when`)")
+    calls: list[ToolCall] | None = Field(default=None, description="an agent's tool calls")
 
 
 class Run(Frozen):

@@ -20,9 +20,11 @@ from pydantic import (
     Tag,
     create_model,
     field_validator,
+    model_validator,
 )
 from pydantic.fields import FieldInfo
 
+from taskloom.domain.priority import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY
 from taskloom.domain.timezones import legacy_zone_problem
 
 MAX_STEPS = 50
@@ -70,6 +72,7 @@ TaskTimeout = Annotated[float, Field(gt=0, le=MAX_TASK_TIMEOUT_S), BeforeValidat
 CatchupWindow = Annotated[int, Field(ge=1, le=MAX_CATCHUP_WINDOW_S), BeforeValidator(_not_bool)]
 RunLimit = Annotated[int, Field(ge=1), BeforeValidator(_not_bool)]
 FailureLimit = Annotated[int, Field(ge=1, le=MAX_PAUSE_ON_FAILURE), BeforeValidator(_not_bool)]
+Priority = Annotated[int, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY), BeforeValidator(_not_bool)]
 
 
 def check_timezone(value: str | None) -> str | None:
@@ -89,8 +92,7 @@ def check_timezone(value: str | None) -> str | None:
 
 
 class CronTrigger(Frozen):
-    """Fires at the instants a 5-field cron expression (optional 6th leading seconds field) names,
-    evaluated in `timezone`."""
+    """Fires when a 5-field cron expression (or 6, seconds first) matches, in `timezone`."""
 
     cron: str = Field(min_length=1, max_length=200, examples=["0 9 * * 1-5"])
     timezone: str | None = Field(
@@ -101,8 +103,8 @@ class CronTrigger(Frozen):
 
 
 class IntervalTrigger(Frozen):
-    """Fires every `every` (seconds, or a duration such as '30m', '1h30m', '2d'), anchored at
-    `start_at` (default: when the task was created) so restarts do not drift it."""
+    """Fires every `every` (seconds, or '30m', '1h30m', '2d'), anchored at `start_at` (default:
+    the task's creation) so restarts do not drift it."""
 
     every: Duration = Field(examples=["30m", 3600])
     start_at: AwareDatetime | None = None
@@ -164,8 +166,9 @@ class RetryPolicy(Frozen):
 
 
 class Step(Frozen):
-    """One tool call in a chain. `args` values are Jinja2 templates that may use earlier steps'
-    outputs: `{{ steps.fetch.output.json.price }}`."""
+    # One tool call in a chain; `args` are Jinja2 templates over earlier steps' outputs. A
+    # comment, not a docstring: create_task's description says it, and tools/list is paid for
+    # by every chat.
 
     id: str = Field(pattern=STEP_ID_PATTERN, description="unique within the task, e.g. 'fetch'")
     tool: str = Field(
@@ -177,6 +180,9 @@ class Step(Frozen):
     timeout_s: StepTimeout | None = None
     retry: RetryPolicy | None = None
     on_error: Literal["fail", "continue"] = "fail"
+    # Templates, bounded by the task's size limit (a maxLength would cost every chat bytes).
+    when: str | None = Field(default=None, description="skip unless true")
+    foreach: str | None = Field(default=None, description="a list: run per {{ item }}")
 
     @field_validator("id")
     @classmethod
@@ -188,7 +194,7 @@ class Step(Frozen):
 
 
 class NotifyPolicy(Frozen):
-    on: Literal["always", "failure", "change", "never"] = "failure"
+    on: Literal["always", "failure", "change", "never", "lifecycle"] = "failure"
     webhook_url: str | None = Field(default=None, max_length=2000)
     desktop: bool = False
     # Apprise URLs (ntfy://, tgram://, mailtos://, ...), each literal or '{{ secrets.NAME }}'.
@@ -201,6 +207,35 @@ class SummaryPolicy(Frozen):
     enabled: bool = False
     model: str | None = Field(default=None, max_length=200)
     max_tokens: Count = Field(default=150, ge=16, le=2000)
+
+
+def instruction_task(data: Any) -> Any:
+    """`instruction` (and `tools`) without `steps` become one `agent` step: a task may be just
+    an instruction to a model with the step tools it may call."""
+    if not isinstance(data, dict):
+        return data
+    if data.get("instruction") is None:
+        if data.get("tools"):
+            raise ValueError("tools go with instruction; give the instruction too")
+        return data
+    if data.get("steps"):
+        raise ValueError(
+            "give either steps or instruction (one agent step), not both; put the instruction "
+            'in a step {"tool": "agent", "args": {"instruction": ...}} to mix them'
+        )
+    data = {k: v for k, v in data.items() if k != "steps"}
+    args = {"instruction": data.pop("instruction"), "tools": data.pop("tools", None) or []}
+    data["steps"] = [{"id": "agent", "tool": "agent", "args": args}]
+    return data
+
+
+INSTRUCTION = Field(
+    default=None,
+    max_length=100_000,
+    exclude=True,
+    description="instead of steps: one agent step",
+)
+TOOLS = Field(default=None, exclude=True, description="step tools it may call")
 
 
 CatchupPolicy = Literal["skip", "latest", "all"]
@@ -237,8 +272,14 @@ class TaskFields(Frozen):
 
     name: TaskName = Field(description="short human name, e.g. 'Morning BTC digest'")
     description: str = Field(default="", max_length=MAX_DESCRIPTION_CHARS)
+    # Not required by the schema: `instruction` may stand for the steps (see instruction_task);
+    # the empty default is validated, so a task with neither is refused for its steps.
     steps: list[Step] = Field(
-        min_length=1, max_length=MAX_STEPS, description="the chain, run in order"
+        default_factory=list,
+        min_length=1,
+        max_length=MAX_STEPS,
+        validate_default=True,
+        description="the chain, run in order",
     )
     trigger: Trigger | None = Field(
         default=None, description="when to run; omit for manual-only (run_task)"
@@ -253,7 +294,16 @@ class TaskFields(Frozen):
     end_at: AwareDatetime | None = None
     max_runs: RunLimit | None = None
     pause_on_failure: FailureLimit | None = None
+    priority: Priority = Field(default=DEFAULT_PRIORITY, description="1-10: higher starts first")
+    instruction: str | None = INSTRUCTION
+    tools: list[str] | None = TOOLS
 
+    _instruction = model_validator(mode="before")(instruction_task)
+
+
+# create_task's shorthand for a one-agent-step task; update_task changes such a task through its
+# steps (steps[0].args.instruction): tools/list is paid for by every chat.
+SHORTHANDS = frozenset({"instruction", "tools"})
 
 ENABLED_DOC = "false: paused (as pause_task); the task keeps this as its status"
 
@@ -278,10 +328,15 @@ ClearableField = Literal[
 ]
 
 
-def optional_fields(model: type[BaseModel]) -> dict[str, Any]:
-    """Each field of `model`, with its constraints and description, optional (default None)."""
+def optional_fields(
+    model: type[BaseModel], exclude: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """Each field of `model` but `exclude`, with its constraints and description, optional
+    (default None)."""
     fields: dict[str, Any] = {}
     for name, info in model.model_fields.items():
+        if name in exclude:
+            continue
         kind: Any = info.annotation
         if info.metadata:
             kind = Annotated[(kind, *info.metadata)]
@@ -293,7 +348,9 @@ def optional_fields(model: type[BaseModel]) -> dict[str, Any]:
 if TYPE_CHECKING:
     _Patchable = Frozen
 else:
-    _Patchable = create_model("_Patchable", __base__=Frozen, **optional_fields(TaskFields))
+    _Patchable = create_model(
+        "_Patchable", __base__=Frozen, **optional_fields(TaskFields, exclude=SHORTHANDS)
+    )
 
 
 class TaskPatch(_Patchable):

@@ -17,6 +17,7 @@ from taskloom.domain.storage import Store
 from taskloom.domain.tasks import Task
 from taskloom.domain.templates import Secrets
 from taskloom.errors import is_outage
+from taskloom.runs.lifecycle import Lifecycle
 from taskloom.runs.notifying import Notifier
 from taskloom.runs.runner import CatalogStepCaller
 from taskloom.settings import Settings
@@ -52,6 +53,7 @@ class Aftermath:
         self.settings = settings
         self.holder = holder
         self.notifier = Notifier(store, caller, secrets_for)
+        self.lifecycle = Lifecycle(caller, self.notifier.webhook_url)
         self.finished = finished
 
     async def finish(self, task: Task, run: Run, *, stopping: bool, retry: bool = True) -> Run:
@@ -81,6 +83,7 @@ class Aftermath:
         for listener in self.finished:
             listener(task, run)
         await self.notifier.after(task, run)
+        self.lifecycle.finished(task, run)
         return run
 
     async def _record(self, run: Run, outcome: Outcome, again: Run | None) -> bool:

@@ -76,6 +76,10 @@ class Notifier:
         """Each notification URL by its field, secret references resolved."""
         return {where: self._resolve(task, where, url) for where, url in notify_urls(task)}
 
+    def webhook_url(self, task: Task) -> str:
+        """The task's notify.webhook_url, a secret reference resolved (run lifecycle events)."""
+        return self._resolve(task, "notify.webhook_url", task.notify.webhook_url or "")
+
     def _resolve(self, task: Task, where: str, url: str) -> str:
         if not is_secret_reference(url):
             return url

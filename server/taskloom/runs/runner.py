@@ -20,6 +20,8 @@ from taskloom.domain.runs import Run, RunStatus, StepResult, StepStatus
 from taskloom.domain.tasks import RetryPolicy, Step, Task
 from taskloom.domain.templates import Secrets, any_template, referenced_secrets, used_steps
 from taskloom.errors import TaskloomError
+from taskloom.runs import flow
+from taskloom.runs.agent import AgentHost
 from taskloom.runs.evaluation import (
     ARGS_HINT,
     StepJob,
@@ -43,6 +45,7 @@ Finish = Callable[[Run], Awaitable[Run]]
 # Why the run may not go on (its lease could not be renewed), or None while it may.
 LeaseCheck = Callable[[], Awaitable[str | None]]
 
+AGENT = "agent"
 # A step still running after this long is shown as running in the stored run (get_run).
 PERSIST_RUNNING_AFTER_S = 0.25
 
@@ -51,10 +54,13 @@ PERSIST_RUNNING_AFTER_S = 0.25
 class Limits:
     step_timeout_s: float = 300.0
     max_output_bytes: int = 65536
+    max_foreach_items: int = 100
 
 
 class StepCaller(Protocol):
     """What the runner needs to call a step's tool; tests give it a double (no MCP, no HTTP)."""
+
+    catalog: StepCatalog  # the tools an `agent` step may be given, with their schemas
 
     def raw_args(self, name: str) -> frozenset[str]:
         """The tool's arguments that are not templates (passed through as written)."""
@@ -65,9 +71,15 @@ class StepCaller(Protocol):
         ...
 
     async def call(
-        self, name: str, args: dict[str, Any], timeout_s: float, template_ctx: dict[str, Any]
+        self,
+        name: str,
+        args: dict[str, Any],
+        timeout_s: float,
+        template_ctx: dict[str, Any],
+        agent_host: AgentHost | None = None,
     ) -> Any:
-        """The tool's output; raises on failure (TimeoutError past `timeout_s`)."""
+        """The tool's output; raises on failure (TimeoutError past `timeout_s`). `agent_host`:
+        how an `agent` step calls the tools it was given (through the runner)."""
         ...
 
 
@@ -90,11 +102,17 @@ class CatalogStepCaller:
         return tool is not None and tool.compute is not None
 
     async def call(
-        self, name: str, args: dict[str, Any], timeout_s: float, template_ctx: dict[str, Any]
+        self,
+        name: str,
+        args: dict[str, Any],
+        timeout_s: float,
+        template_ctx: dict[str, Any],
+        agent_host: AgentHost | None = None,
     ) -> Any:
         tool = self.catalog.builtin(name)
         if tool is not None:
             ctx = self.tool_context(template_ctx)
+            ctx.agent_host = agent_host
             return await asyncio.wait_for(tool.invoke(args, ctx), timeout_s)
         if self.catalog.upstream is None:
             raise TaskloomError(
@@ -117,6 +135,8 @@ class Runner:
         self.clock = clock
         self.limits = limits
         self.sandbox = sandbox or Sandbox(SandboxLimits(preload=(evaluate_step.__module__,)))
+        self.flow = flow.FlowRunner(self.sandbox, clock, limits.max_foreach_items,
+                                    limits.max_output_bytes, limits.step_timeout_s)  # fmt: skip
 
     async def execute(
         self,
@@ -171,12 +191,29 @@ class Runner:
             state.begin(index, self.clock.now())
             snapshot = _persist_later(persist, state.snapshot(), PERSIST_RUNNING_AFTER_S)
             try:
-                done = await self._step(state, index, step)
+                done = await self._flow(state, index, step)
             finally:
                 snapshot.cancel()
             state.record(done, step)
         if progress is not None:
             await progress(total, total, f"finished: {state.final_status().value}")
+
+    async def _flow(self, state: "_RunState", index: int, step: Step) -> "_StepDone":
+        """A step under its `when` and `foreach` (runs/flow.py); a plain step is just run."""
+        if step.when is None and step.foreach is None:
+            return await self._step(state, index, step)
+
+        async def once() -> tuple[StepResult, Any]:
+            done = await self._step(state, index, step)
+            return done.result, done.output
+
+        def loop(values: dict[str, Any]) -> None:
+            state.loop = values
+
+        result, output = await self.flow.run(
+            step, index, once=once, context=state.template_context, loop=loop
+        )
+        return _StepDone(result, output)
 
     async def _step(self, state: "_RunState", index: int, step: Step) -> "_StepDone":
         started = self.clock.now()
@@ -185,10 +222,11 @@ class Runner:
         values = await self._evaluate(state, step, timeout)
         output, stored, error = values.output, values.stored_output, values.error
         attempts = 1 if values.computed else 0
+        host = self._agent_host(state, step, timeout) if step.tool == AGENT else None
         if error is None and not values.computed:
             policy = step.retry or RetryPolicy()
             args = values.args or {}
-            output, error, attempts = await self._call_with_retry(state, step, args, policy)
+            output, error, attempts = await self._call_with_retry(state, step, args, policy, host)
             if error is None:
                 output, stored, error = await self._store(state, step, output, timeout)
         result = StepResult(
@@ -203,8 +241,27 @@ class Runner:
             finished_at=self.clock.now(),
             duration_ms=int((time.perf_counter() - clock_start) * 1000),
             attempts=attempts,
+            calls=host.calls if host is not None else None,
         )
         return _StepDone(result, output)
+
+    def _agent_host(self, state: "_RunState", step: Step, timeout_s: float) -> AgentHost:
+        """An agent step's tool calls go through `_call_with_retry`, as a step's call does."""
+
+        async def call_tool(sub: Step, args: dict[str, Any]) -> tuple[Any, str | None, int]:
+            return await self._call_with_retry(state, sub, args, RetryPolicy())
+
+        return AgentHost(
+            step=step,
+            catalog=self.caller.catalog,
+            call_tool=call_tool,
+            computes=self.caller.computes,
+            sandbox=self.sandbox,
+            secrets=state.secrets,
+            clock=self.clock,
+            timeout_s=timeout_s,
+            max_output_bytes=self.max_bytes,
+        )
 
     async def _evaluate(self, state: "_RunState", step: Step, timeout_s: float) -> StepValues:
         """The step's args rendered (and a computed tool run) in a sandbox worker; args with
@@ -263,13 +320,19 @@ class Runner:
         return self.limits.max_output_bytes
 
     async def _call_with_retry(
-        self, state: "_RunState", step: Step, args: dict[str, Any], policy: RetryPolicy
+        self,
+        state: "_RunState",
+        step: Step,
+        args: dict[str, Any],
+        policy: RetryPolicy,
+        host: AgentHost | None = None,
     ) -> tuple[Any, str | None, int]:
         timeout = step.timeout_s or self.limits.step_timeout_s
         error: str | None = None
         for attempt in range(1, policy.attempts + 1):
             try:
-                output = await self.caller.call(step.tool, args, timeout, state.tool_context())
+                ctx = state.tool_context()
+                output = await self.caller.call(step.tool, args, timeout, ctx, host)
                 return output, None, attempt
             except TimeoutError:
                 error = f"Step {step.id!r} timed out after {timeout:g} s; raise its timeout_s."
@@ -339,6 +402,7 @@ class _RunState:
         self.output: Any = None
         self.stopped = False
         self.current: int | None = None
+        self.loop: dict[str, Any] = {}  # `item` and `index` while a `foreach` step runs
 
     def template_context(self, used: set[str] | None = None) -> dict[str, Any]:
         """What templates see; with `used`, other steps' outputs are left out (as null), so a
@@ -359,6 +423,7 @@ class _RunState:
             },
             "event": self.run.event,
             "prev": self.prev,
+            **self.loop,
         }
 
     def tool_context(self) -> dict[str, Any]:
@@ -390,6 +455,8 @@ class _RunState:
         }
         if result.status == StepStatus.SUCCEEDED:
             self.output = result.output
+            return
+        if result.status == StepStatus.SKIPPED:  # its `when` was false: the run goes on
             return
         if step.on_error == "fail":
             self.fail(f"Step {step.id!r} failed: {result.error}")

@@ -98,6 +98,7 @@ class RunService:
         self.holdings = Holdings()
         self._finals: set[asyncio.Task[Run]] = set()
         self.stopping = False
+        self.lifecycle = self.aftermath.lifecycle  # run starts here, ends in aftermath
 
     # -- starting runs -----------------------------------------------------------------------
 
@@ -191,6 +192,7 @@ class RunService:
             log.warning("run_lease_lost", run_id=run.id, reason=why)
             return LEASE_LOST
 
+        self.lifecycle.started(task, run)
         return await self.runner.execute(
             task, run, secrets=secrets, persist=persist, finish=finish, progress=progress,
             prev=prev, lease=lease,

@@ -23,6 +23,7 @@ from taskloom.domain.runs import Run, RunStatus
 from taskloom.domain.storage import Claimed, ClaimResult, FireContext, ProcessInfo
 from taskloom.domain.tasks import Task, TaskStatus
 from taskloom.store.database import Database
+from taskloom.store.priority import queue_order
 from taskloom.store.records import apply_outcome
 from taskloom.store.tables import ProcessRow, RunRow, StepResultRow, TaskRow
 
@@ -131,15 +132,17 @@ class Claims:
         return claimed
 
     def _queued(self, now: datetime, limit: int) -> Any:
-        """(run id, task id) of the due queued runs a process may start, oldest first."""
+        """(run id, task id) of the due queued runs a process may start, in queue order:
+        priority with ageing (`domain/priority.py`), then fire order."""
         busy_tasks = select(RunRow.task_id).where(RunRow.status == RunStatus.RUNNING.value)
         allow = select(TaskRow.id).where(TaskRow.spec["overlap"].as_string() == "allow")
         return (
             select(RunRow.id, RunRow.task_id)
+            .outerjoin(TaskRow, col(TaskRow.id) == col(RunRow.task_id))
             .where(RunRow.status == RunStatus.QUEUED.value)
             .where((col(RunRow.not_before).is_(None)) | (col(RunRow.not_before) <= now))
             .where(or_(col(RunRow.task_id).not_in(busy_tasks), col(RunRow.task_id).in_(allow)))
-            .order_by(col(RunRow.created_at), col(RunRow.fire_time), col(RunRow.id))
+            .order_by(*queue_order(self.dialect))
             .limit(limit)
         )
 

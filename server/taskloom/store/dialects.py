@@ -12,7 +12,7 @@ import zlib
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Table, event, text
+from sqlalchemy import Table, event, func, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -63,9 +63,16 @@ class Dialect:
         """The true cause of a failure when the database itself shows it, else None."""
         return None
 
+    def epoch_s(self, column: Any) -> Any:
+        """A timestamp column as seconds since the epoch (the queue's order: store/priority.py)."""
+        return func.extract("epoch", column)
+
 
 class SqliteDialect(Dialect):
     name = "sqlite"
+
+    def epoch_s(self, column: Any) -> Any:
+        return (func.julianday(column) - 2440587.5) * 86400.0  # naive UTC text, parsed
 
     def prepare(self) -> None:
         database = make_url(self.url).database

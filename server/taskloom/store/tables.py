@@ -256,6 +256,8 @@ class StepResultRow(SQLModel, table=True):
     finished_at: datetime | None = _time()
     duration_ms: int | None = None
     attempts: int = 0
+    calls: list[dict[str, Any]] | None = _json()
+    reason: str | None = Field(default=None, sa_column=Column(Text))
 
     @classmethod
     def from_domain(cls, run_id: str, step: StepResult) -> "StepResultRow":
@@ -272,6 +274,8 @@ class StepResultRow(SQLModel, table=True):
             finished_at=step.finished_at,
             duration_ms=step.duration_ms,
             attempts=step.attempts,
+            calls=_calls(step),
+            reason=step.reason,
         )
 
     @staticmethod
@@ -290,6 +294,8 @@ class StepResultRow(SQLModel, table=True):
             "finished_at": step.finished_at,
             "duration_ms": step.duration_ms,
             "attempts": step.attempts,
+            "calls": _calls(step),
+            "reason": step.reason,
         }
 
     def to_domain(self) -> StepResult:
@@ -311,7 +317,28 @@ def step_of(row: Any, index: int) -> StepResult:
         finished_at=row.finished_at,
         duration_ms=row.duration_ms,
         attempts=row.attempts,
+        calls=row.calls,  # pydantic validates the dicts into ToolCall models
+        reason=row.reason,
     )
+
+
+def _calls(step: StepResult) -> list[dict[str, Any]] | None:
+    return None if step.calls is None else [c.model_dump(mode="json") for c in step.calls]
+
+
+class RevisionRow(SQLModel, table=True):
+    """One change of a task (store/revisions.py): who, when, the diff and the definition after."""
+
+    __tablename__ = "task_revisions"
+
+    task_id: str = Field(sa_column=Column(String(40), primary_key=True))
+    revision: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    owner: str = Field(sa_column=Column(String(200), nullable=False))
+    principal: str = Field(sa_column=Column(String(200), nullable=False))
+    action: str = Field(sa_column=Column(String(16), nullable=False))
+    at: datetime = _time(nullable=False)
+    diff: dict[str, Any] = Field(sa_column=Column(JSON(), nullable=False))
+    snapshot: dict[str, Any] | None = _json()
 
 
 class ProcessRow(SQLModel, table=True):

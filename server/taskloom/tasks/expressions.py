@@ -24,6 +24,8 @@ KEYS = {
     "prev": ("id", "status", "output", "error", "summary", "fire_time", "finished_at"),
 }
 STEP_KEYS = ("output", "status", "error")
+# What a `foreach` step's templates see besides ROOTS.
+LOOP_NAMES = ("item", "index")
 
 
 @cache
@@ -40,6 +42,7 @@ def check_expressions(where: str, step: Step, raw_args: frozenset[str]) -> list[
     """Problems in `step`'s templates (except the arguments its tool renders itself) and in an
     `extract` step's literal JMESPath expression."""
     problems = _check_jmespath(where, step)
+    loop = LOOP_NAMES if step.foreach is not None else ()
     for path, source in template_leaves(
         {k: v for k, v in step.args.items() if k not in raw_args}, "args"
     ):
@@ -47,7 +50,7 @@ def check_expressions(where: str, step: Step, raw_args: frozenset[str]) -> list[
             parsed = _parse(source)
         except TemplateSyntaxError:
             continue  # reported with its line by the reference check
-        problems += _unknown_roots(f"{where}.{path}", parsed)
+        problems += _unknown_roots(f"{where}.{path}", parsed, loop)
         problems += _unknown_keys(f"{where}.{path}", parsed)
     return problems
 
@@ -82,8 +85,10 @@ def _check_jmespath(where: str, step: Step) -> list[InvalidInput]:
     return []
 
 
-def _unknown_roots(where: str, parsed: nodes.Template) -> list[InvalidInput]:
-    known = (*ROOTS, *_parser().globals)
+def _unknown_roots(
+    where: str, parsed: nodes.Template, loop: tuple[str, ...] = ()
+) -> list[InvalidInput]:
+    known = (*ROOTS, *loop, *_parser().globals)
     return [
         InvalidInput(
             where,

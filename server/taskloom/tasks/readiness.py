@@ -19,6 +19,7 @@ from taskloom.secrets import ENV_PREFIX, read_secrets_file
 from taskloom.settings import Settings
 from taskloom.tasks.expressions import uses_name
 from taskloom_tools.address_guard import AllowList, allowed_addresses
+from taskloom_tools.agent import NO_KEY as AGENT_NO_KEY
 from taskloom_tools.base import StepToolError
 from taskloom_tools.llm_prompt import NO_KEY
 
@@ -88,10 +89,13 @@ def _secret_names_in_file(settings: Settings) -> set[str]:
 def _missing_api_key(fields: TaskFields, settings: Settings) -> list[FieldWarning]:
     if settings.anthropic_api_key is not None:
         return []
+    needs_key = {"llm_prompt": NO_KEY, "agent": AGENT_NO_KEY}
     warnings = [
-        FieldWarning(field=f"steps[{i}].tool", message=f"This step will fail: {NO_KEY}")
+        FieldWarning(
+            field=f"steps[{i}].tool", message=f"This step will fail: {needs_key[step.tool]}"
+        )
         for i, step in enumerate(fields.steps)
-        if step.tool == "llm_prompt"
+        if step.tool in needs_key
     ]
     if fields.summary.enabled:
         message = (

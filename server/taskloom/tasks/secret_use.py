@@ -29,6 +29,7 @@ WHOLE_RULE = (
 # Tool -> the args that may not carry a secret (None: none of them): their output is computed from
 # their input, so a secret passed in would come out transformed, past redaction.
 SECRET_FREE_ARGS: dict[str, frozenset[str] | None] = {
+    "agent": None,
     "extract": None,
     "llm_prompt": None,
     "render": frozenset({"data"}),

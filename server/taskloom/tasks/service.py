@@ -26,6 +26,8 @@ from taskloom.tasks.validate import validate_task
 log = structlog.get_logger(__name__)
 
 Listener = Callable[[Task | None, str], Awaitable[None]]
+# (before, after, principal) after every change: the audit trail (tasks/revisions.py).
+Audit = Callable[[Task | None, Task | None, str | None], Awaitable[None]]
 NOT_FOUND_HINT = "Call list_tasks to see the ids of your tasks."
 
 
@@ -39,6 +41,7 @@ class TaskService:
         self.catalog = catalog
         self.access = Access.from_settings(settings)
         self._listeners: list[Listener] = []
+        self.audit: Audit | None = None
 
     def on_change(self, listener: Listener) -> None:
         """`listener(task, task_id)` after every change; task is None when it was deleted."""
@@ -47,6 +50,10 @@ class TaskService:
     async def _changed(self, task: Task | None, task_id: str) -> None:
         for listener in self._listeners:
             await listener(task, task_id)
+
+    async def _audited(self, before: Task | None, after: Task | None, by: str | None) -> None:
+        if self.audit is not None:
+            await self.audit(before, after, by)
 
     # -- commands ----------------------------------------------------------------------------
 
@@ -81,6 +88,7 @@ class TaskService:
         await self.store.add_task(task, max_per_owner=self.settings.max_tasks_per_owner)
         log.info("task_created", task_id=task.id, trigger=trigger_kind(task.trigger))
         await self._changed(task, task.id)
+        await self._audited(None, task, owner)
         return self.answer(task, message="Task created.", warnings=warnings)
 
     async def update(
@@ -116,6 +124,7 @@ class TaskService:
         )
         log.info("task_updated", task_id=task.id, fields=sorted(changes))
         await self._changed(task, task.id)
+        await self._audited(current, task, owner)
         message = f"Updated: {', '.join(sorted(changes)) or 'managed_by'}."
         return self.answer(task, message=message, warnings=warnings)
 
@@ -141,13 +150,15 @@ class TaskService:
         await self.store.save_task(task, expected_revision=current.revision, unclaimed=left_behind)
         log.info("task_resumed" if enabled else "task_paused", task_id=task_id)
         await self._changed(task, task.id)
+        await self._audited(current, task, owner)
         return self.answer(task, message="Resumed." if enabled else "Paused.")
 
     async def delete(self, task_id: str, *, owner: str | None, delete_runs: bool) -> int:
-        await self.get(task_id, owner=owner)
+        current = await self.get(task_id, owner=owner)
         removed = await self.store.delete_task(task_id, delete_runs=delete_runs)
         log.info("task_deleted", task_id=task_id, runs_deleted=removed)
         await self._changed(None, task_id)
+        await self._audited(current, None, owner)
         return removed
 
     # -- queries -----------------------------------------------------------------------------

@@ -25,8 +25,10 @@ from taskloom.domain.timezones import legacy_zone_problem
 from taskloom.domain.triggers import validate_trigger
 from taskloom.errors import InvalidInput, InvalidInputs
 from taskloom.step_tools import StepCatalog, StepToolInfo
+from taskloom.tasks.agent_check import check_agent_tools
 from taskloom.tasks.channels import check_channels
 from taskloom.tasks.expressions import check_expressions
+from taskloom.tasks.flow_check import check_flow
 from taskloom.tasks.readiness import Surroundings, readiness_warnings
 from taskloom.tasks.secret_use import check_task_secrets
 from taskloom.tasks.suggest import did_you_mean
@@ -70,12 +72,14 @@ async def validate_steps(steps: list[Step], catalog: StepCatalog) -> list[Invali
             )
         references = _check_references(where, step, seen, [s.id for s in steps])
         problems += references
+        problems += check_flow(where, step, seen)
         seen.add(step.id)
         info = await catalog.find(step.tool)
         if info is None:
             problems.append(await _unknown_tool(where, step.tool, catalog))
             continue
         problems += check_args(where, step.args, info, catalog)
+        problems += await check_agent_tools(where, step, catalog)
         if not references:
             tool = catalog.builtin(step.tool)
             problems += check_expressions(where, step, tool.raw_args if tool else frozenset())

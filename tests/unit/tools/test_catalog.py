@@ -16,9 +16,11 @@ TOOLS = builtin_tools()
 PACKAGE_DIR = Path(taskloom_tools.__file__).parent
 
 
-def test_lists_the_six_builtin_tools() -> None:
+def test_lists_the_seven_builtin_tools() -> None:
     """The catalog holds each built-in tool under its own name."""
-    assert sorted(TOOLS) == ["extract", "http_request", "llm_prompt", "notify", "render", "wait"]
+    assert sorted(TOOLS) == [
+        "agent", "extract", "http_request", "llm_prompt", "notify", "render", "wait"
+    ]  # fmt: skip
     assert all(name == tool.name for name, tool in TOOLS.items())
 
 
@@ -39,8 +41,9 @@ def test_descriptions_give_the_output_shape_and_an_example(tool: StepTool) -> No
 
 def test_hints_match_what_the_tools_touch() -> None:
     """Only the tools that reach other systems are open-world; only pure ones are read-only."""
-    assert {n for n, t in TOOLS.items() if t.open_world} == {"http_request", "llm_prompt", "notify"}
-    assert {n for n, t in TOOLS.items() if not t.read_only} == {"http_request", "notify"}
+    open_world = {n for n, t in TOOLS.items() if t.open_world}
+    assert open_world == {"agent", "http_request", "llm_prompt", "notify"}
+    assert {n for n, t in TOOLS.items() if not t.read_only} == {"agent", "http_request", "notify"}
 
 
 @pytest.mark.slow

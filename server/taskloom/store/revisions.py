@@ -1,0 +1,60 @@
+"""The SQL of task revisions (`domain/revisions.py`): append one, list a task's newest first,
+read one, and keep at most `keep` per task (the oldest go first)."""
+
+from sqlalchemy import delete, func
+from sqlmodel import col, select
+
+from taskloom.domain.revisions import TaskRevision
+from taskloom.store.database import Database
+from taskloom.store.tables import RevisionRow
+
+
+class RevisionStore:
+    """`domain.revisions.RevisionStorage` on the SQL database."""
+
+    def __init__(self, db: Database, keep: int = 100) -> None:
+        self.db = db
+        self.keep = keep
+
+    async def append(self, revision: TaskRevision) -> TaskRevision:
+        """Store `revision` as the task's next one (its number is the last one's plus one)."""
+        async with self.db.write() as s:
+            last = (
+                await s.exec(
+                    select(func.max(RevisionRow.revision)).where(
+                        RevisionRow.task_id == revision.task_id
+                    )
+                )
+            ).one()
+            number = (last or 0) + 1
+            data = revision.model_dump(mode="json") | {"revision": number}
+            row = RevisionRow.model_validate({**data, "at": revision.at})
+            s.add(row)
+            await s.exec(
+                delete(RevisionRow)
+                .where(col(RevisionRow.task_id) == revision.task_id)
+                .where(col(RevisionRow.revision) <= number - self.keep)
+            )
+        return revision.model_copy(update={"revision": number})
+
+    async def list(
+        self, task_id: str, *, owner: str | None, limit: int, before: int | None = None
+    ) -> list[TaskRevision]:
+        """The task's revisions newest first (those numbered below `before`); `owner` None
+        reads any owner's."""
+        query = select(RevisionRow).where(RevisionRow.task_id == task_id)
+        if owner is not None:
+            query = query.where(RevisionRow.owner == owner)
+        if before is not None:
+            query = query.where(col(RevisionRow.revision) < before)
+        query = query.order_by(col(RevisionRow.revision).desc()).limit(limit)
+        async with self.db.read() as s:
+            return [_domain(row) for row in (await s.exec(query)).all()]
+
+    async def get(self, task_id: str, revision: int, *, owner: str | None) -> TaskRevision | None:
+        found = await self.list(task_id, owner=owner, limit=1, before=revision + 1)
+        return found[0] if found and found[0].revision == revision else None
+
+
+def _domain(row: RevisionRow) -> TaskRevision:
+    return TaskRevision.model_validate(row.model_dump())
