@@ -4,17 +4,19 @@ transaction; the transactions that decide who runs what live in `claims.py`, `ad
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Table, delete, func, insert, update
 from sqlalchemy import select as rows_of  # Core rows of a table (sqlmodel.select types entities)
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from taskloom.domain.outcome import OUTCOME_FIELDS, Outcome, apply_run
+from taskloom.domain.planning import unclaimed_fires
 from taskloom.domain.runs import Run, RunStatus
 from taskloom.domain.storage import Page, Unclaimed, decode_cursor, encode_cursor
-from taskloom.domain.tasks import Task
+from taskloom.domain.tasks import Task, TaskStatus
 from taskloom.errors import Conflict
 from taskloom.store.database import TASKS_REVISION, Database, bump
 from taskloom.store.tables import (
@@ -230,11 +232,35 @@ async def apply_outcome(s: AsyncSession, run: Run, outcome: Outcome) -> None:
     if row is None:
         return
     state = {name: getattr(row, name) for name in OUTCOME_FIELDS}
+    was = state["status"]
     moved = apply_run(state, run, outcome)
+    if paused_itself(was, state):
+        await record_left_behind(await s.connection(), run, state)
     for name, value in state.items():
         setattr(row, name, value)
     if moved:
         await bump(s)
+
+
+def paused_itself(was: str, state: dict[str, Any]) -> bool:
+    """Whether folding a run paused its task (pause_on_failure)."""
+    return was == TaskStatus.ACTIVE.value and state["status"] == TaskStatus.PAUSED.value
+
+
+async def record_left_behind(conn: AsyncConnection, run: Run, state: dict[str, Any]) -> None:
+    """Missed rows for the task's fires that came due unclaimed before `run`'s failure paused
+    it: the pause clears its next fire, so no claim would ever record them, and a fire never
+    vanishes without a row. Called before the task's new values are written (the stored row
+    still has the old next fire) and in the same transaction."""
+    row = (await conn.execute(rows_of(TASKS).where(TASKS.c.id == run.task_id))).first()
+    if row is None:
+        return
+    at = run.finished_at or run.created_at
+    why = (f"no Taskloom process had claimed it when the task paused itself after "
+           f"{state['consecutive_failures']} failures in a row at {at.isoformat()}")  # fmt: skip
+    left = unclaimed_fires(task_of(row), at, why=why)
+    if left:
+        await conn.execute(insert(RUNS), [RunRow.values(r, row.owner) for r in left])
 
 
 def _page(items: list[Item], limit: int) -> Page[Item]:
