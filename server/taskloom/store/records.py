@@ -14,11 +14,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from taskloom.domain.outcome import OUTCOME_FIELDS, Outcome, apply_run
 from taskloom.domain.planning import unclaimed_fires
+from taskloom.domain.revisions import TaskRevision
 from taskloom.domain.runs import Run, RunStatus
 from taskloom.domain.storage import Page, Unclaimed, decode_cursor, encode_cursor
 from taskloom.domain.tasks import Task, TaskStatus
 from taskloom.errors import Conflict
 from taskloom.store.database import TASKS_REVISION, Database, bump
+from taskloom.store.revisions import append_revision
 from taskloom.store.tables import (
     CounterRow,
     RunRow,
@@ -46,12 +48,20 @@ STEPS: Table = StepResultRow.__table__  # type: ignore[attr-defined]
 
 
 class Records:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, keep_revisions: int = 100) -> None:
         self.db = db
+        self.keep_revisions = keep_revisions  # per task, in `revision`'s transaction
+
+    async def _revised(self, s: AsyncSession, revision: TaskRevision | None) -> None:
+        """The change's revision, in the change's transaction: a failed one undoes the change."""
+        if revision is not None:
+            await append_revision(s, revision, keep=self.keep_revisions)
 
     # -- tasks -------------------------------------------------------------------------------
 
-    async def add_task(self, task: Task, *, max_per_owner: int) -> None:
+    async def add_task(
+        self, task: Task, *, max_per_owner: int, revision: TaskRevision | None = None
+    ) -> None:
         async with self.db.write() as s:
             # Counts at most up to the limit (ix_tasks_owner_id), not all the owner's tasks.
             mine = select(col(TaskRow.id)).where(col(TaskRow.owner) == task.owner)
@@ -63,6 +73,7 @@ class Records:
                     f"(TASKLOOM_MAX_TASKS_PER_OWNER={max_per_owner}). Delete unused tasks first."
                 )
             await s.exec(insert(TASKS), params=[TaskRow.values(task)])  # Core: no model instance
+            await self._revised(s, revision)
             await bump(s)
 
     async def get_task(self, task_id: str, owner: str | None = None) -> Task | None:
@@ -107,7 +118,12 @@ class Records:
         return _page([task_of(r) for r in rows], limit)
 
     async def save_task(
-        self, task: Task, *, expected_revision: int | None = None, unclaimed: Unclaimed = None
+        self,
+        task: Task,
+        *,
+        expected_revision: int | None = None,
+        unclaimed: Unclaimed = None,
+        revision: TaskRevision | None = None,
     ) -> Task:
         """Write the whole task; with expected_revision, refuse if someone changed it meanwhile.
         `unclaimed(stored)`: the runs for the due fires the new next fire leaves behind."""
@@ -126,10 +142,13 @@ class Records:
             fresh = TaskRow.from_domain(task)
             for name, value in fresh.model_dump(exclude=RUN_OWNED_TASK_FIELDS).items():
                 setattr(row, name, value)
+            await self._revised(s, revision)
             await bump(s)
         return task
 
-    async def delete_task(self, task_id: str, *, delete_runs: bool) -> int:
+    async def delete_task(
+        self, task_id: str, *, delete_runs: bool, revision: TaskRevision | None = None
+    ) -> int:
         """Remove the task; returns how many runs were removed with it."""
         async with self.db.write() as s:
             await s.exec(delete(TaskRow).where(col(TaskRow.id) == task_id))
@@ -139,6 +158,7 @@ class Records:
                 await s.exec(delete(StepResultRow).where(col(StepResultRow.run_id).in_(run_ids)))
                 result = await s.exec(delete(RunRow).where(col(RunRow.task_id) == task_id))
                 removed = result.rowcount
+            await self._revised(s, revision)
             await bump(s)
         return removed
 
