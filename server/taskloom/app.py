@@ -63,7 +63,7 @@ def build_services(
     """`http` and `anthropic_http` let tests fake the network at the transport. `self_urls` are
     this server's own HTTP endpoints, refused as upstream servers."""
     clock = clock or SystemClock()
-    store = SqlStore(settings.resolved_database_url)
+    store = SqlStore(settings.resolved_database_url, keep_revisions=settings.max_revisions_per_task)
     upstream = (
         UpstreamPool(settings.mcp_config, self_urls=self_urls) if settings.mcp_config else None
     )

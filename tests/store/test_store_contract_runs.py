@@ -14,6 +14,7 @@ from tests.store.factories import T0, as_running, make_run, running_run, stored_
 
 ME, OTHER = "proc-me", "proc-other"
 KEEP = Outcome(pause_on_failure=None, max_runs=None)
+LATER = timedelta(seconds=3.5)
 
 
 async def held(store: Store, task: Task, n: int, holder: str = ME, lease_s: float = 60) -> Run:
@@ -204,3 +205,42 @@ async def test_a_run_starts_only_while_its_process_holds_it(
     stored = await store.get_run(run.id)
     assert stored is not None
     assert (stored.lease_expires_at == until) is starts
+
+
+async def test_a_task_that_pauses_itself_records_its_unclaimed_due_fires(store: Store) -> None:
+    """A failure that pauses its task (pause_on_failure) records the fires that came due
+    unclaimed before it as missed, saying why: the pause clears the next fire, so no claim
+    would ever record them."""
+    every_second = {"every": "1s", "start_at": T0.isoformat()}
+    task = await stored_task(store, trigger=every_second, next_fire_at=T0 + timedelta(seconds=1))
+    # The run of the fire at T0, failing 3.5 s later: the fires of T0 + 1, 2 and 3 s are due.
+    failed = (await held(store, task, 0)).model_copy(
+        update={"status": RunStatus.FAILED, "error": "boom", "finished_at": T0 + LATER}
+    )
+    assert await store.finish_run(
+        failed, holder=ME, outcome=Outcome(pause_on_failure=1, max_runs=None)
+    )
+    after = await store.get_task(task.id)
+    assert after is not None
+    assert (after.status.value, after.next_fire_at) == ("paused", None)
+    missed = [
+        r for r in (await store.list_runs(owner=None, task_id=task.id)).items if r.id != failed.id
+    ]
+    assert sorted(r.fire_time for r in missed if r.fire_time) == [
+        T0 + timedelta(seconds=k) for k in (1, 2, 3)
+    ]
+    assert {r.status for r in missed} == {RunStatus.MISSED}
+    assert all("paused itself after 1 failures in a row" in (r.error or "") for r in missed)
+
+
+async def test_a_task_that_keeps_going_records_no_missed_fires(store: Store) -> None:
+    """A failure that does not pause its task leaves its due fires to the claims."""
+    every_second = {"every": "1s", "start_at": T0.isoformat()}
+    task = await stored_task(store, trigger=every_second, next_fire_at=T0 + timedelta(seconds=1))
+    failed = (await held(store, task, 0)).model_copy(
+        update={"status": RunStatus.FAILED, "finished_at": T0 + LATER}
+    )
+    assert await store.finish_run(
+        failed, holder=ME, outcome=Outcome(pause_on_failure=2, max_runs=None)
+    )
+    assert [r.id for r in (await store.list_runs(owner=None, task_id=task.id)).items] == [failed.id]

@@ -66,8 +66,8 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
         tgram://TOKEN/CHAT, mailtos://...) and/or the desktop. retry.attempts counts the
         first try. summary.enabled: an LLM line per successful run. end_at or max_runs finish
         the task; pause_on_failure pauses it after that many failures in a row.
-        Try preview_schedule and dry_run first. Answers the task, its next fire times and
-        warnings of what fails until the operator sets it up (a secret, the API key, a host).
+        Try preview_schedule and dry_run first. Answers the task, next fire times and
+        warnings (e.g. a secret or the API key not set up).
         """
         return task_reply(s, await answer(_create(s, fields)))
 
@@ -113,12 +113,10 @@ def register_task_tools(mcp: FastMCP, s: Services) -> None:
     @mcp.tool(annotations=DESTRUCTIVE, output_schema=schema_of(Deleted))
     async def delete_task(
         task_id: TaskId,
-        delete_runs: Annotated[
-            bool, Field(description="also remove its run history (default: keep it)")
-        ] = False,
+        delete_runs: Annotated[bool, Field(description="also remove its runs")] = False,
     ) -> Deleted:
-        """Delete a task for good. Its run history is kept unless delete_runs is true.
-        To stop it temporarily, use pause_task instead."""
+        """Delete a task for good (its runs stay unless delete_runs). To stop it for a while,
+        use pause_task."""
         removed = await answer(s.tasks.delete(task_id, owner=owner_of(s), delete_runs=delete_runs))
         return Deleted(id=task_id, deleted=True, runs_deleted=removed)
 

@@ -17,6 +17,7 @@ from typing import Generic, Protocol, TypeVar
 
 from taskloom.domain.outcome import Outcome
 from taskloom.domain.planning import FirePlan, LateReason, NewRun
+from taskloom.domain.revisions import TaskRevision
 from taskloom.domain.runs import Run, RunCause, RunStatus
 from taskloom.domain.tasks import Task
 from taskloom.errors import InvalidInput
@@ -248,8 +249,12 @@ class Store(Protocol):
 
     # -- tasks -------------------------------------------------------------------------------
 
-    async def add_task(self, task: Task, *, max_per_owner: int) -> None:
-        """Insert; `Conflict` once the owner has `max_per_owner` tasks."""
+    async def add_task(
+        self, task: Task, *, max_per_owner: int, revision: TaskRevision | None = None
+    ) -> None:
+        """Insert; `Conflict` once the owner has `max_per_owner` tasks. `revision`: the audit
+        trail's record of the change, numbered and appended in the same transaction (both are
+        saved or neither is); likewise for `save_task` and `delete_task`."""
         ...
 
     async def get_task(self, task_id: str, owner: str | None = None) -> Task | None: ...
@@ -271,17 +276,24 @@ class Store(Protocol):
         ...
 
     async def save_task(
-        self, task: Task, *, expected_revision: int | None = None, unclaimed: Unclaimed = None
+        self,
+        task: Task,
+        *,
+        expected_revision: int | None = None,
+        unclaimed: Unclaimed = None,
+        revision: TaskRevision | None = None,
     ) -> Task:
         """Write the definition (never the fields finished runs own); `Conflict` when the task
         is gone or its revision is no longer `expected_revision`. `unclaimed(stored)` gives the
         runs to record in the same transaction for the stored task's due fires that the new
         next fire leaves behind; the task is locked as a fire's claim locks it, so a claim
-        comes wholly before or after."""
+        comes wholly before or after. `revision`: as for `add_task`."""
         ...
 
-    async def delete_task(self, task_id: str, *, delete_runs: bool) -> int:
-        """Remove the task; returns how many runs went with it."""
+    async def delete_task(
+        self, task_id: str, *, delete_runs: bool, revision: TaskRevision | None = None
+    ) -> int:
+        """Remove the task; returns how many runs went with it. `revision`: as for `add_task`."""
         ...
 
     async def tasks_revision(self) -> int:

@@ -217,7 +217,8 @@ def instruction_task(data: Any) -> Any:
     if data.get("instruction") is None:
         if data.get("tools"):
             raise ValueError("tools go with instruction; give the instruction too")
-        return data
+        # Given, so that min_length checks it: a default would not be validated.
+        return data if "steps" in data else {**data, "steps": []}
     if data.get("steps"):
         raise ValueError(
             "give either steps or instruction (one agent step), not both; put the instruction "
@@ -272,13 +273,12 @@ class TaskFields(Frozen):
 
     name: TaskName = Field(description="short human name, e.g. 'Morning BTC digest'")
     description: str = Field(default="", max_length=MAX_DESCRIPTION_CHARS)
-    # Not required by the schema: `instruction` may stand for the steps (see instruction_task);
-    # the empty default is validated, so a task with neither is refused for its steps.
+    # Not required by the schema: `instruction` may stand for the steps (see instruction_task,
+    # which gives a task with neither an empty list, refused by min_length naming `steps`).
     steps: list[Step] = Field(
         default_factory=list,
         min_length=1,
         max_length=MAX_STEPS,
-        validate_default=True,
         description="the chain, run in order",
     )
     trigger: Trigger | None = Field(
@@ -294,7 +294,7 @@ class TaskFields(Frozen):
     end_at: AwareDatetime | None = None
     max_runs: RunLimit | None = None
     pause_on_failure: FailureLimit | None = None
-    priority: Priority = Field(default=DEFAULT_PRIORITY, description="1-10: higher starts first")
+    priority: Priority = Field(default=DEFAULT_PRIORITY, description="higher starts first")
     instruction: str | None = INSTRUCTION
     tools: list[str] | None = TOOLS
 

@@ -421,10 +421,13 @@ def manual_status(task: Task, busy: int, queued: int) -> RunStatus:
 
 
 def reads_prev(task: Task) -> bool:
-    """Whether a step's args can reach `{{ prev }}` (a template, or a tool that renders its
-    own, names it): a name no arg mentions cannot be looked up, so a chain without the word
-    needs no read of the previous run."""
-    return any("prev" in json.dumps(step.args, default=str) for step in task.steps)
+    """Whether a step's templates can reach `{{ prev }}` (its args, including a tool that renders
+    its own, or its `when` / `foreach`): a name none mentions cannot be looked up, so a chain
+    without the word needs no read of the previous run."""
+    return any(
+        "prev" in json.dumps([step.args, step.when, step.foreach], default=str)
+        for step in task.steps
+    )
 
 
 def check_payload_size(payload: dict[str, Any], limit: int) -> None:

@@ -26,6 +26,7 @@ from taskloom.domain.outcome import OUTCOME_FIELDS, Outcome, apply_run
 from taskloom.domain.runs import Run, RunStatus
 from taskloom.errors import is_outage
 from taskloom.store.database import TASKS_REVISION, Database
+from taskloom.store.records import paused_itself, record_left_behind
 from taskloom.store.tables import CounterRow, RunRow, StepResultRow, TaskRow
 
 log = structlog.get_logger(__name__)
@@ -211,8 +212,11 @@ class RunRecorder:
         for request in held:
             state = states.get(request.run.task_id)
             if state is not None and request.outcome is not None:
+                was = state["status"]
                 moved |= apply_run(state, request.run, request.outcome)
                 touched.add(request.run.task_id)
+                if paused_itself(was, state):
+                    await record_left_behind(conn, request.run, state)
         params = [
             {**{k: v for k, v in states[task_id].items() if k != "id"}, "b_id": task_id}
             for task_id in sorted(touched)

@@ -4,19 +4,23 @@ transaction; the transactions that decide who runs what live in `claims.py`, `ad
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Table, delete, func, insert, update
 from sqlalchemy import select as rows_of  # Core rows of a table (sqlmodel.select types entities)
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from taskloom.domain.outcome import OUTCOME_FIELDS, Outcome, apply_run
+from taskloom.domain.planning import unclaimed_fires
+from taskloom.domain.revisions import TaskRevision
 from taskloom.domain.runs import Run, RunStatus
 from taskloom.domain.storage import Page, Unclaimed, decode_cursor, encode_cursor
-from taskloom.domain.tasks import Task
+from taskloom.domain.tasks import Task, TaskStatus
 from taskloom.errors import Conflict
 from taskloom.store.database import TASKS_REVISION, Database, bump
+from taskloom.store.revisions import append_revision
 from taskloom.store.tables import (
     CounterRow,
     RunRow,
@@ -44,12 +48,20 @@ STEPS: Table = StepResultRow.__table__  # type: ignore[attr-defined]
 
 
 class Records:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, keep_revisions: int = 100) -> None:
         self.db = db
+        self.keep_revisions = keep_revisions  # per task, in `revision`'s transaction
+
+    async def _revised(self, s: AsyncSession, revision: TaskRevision | None) -> None:
+        """The change's revision, in the change's transaction: a failed one undoes the change."""
+        if revision is not None:
+            await append_revision(s, revision, keep=self.keep_revisions)
 
     # -- tasks -------------------------------------------------------------------------------
 
-    async def add_task(self, task: Task, *, max_per_owner: int) -> None:
+    async def add_task(
+        self, task: Task, *, max_per_owner: int, revision: TaskRevision | None = None
+    ) -> None:
         async with self.db.write() as s:
             # Counts at most up to the limit (ix_tasks_owner_id), not all the owner's tasks.
             mine = select(col(TaskRow.id)).where(col(TaskRow.owner) == task.owner)
@@ -61,6 +73,7 @@ class Records:
                     f"(TASKLOOM_MAX_TASKS_PER_OWNER={max_per_owner}). Delete unused tasks first."
                 )
             await s.exec(insert(TASKS), params=[TaskRow.values(task)])  # Core: no model instance
+            await self._revised(s, revision)
             await bump(s)
 
     async def get_task(self, task_id: str, owner: str | None = None) -> Task | None:
@@ -105,7 +118,12 @@ class Records:
         return _page([task_of(r) for r in rows], limit)
 
     async def save_task(
-        self, task: Task, *, expected_revision: int | None = None, unclaimed: Unclaimed = None
+        self,
+        task: Task,
+        *,
+        expected_revision: int | None = None,
+        unclaimed: Unclaimed = None,
+        revision: TaskRevision | None = None,
     ) -> Task:
         """Write the whole task; with expected_revision, refuse if someone changed it meanwhile.
         `unclaimed(stored)`: the runs for the due fires the new next fire leaves behind."""
@@ -124,10 +142,13 @@ class Records:
             fresh = TaskRow.from_domain(task)
             for name, value in fresh.model_dump(exclude=RUN_OWNED_TASK_FIELDS).items():
                 setattr(row, name, value)
+            await self._revised(s, revision)
             await bump(s)
         return task
 
-    async def delete_task(self, task_id: str, *, delete_runs: bool) -> int:
+    async def delete_task(
+        self, task_id: str, *, delete_runs: bool, revision: TaskRevision | None = None
+    ) -> int:
         """Remove the task; returns how many runs were removed with it."""
         async with self.db.write() as s:
             await s.exec(delete(TaskRow).where(col(TaskRow.id) == task_id))
@@ -137,6 +158,7 @@ class Records:
                 await s.exec(delete(StepResultRow).where(col(StepResultRow.run_id).in_(run_ids)))
                 result = await s.exec(delete(RunRow).where(col(RunRow.task_id) == task_id))
                 removed = result.rowcount
+            await self._revised(s, revision)
             await bump(s)
         return removed
 
@@ -230,11 +252,35 @@ async def apply_outcome(s: AsyncSession, run: Run, outcome: Outcome) -> None:
     if row is None:
         return
     state = {name: getattr(row, name) for name in OUTCOME_FIELDS}
+    was = state["status"]
     moved = apply_run(state, run, outcome)
+    if paused_itself(was, state):
+        await record_left_behind(await s.connection(), run, state)
     for name, value in state.items():
         setattr(row, name, value)
     if moved:
         await bump(s)
+
+
+def paused_itself(was: str, state: dict[str, Any]) -> bool:
+    """Whether folding a run paused its task (pause_on_failure)."""
+    return was == TaskStatus.ACTIVE.value and state["status"] == TaskStatus.PAUSED.value
+
+
+async def record_left_behind(conn: AsyncConnection, run: Run, state: dict[str, Any]) -> None:
+    """Missed rows for the task's fires that came due unclaimed before `run`'s failure paused
+    it: the pause clears its next fire, so no claim would ever record them, and a fire never
+    vanishes without a row. Called before the task's new values are written (the stored row
+    still has the old next fire) and in the same transaction."""
+    row = (await conn.execute(rows_of(TASKS).where(TASKS.c.id == run.task_id))).first()
+    if row is None:
+        return
+    at = run.finished_at or run.created_at
+    why = (f"no Taskloom process had claimed it when the task paused itself after "
+           f"{state['consecutive_failures']} failures in a row at {at.isoformat()}")  # fmt: skip
+    left = unclaimed_fires(task_of(row), at, why=why)
+    if left:
+        await conn.execute(insert(RUNS), [RunRow.values(r, row.owner) for r in left])
 
 
 def _page(items: list[Item], limit: int) -> Page[Item]:

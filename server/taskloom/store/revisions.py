@@ -1,8 +1,10 @@
-"""The SQL of task revisions (`domain/revisions.py`): append one, list a task's newest first,
+"""The SQL of task revisions (`domain/revisions.py`): append one (alone, or inside the
+transaction of the task change it records: `append_revision`), list a task's newest first,
 read one, and keep at most `keep` per task (the oldest go first)."""
 
 from sqlalchemy import delete, func
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from taskloom.domain.revisions import TaskRevision
 from taskloom.store.database import Database
@@ -17,25 +19,9 @@ class RevisionStore:
         self.keep = keep
 
     async def append(self, revision: TaskRevision) -> TaskRevision:
-        """Store `revision` as the task's next one (its number is the last one's plus one)."""
+        """Store `revision` as the task's next one, in a transaction of its own."""
         async with self.db.write() as s:
-            last = (
-                await s.exec(
-                    select(func.max(RevisionRow.revision)).where(
-                        RevisionRow.task_id == revision.task_id
-                    )
-                )
-            ).one()
-            number = (last or 0) + 1
-            data = revision.model_dump(mode="json") | {"revision": number}
-            row = RevisionRow.model_validate({**data, "at": revision.at})
-            s.add(row)
-            await s.exec(
-                delete(RevisionRow)
-                .where(col(RevisionRow.task_id) == revision.task_id)
-                .where(col(RevisionRow.revision) <= number - self.keep)
-            )
-        return revision.model_copy(update={"revision": number})
+            return await append_revision(s, revision, keep=self.keep)
 
     async def list(
         self, task_id: str, *, owner: str | None, limit: int, before: int | None = None
@@ -54,6 +40,22 @@ class RevisionStore:
     async def get(self, task_id: str, revision: int, *, owner: str | None) -> TaskRevision | None:
         found = await self.list(task_id, owner=owner, limit=1, before=revision + 1)
         return found[0] if found and found[0].revision == revision else None
+
+
+async def append_revision(s: AsyncSession, revision: TaskRevision, *, keep: int) -> TaskRevision:
+    """Store `revision` as the task's next one (its number is the last one's plus one) in the
+    open transaction `s`, keeping the newest `keep`: the task change it records is written in
+    the same transaction, so the two are saved, or not, together."""
+    query = select(func.max(RevisionRow.revision)).where(RevisionRow.task_id == revision.task_id)
+    number = ((await s.exec(query)).one() or 0) + 1
+    data = revision.model_dump(mode="json") | {"revision": number}
+    s.add(RevisionRow.model_validate({**data, "at": revision.at}))
+    await s.exec(
+        delete(RevisionRow)
+        .where(col(RevisionRow.task_id) == revision.task_id)
+        .where(col(RevisionRow.revision) <= number - keep)
+    )
+    return revision.model_copy(update={"revision": number})
 
 
 def _domain(row: RevisionRow) -> TaskRevision:

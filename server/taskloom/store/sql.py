@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from taskloom.domain.outcome import Outcome
+from taskloom.domain.revisions import TaskRevision
 from taskloom.domain.runs import Run, RunStatus
 from taskloom.domain.storage import (
     ClaimResult,
@@ -44,11 +45,11 @@ __all__ = ["SqlStore"]
 
 
 class SqlStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, keep_revisions: int = 100) -> None:
         self.db = Database(url)
         self.url = self.db.url
         self.dialect = self.db.dialect.name  # "sqlite" or "postgresql"
-        self.records = Records(self.db)
+        self.records = Records(self.db, keep_revisions)
         self.claims = Claims(self.db)
         self.recorder = RunRecorder(self.db)  # one per process: it batches what is pending
         self.admission = Admission(self.db)
@@ -81,8 +82,10 @@ class SqlStore:
 
     # -- tasks -------------------------------------------------------------------------------
 
-    async def add_task(self, task: Task, *, max_per_owner: int) -> None:
-        await self.records.add_task(task, max_per_owner=max_per_owner)
+    async def add_task(
+        self, task: Task, *, max_per_owner: int, revision: TaskRevision | None = None
+    ) -> None:
+        await self.records.add_task(task, max_per_owner=max_per_owner, revision=revision)
 
     async def get_task(self, task_id: str, owner: str | None = None) -> Task | None:
         return await self.records.get_task(task_id, owner)
@@ -104,14 +107,21 @@ class SqlStore:
         )
 
     async def save_task(
-        self, task: Task, *, expected_revision: int | None = None, unclaimed: Unclaimed = None
+        self,
+        task: Task,
+        *,
+        expected_revision: int | None = None,
+        unclaimed: Unclaimed = None,
+        revision: TaskRevision | None = None,
     ) -> Task:
         return await self.records.save_task(
-            task, expected_revision=expected_revision, unclaimed=unclaimed
+            task, expected_revision=expected_revision, unclaimed=unclaimed, revision=revision
         )
 
-    async def delete_task(self, task_id: str, *, delete_runs: bool) -> int:
-        return await self.records.delete_task(task_id, delete_runs=delete_runs)
+    async def delete_task(
+        self, task_id: str, *, delete_runs: bool, revision: TaskRevision | None = None
+    ) -> int:
+        return await self.records.delete_task(task_id, delete_runs=delete_runs, revision=revision)
 
     async def tasks_revision(self) -> int:
         return await self.records.tasks_revision()

@@ -4,17 +4,14 @@ after it), listed per task, and a task put back as one of its revisions defined 
 from contextvars import ContextVar
 from typing import Any
 
-import structlog
 from pydantic import BaseModel, ConfigDict
 
 from taskloom.answers import TaskAnswer
 from taskloom.clock import Clock
 from taskloom.domain.revisions import RevisionStorage, TaskRevision, action_of, field_diff
 from taskloom.domain.tasks import ClearableField, Task, TaskPatch, TaskSpec, TaskStatus
-from taskloom.errors import NotFound, TaskloomError
+from taskloom.errors import NotFound
 from taskloom.tasks.service import TaskService
-
-log = structlog.get_logger(__name__)
 
 OPERATOR = "operator"  # who changed a task from the command line (no principal)
 HINT = "Call task_revisions(task_id) to see the revisions kept for this task."
@@ -41,17 +38,18 @@ class TaskAudit:
         self.revisions = revisions
         self.clock = clock
         self.tasks = tasks
-        tasks.audit = self.record
+        tasks.audit = self.revision
 
-    async def record(self, before: Task | None, after: Task | None, by: str | None) -> None:
-        """Keep the change from `before` to `after` (None: created / deleted) by principal
-        `by`. A failed write is logged: the change itself has been made."""
+    def revision(self, before: Task | None, after: Task | None, by: str | None) -> TaskRevision:
+        """The revision that keeps the change from `before` to `after` (None: created /
+        deleted) by principal `by`; the store numbers it and writes it in the change's own
+        transaction, so a change is never saved without it."""
         old, new = definition(before), definition(after)
         task = after or before
         assert task is not None
         restored = _restoring.get()
         diff = field_diff(old, new) | ({"restored_from": restored} if restored else {})
-        revision = TaskRevision(
+        return TaskRevision(
             task_id=task.id,
             owner=task.owner,
             revision=1,  # the store numbers it
@@ -61,10 +59,6 @@ class TaskAudit:
             diff=diff,
             snapshot=new if new is not None else old,
         )
-        try:
-            await self.revisions.append(revision)
-        except TaskloomError as exc:
-            log.warning("revision_not_saved", task_id=task.id, error=exc.message[:300])
 
     async def list(
         self, task_id: str, *, owner: str | None, limit: int, before: int | None

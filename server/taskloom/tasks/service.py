@@ -12,6 +12,7 @@ from taskloom.answers import FireTime, SchedulePreview, TaskAnswer, TaskList, Ta
 from taskloom.clock import Clock
 from taskloom.domain import triggers
 from taskloom.domain.planning import unclaimed_fires
+from taskloom.domain.revisions import TaskRevision
 from taskloom.domain.runs import Run
 from taskloom.domain.storage import Store
 from taskloom.domain.tasks import Task, TaskPatch, TaskSpec, TaskStatus, Trigger, trigger_kind
@@ -26,8 +27,9 @@ from taskloom.tasks.validate import validate_task
 log = structlog.get_logger(__name__)
 
 Listener = Callable[[Task | None, str], Awaitable[None]]
-# (before, after, principal) after every change: the audit trail (tasks/revisions.py).
-Audit = Callable[[Task | None, Task | None, str | None], Awaitable[None]]
+# (before, after, principal) -> the revision the audit trail keeps of a change
+# (tasks/revisions.py), built before the change and written in its transaction.
+Audit = Callable[[Task | None, Task | None, str | None], TaskRevision]
 NOT_FOUND_HINT = "Call list_tasks to see the ids of your tasks."
 
 
@@ -51,9 +53,10 @@ class TaskService:
         for listener in self._listeners:
             await listener(task, task_id)
 
-    async def _audited(self, before: Task | None, after: Task | None, by: str | None) -> None:
-        if self.audit is not None:
-            await self.audit(before, after, by)
+    def _revision(
+        self, before: Task | None, after: Task | None, by: str | None
+    ) -> TaskRevision | None:
+        return None if self.audit is None else self.audit(before, after, by)
 
     # -- commands ----------------------------------------------------------------------------
 
@@ -85,10 +88,13 @@ class TaskService:
             managed_by=managed_by,
         )
         task = task.model_copy(update={"next_fire_at": self.next_fire(task, now)})
-        await self.store.add_task(task, max_per_owner=self.settings.max_tasks_per_owner)
+        await self.store.add_task(
+            task,
+            max_per_owner=self.settings.max_tasks_per_owner,
+            revision=self._revision(None, task, owner),
+        )
         log.info("task_created", task_id=task.id, trigger=trigger_kind(task.trigger))
         await self._changed(task, task.id)
-        await self._audited(None, task, owner)
         return self.answer(task, message="Task created.", warnings=warnings)
 
     async def update(
@@ -120,11 +126,13 @@ class TaskService:
         )
         task = task.model_copy(update={"next_fire_at": self.next_fire(task, now)})
         await self.store.save_task(
-            task, expected_revision=current.revision, unclaimed=_left_behind(now, "edited")
+            task,
+            expected_revision=current.revision,
+            unclaimed=_left_behind(now, "edited"),
+            revision=self._revision(current, task, owner),
         )
         log.info("task_updated", task_id=task.id, fields=sorted(changes))
         await self._changed(task, task.id)
-        await self._audited(current, task, owner)
         message = f"Updated: {', '.join(sorted(changes)) or 'managed_by'}."
         return self.answer(task, message=message, warnings=warnings)
 
@@ -147,18 +155,23 @@ class TaskService:
         )
         task = task.model_copy(update={"next_fire_at": self.next_fire(task, now)})
         left_behind = None if enabled else _left_behind(now, "paused")
-        await self.store.save_task(task, expected_revision=current.revision, unclaimed=left_behind)
+        await self.store.save_task(
+            task,
+            expected_revision=current.revision,
+            unclaimed=left_behind,
+            revision=self._revision(current, task, owner),
+        )
         log.info("task_resumed" if enabled else "task_paused", task_id=task_id)
         await self._changed(task, task.id)
-        await self._audited(current, task, owner)
         return self.answer(task, message="Resumed." if enabled else "Paused.")
 
     async def delete(self, task_id: str, *, owner: str | None, delete_runs: bool) -> int:
         current = await self.get(task_id, owner=owner)
-        removed = await self.store.delete_task(task_id, delete_runs=delete_runs)
+        removed = await self.store.delete_task(
+            task_id, delete_runs=delete_runs, revision=self._revision(current, None, owner)
+        )
         log.info("task_deleted", task_id=task_id, runs_deleted=removed)
         await self._changed(None, task_id)
-        await self._audited(current, None, owner)
         return removed
 
     # -- queries -----------------------------------------------------------------------------
