@@ -7,8 +7,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bench.common import Config, Row, open_store, pct, seed_tasks, sqlite_url, taskloom_env
-from bench.history import TASKS, bulk_runs
+from bench.common import Config, Row, pct
+from bench.history import runs_corpus
 
 
 async def _timed(n: int, call: Callable[[], Awaitable[Any]]) -> list[float]:
@@ -28,21 +28,11 @@ async def dashboard(cfg: Config) -> list[Row]:
 
     from taskloom.app import build_server, build_services
     from taskloom.dashboard.serving import dashboard_app
-    from taskloom.settings import Settings
 
     total = 200_000 if cfg.quick else 1_000_000
     n = 20 if cfg.quick else 50
-    data = cfg.workdir / "dashboard"
-    data.mkdir(parents=True, exist_ok=True)
-    url = sqlite_url(data)
-    store = await open_store(url)
-    task_ids = await seed_tasks(store, TASKS, trigger=lambda i: None, next_fire_at=lambda i: None)
-    await store.close()
-    bulk_runs(data / "taskloom.db", task_ids, total)
-
-    env = taskloom_env(url, data, TASKLOOM_SCHEDULER="false", TASKLOOM_LOG_LEVEL="warning")
-    settings = Settings(**{k[9:].lower(): v for k, v in env.items() if k.startswith("TASKLOOM_")})
-    services = build_services(settings)
+    corpus = await runs_corpus(cfg, "dashboard", total)
+    services = build_services(corpus.settings())
     app = dashboard_app(services, None, loopback=True)
     transport = httpx.ASGITransport(app=app)
     await services.start(schedule=False)

@@ -5,6 +5,7 @@ import random
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -83,28 +84,53 @@ def _raw(db_path: Path, sql: str, params: tuple[Any, ...], n: int) -> list[float
     return out
 
 
-async def history(cfg: Config) -> list[Row]:
-    from fastmcp import Client
+@dataclass(frozen=True)
+class Corpus:
+    """A SQLite database of TASKS manual tasks and many runs, and how long the runs took to
+    insert."""
 
-    from taskloom.app import build_server, build_services
-    from taskloom.settings import Settings
+    url: str
+    data: Path
+    task_ids: list[str]
+    setup_s: float
 
-    total = 200_000 if cfg.quick else 1_000_000
-    n = 30 if cfg.quick else 100
-    data = cfg.workdir / "history"
+    @property
+    def db_path(self) -> Path:
+        return self.data / "taskloom.db"
+
+    def settings(self) -> Any:
+        """Settings of a server on the corpus that does not schedule."""
+        from taskloom.settings import Settings
+
+        env = taskloom_env(
+            self.url, self.data, TASKLOOM_SCHEDULER="false", TASKLOOM_LOG_LEVEL="warning"
+        )
+        return Settings(**{k[9:].lower(): v for k, v in env.items() if k.startswith("TASKLOOM_")})
+
+
+async def runs_corpus(cfg: Config, name: str, total: int) -> Corpus:
+    """TASKS tasks and `total` runs spread over them, in `cfg.workdir / name`."""
+    data = cfg.workdir / name
     data.mkdir(parents=True, exist_ok=True)
     url = sqlite_url(data)
     store = await open_store(url)
     task_ids = await seed_tasks(store, TASKS, trigger=lambda i: None, next_fire_at=lambda i: None)
     await store.close()
-    db_path = data / "taskloom.db"
     started = time.perf_counter()
-    bulk_runs(db_path, task_ids, total)
-    setup_s = time.perf_counter() - started
+    bulk_runs(data / "taskloom.db", task_ids, total)
+    return Corpus(url, data, task_ids, time.perf_counter() - started)
 
-    env = taskloom_env(url, data, TASKLOOM_SCHEDULER="false", TASKLOOM_LOG_LEVEL="warning")
-    settings = Settings(**{k[9:].lower(): v for k, v in env.items() if k.startswith("TASKLOOM_")})
-    services = build_services(settings)
+
+async def history(cfg: Config) -> list[Row]:
+    from fastmcp import Client
+
+    from taskloom.app import build_server, build_services
+
+    total = 200_000 if cfg.quick else 1_000_000
+    n = 30 if cfg.quick else 100
+    corpus = await runs_corpus(cfg, "history", total)
+    db_path, task_ids, setup_s = corpus.db_path, corpus.task_ids, corpus.setup_s
+    services = build_services(corpus.settings())
     server = build_server(services)
     mid = (
         sqlite3.connect(db_path)
