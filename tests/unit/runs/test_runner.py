@@ -37,7 +37,12 @@ class FakeCaller:
         return False
 
     async def call(
-        self, name: str, args: dict[str, Any], timeout_s: float, template_ctx: dict[str, Any]
+        self,
+        name: str,
+        args: dict[str, Any],
+        timeout_s: float,
+        template_ctx: dict[str, Any],
+        agent_host: Any = None,
     ) -> Any:
         self.calls.append((name, args))
         if name in self.held:
