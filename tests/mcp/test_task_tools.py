@@ -223,7 +223,7 @@ async def test_a_task_survives_a_restart(settings: Any) -> None:
 
 
 async def test_tool_names_are_the_product_contract(client: Client[Any]) -> None:
-    """The server exposes exactly the tools DESIGN.md names."""
+    """The server exposes exactly the tools the README names (their names are the contract)."""
     names = {t.name for t in await client.list_tools()}
     assert names == PRODUCT_TOOLS
 

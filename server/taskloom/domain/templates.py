@@ -2,7 +2,7 @@
 
 A string that is exactly one expression (`"{{ steps.fetch.output.json }}"`) keeps its type; other
 templates render to text; other values pass through. Templates see secret values; `Secrets.redact`
-hides them in whatever is stored or logged afterwards (DESIGN.md sections 6 and 7).
+hides them in whatever is stored or logged afterwards (README, "Limits and isolation").
 """
 
 import functools
