@@ -11,7 +11,7 @@ import pytest
 
 from tests.fixtures.anthropic import message_json, tool_use_json
 from tests.fixtures.api_server import ApiServer
-from tests.mcp.conftest import Loom, LoomFactory
+from tests.mcp.conftest import Loom, LoomFactory, eventually
 
 UPSTREAM = Path(__file__).resolve().parent.parent / "fixtures" / "upstream_server.py"
 
@@ -154,3 +154,23 @@ async def test_structured_output_is_parsed_and_checked(loom: Loom) -> None:
     assert run["output"]["json"] == {"count": 2}
     retry = loom.llm.body(1)["messages"][-1]["content"]
     assert "does not match the JSON schema: at count: 'two' is not of type 'integer'" in retry
+
+
+async def test_a_cancelled_agent_step_keeps_the_calls_it_made(loom: Loom, api: ApiServer) -> None:
+    """Cancelling a run while its agent waits on a tool keeps the calls already made."""
+    loom.llm.script = [
+        tool_use_json(("http_request", {"url": api.url("/items")})),
+        tool_use_json(("wait", {"seconds": 60})),
+        message_json("never reached"),
+    ]
+    step = agent_step("Read the items, then wait.", ["http_request", "wait"])
+    started = await loom.run(await loom.create([step]), wait=False)
+
+    async def waiting() -> bool:
+        return len(loom.llm.requests) >= 2  # the first call's result went back to the model
+
+    await eventually(waiting)
+    run = (await loom.call("cancel_run", {"run_id": started["id"]}))["run"]
+    assert run["status"] == "cancelled"
+    calls = (await loom.get_run(run["id"]))["steps"][0]["calls"]
+    assert [(c["tool"], c["status"]) for c in calls] == [("http_request", "succeeded")]

@@ -16,7 +16,7 @@ import structlog
 
 from taskloom.clock import Clock
 from taskloom.domain.retry import backoff_delay
-from taskloom.domain.runs import Run, RunStatus, StepResult, StepStatus
+from taskloom.domain.runs import Run, RunStatus, StepResult, StepStatus, ToolCall
 from taskloom.domain.tasks import RetryPolicy, Step, Task
 from taskloom.domain.templates import Secrets, any_template, referenced_secrets, used_steps
 from taskloom.errors import TaskloomError
@@ -223,6 +223,7 @@ class Runner:
         output, stored, error = values.output, values.stored_output, values.error
         attempts = 1 if values.computed else 0
         host = self._agent_host(state, step, timeout) if step.tool == AGENT else None
+        state.current_calls = host.calls if host is not None else None
         if error is None and not values.computed:
             policy = step.retry or RetryPolicy()
             args = values.args or {}
@@ -402,6 +403,9 @@ class _RunState:
         self.output: Any = None
         self.stopped = False
         self.current: int | None = None
+        # The tool calls an agent step in progress has made so far (its host's own list), kept
+        # when the run stops in the middle of the step.
+        self.current_calls: list[ToolCall] | None = None
         self.loop: dict[str, Any] = {}  # `item` and `index` while a `foreach` step runs
 
     def template_context(self, used: set[str] | None = None) -> dict[str, Any]:
@@ -433,6 +437,7 @@ class _RunState:
 
     def begin(self, index: int, now: datetime) -> None:
         self.current = index
+        self.current_calls = None
         self.results[index] = self.results[index].model_copy(
             update={"status": StepStatus.RUNNING, "started_at": now}
         )
@@ -442,7 +447,10 @@ class _RunState:
         if self.current is None or self.results[self.current].status != StepStatus.RUNNING:
             return
         result = self.results[self.current]
-        self.results[self.current] = result.model_copy(update={"status": status, "error": error})
+        update: dict[str, Any] = {"status": status, "error": error}
+        if self.current_calls is not None:
+            update["calls"] = list(self.current_calls)
+        self.results[self.current] = result.model_copy(update=update)
 
     def record(self, done: "_StepDone", step: Step) -> None:
         result = done.result
