@@ -124,10 +124,12 @@ async def _wait_for_runs(services: Services, task_id: str, fires: int, console: 
 
 
 def _show(console: Console, runs: list[Any], database: str) -> None:
-    table = Table("run", "trigger", "status", "fire time (UTC)", "ms", title="History")
+    table = Table("trigger", "status", "fire time (UTC)", "ms", title="History")
+    # Ids are never cut (people copy them into the next command): the column takes what it needs.
+    table.add_column("run", no_wrap=True, min_width=len(runs[0].id) if runs else 4)
     for run in runs:
         fire = run.fire_time.strftime("%H:%M:%S") if run.fire_time else "-"
-        table.add_row(run.id, run.cause.value, run.status.value, fire, str(run.duration_ms))
+        table.add_row(run.cause.value, run.status.value, fire, str(run.duration_ms), run.id)
     console.print(table)
     latest = runs[0]
     if latest.status == RunStatus.SUCCEEDED:
