@@ -6,7 +6,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,6 +47,18 @@ def pct(values: Iterable[float], q: float) -> float:
     k = (len(data) - 1) * q / 100
     lo, hi = int(k), min(int(k) + 1, len(data) - 1)
     return data[lo] + (data[hi] - data[lo]) * (k - lo)
+
+
+async def timed_ms(n: int, call: Callable[[], Awaitable[Any]], *, warmup: int = 3) -> list[float]:
+    """Milliseconds of each of `n` calls, after `warmup` calls that are not counted."""
+    for _ in range(warmup):
+        await call()
+    out = []
+    for _ in range(n):
+        started = time.perf_counter()
+        await call()
+        out.append((time.perf_counter() - started) * 1000)
+    return out
 
 
 def median(values: Iterable[float]) -> float:

@@ -3,23 +3,10 @@ with --quick): the task list page (50 tasks with their last 20 runs each, render
 /metrics scrape, over HTTP in process (ASGI), against the MCP calls that read the same data:
 list_tasks for one page of 50, and scheduler_status (for the scheduler page and a scrape)."""
 
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bench.common import Config, Row, pct
+from bench.common import Config, Row, pct, timed_ms
 from bench.history import runs_corpus
-
-
-async def _timed(n: int, call: Callable[[], Awaitable[Any]]) -> list[float]:
-    for _ in range(3):
-        await call()
-    out = []
-    for _ in range(n):
-        started = time.perf_counter()
-        await call()
-        out.append((time.perf_counter() - started) * 1000)
-    return out
 
 
 async def dashboard(cfg: Config) -> list[Row]:
@@ -71,7 +58,7 @@ async def dashboard(cfg: Config) -> list[Row]:
                 ("scheduler page", scheduler_page, "scheduler_status", status),
                 ("/metrics scrape", scrape, "scheduler_status", status),
             ):
-                got, ref = await _timed(n, call), await _timed(n, base)
+                got, ref = await timed_ms(n, call), await timed_ms(n, base)
                 p50, b50 = pct(got, 50), pct(ref, 50)
                 rows.append(Row("dashboard", f"p50: {label}", p50, "ms", b50 and base_label, b50,
                                 p50 / max(b50, 1e-3)))  # fmt: skip

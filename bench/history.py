@@ -4,13 +4,22 @@ tool (in-memory client) and at the store, against the same page read with raw sq
 import random
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import Config, Row, now, open_store, pct, seed_tasks, sqlite_url, taskloom_env
+from bench.common import (
+    Config,
+    Row,
+    now,
+    open_store,
+    pct,
+    seed_tasks,
+    sqlite_url,
+    taskloom_env,
+    timed_ms,
+)
 
 TASKS = 1000
 
@@ -59,17 +68,6 @@ def bulk_runs(
     db.execute("COMMIT")
     db.execute("ANALYZE")
     db.close()
-
-
-async def _timed(n: int, call: Callable[[], Awaitable[Any]]) -> list[float]:
-    for _ in range(5):
-        await call()
-    out = []
-    for _ in range(n):
-        started = time.perf_counter()
-        await call()
-        out.append((time.perf_counter() - started) * 1000)
-    return out
 
 
 def _raw(db_path: Path, sql: str, params: tuple[Any, ...], n: int) -> list[float]:
@@ -165,7 +163,7 @@ async def history(cfg: Config) -> list[Row]:
             async def tool(args: dict[str, Any] = args) -> Any:
                 return await client.call_tool("task_history", {"limit": 20, **args})
 
-            got = await _timed(n, tool)
+            got = await timed_ms(n, tool, warmup=5)
             raw = _raw(db_path, f"SELECT * FROM runs WHERE {where} LIMIT 21", params, n)
             p50 = pct(got, 50)
             rows.append(Row("history", f"task_history p50: {label}", p50, "ms",
