@@ -9,7 +9,7 @@ from typing import Any
 
 from bench.common import Config, Row, sqlite_url
 from taskloom.app import build_services
-from taskloom.domain.runs import RunStatus, RunTrigger
+from taskloom.domain.runs import RunCause, RunStatus
 from taskloom.domain.tasks import TaskSpec
 from taskloom.scheduling.scheduler import Timing
 from taskloom.settings import Settings
@@ -29,7 +29,7 @@ async def _burst(workdir: Path, priorities: list[int]) -> list[tuple[int, float]
         for n, priority in enumerate(priorities):
             spec = TaskSpec(name=f"burst {n}", steps=[STEP], priority=priority)
             task = (await services.tasks.create(spec, owner="local")).task
-            run = services.runs.new_run(task, RunTrigger.MANUAL, status=RunStatus.QUEUED)
+            run = services.runs.new_run(task, RunCause.MANUAL, status=RunStatus.QUEUED)
             await services.store.add_run(run, owner="local")
             runs.append((priority, run.id))
         assert services.scheduler is not None
