@@ -308,7 +308,12 @@ class Scheduler:
         if plan.truncated:
             log.warning("catchup_truncated", task_id=task.id, recorded=len(plan.runs))
         for run in plan.runs:
-            log.info("fire_claimed", task_id=task.id, run_id=run.id, status=run.status)
+            # A run started here logs its own line when it ends (run_finished); one recorded
+            # queued, skipped or missed has only this one.
+            started = run.status == RunStatus.RUNNING
+            (log.debug if started else log.info)(
+                "fire_claimed", task_id=task.id, run_id=run.id, status=run.status
+            )
         for run in plan.to_start:
             self._launch(task, run)
         if any(r.status == RunStatus.QUEUED for r in plan.runs):
