@@ -85,6 +85,9 @@ class Scheduler:
         self._aps: AsyncIOScheduler | None = None
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._pending: dict[str, datetime] = {}
+        # Timer jobs armed and not yet gone off (APScheduler drops a date job once it runs), so
+        # a fire that leaves nothing scheduled asks it to remove only a job it still has.
+        self._armed: dict[str, datetime] = {}
         self._drain: asyncio.Task[None] | None = None
         self._wake_queue = asyncio.Event()
         self._revision = -1
@@ -101,6 +104,7 @@ class Scheduler:
 
         self.started_at = self.clock.now()
         self._stopping = self._closing = False
+        self._armed = {}
         self._aps = AsyncIOScheduler(
             timezone=UTC,
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
@@ -207,6 +211,7 @@ class Scheduler:
         for job in self._aps.get_jobs():
             if job.id not in wanted:
                 job.remove()
+                self._armed.pop(job.id, None)
         for task_id, at in wanted.items():
             self._set_timer(task_id, at)
 
@@ -214,9 +219,11 @@ class Scheduler:
         if self._aps is None:
             return
         if at is None:
-            with contextlib.suppress(Exception):
-                self._aps.remove_job(task_id)
+            if self._armed.pop(task_id, None) is not None:
+                with contextlib.suppress(Exception):
+                    self._aps.remove_job(task_id)
             return
+        self._armed[task_id] = at
         self._aps.add_job(
             self._timer_went_off,
             "date",
@@ -237,6 +244,8 @@ class Scheduler:
             await self.rebuild()
 
     async def _timer_went_off(self, task_id: str, at: datetime) -> None:
+        if self._armed.get(task_id) == at:  # gone off: APScheduler has dropped its job
+            del self._armed[task_id]
         if self._stopping:  # the fire stays due in the database for the next process
             return
         self._pending[task_id] = at
