@@ -56,7 +56,7 @@ class Claims:
             query = self.dialect.locked(
                 rows_of(TASKS).where(TASKS.c.id.in_(ids)).order_by(TASKS.c.id)
             )
-            rows = {r.id: r for r in (await conn.execute(query)).all()}
+            rows = {r.id: r for r in (await conn.execute(query)).all()}  # id: a lookup each
             counts = await self._in_flight_many(conn, ids)
             runs: list[dict[str, Any]] = []
             moved: list[dict[str, Any]] = []
@@ -97,10 +97,13 @@ class Claims:
     ) -> ClaimResult:
         """`row`: the task's Core row (None: deleted). The fire's runs go to `runs`, the task's
         new fire-time fields to `moved` (column values for `_MOVE_TASK`)."""
-        if row is None or row.status != TaskStatus.ACTIVE.value:
+        if row is None:
             return None
-        if row.next_fire_at != expected:
-            return cast(datetime | None, row.next_fire_at)
+        values = row._mapping  # not row.<name>: a Core row's attribute lookup raises first
+        if values["status"] != TaskStatus.ACTIVE.value:
+            return None
+        if values["next_fire_at"] != expected:
+            return cast(datetime | None, values["next_fire_at"])
         busy = counts.get(RunStatus.RUNNING.value, 0)
         queued = counts.get(RunStatus.QUEUED.value, 0)
         task = task_of(row)
@@ -108,14 +111,14 @@ class Claims:
             task, context.now, busy=busy, queued=queued, new_run=context.new_run(task),
             why_late=context.why_late,
         )  # fmt: skip
-        runs += [RunRow.values(run, row.owner) for run in plan.runs]
+        runs += [RunRow.values(run, values["owner"]) for run in plan.runs]
         moved.append(
             {
-                "b_id": row.id,
+                "b_id": task.id,
                 "next_fire_at": plan.next_fire_at,
-                "status": TaskStatus.FINISHED.value if plan.finished else row.status,
+                "status": TaskStatus.FINISHED.value if plan.finished else values["status"],
                 "last_attempt_at": (
-                    plan.to_start[-1].started_at if plan.to_start else row.last_attempt_at
+                    plan.to_start[-1].started_at if plan.to_start else values["last_attempt_at"]
                 ),
             }
         )
