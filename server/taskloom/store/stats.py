@@ -27,33 +27,23 @@ ENDED = (RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.INTERRUPTE
 
 
 async def figures(db: Database, now: datetime, *, owner: str | None, top: int = 20) -> Figures:
+    """Counted in SQL, each read bounded: no read loads every queued run or every ended one."""
+    counts = await gauges(db, now, owner=owner)
+    leases = select_columns(
+        col(RunRow.id), col(RunRow.task_id), col(RunRow.lease_owner), col(RunRow.lease_expires_at)
+    ).where(col(RunRow.status) == RunStatus.RUNNING.value)
+    if owner is not None:
+        leases = leases.where(col(RunRow.owner) == owner)
+    running = [Lease(*row) for row in await _rows(db, leases.order_by(col(RunRow.id)))]
     async with db.read() as s:
-        runs = select(RunRow)
-        if owner is not None:
-            runs = runs.where(RunRow.owner == owner)
-        queued = (await s.exec(runs.where(RunRow.status == RunStatus.QUEUED.value))).all()
-        running = (await s.exec(runs.where(RunRow.status == RunStatus.RUNNING.value))).all()
-        tasks = select(TaskRow.id, TaskRow.name, TaskRow.next_fire_at)
-        if owner is not None:
-            tasks = tasks.where(TaskRow.owner == owner)
-        upcoming = await s.exec(
-            tasks.where(TaskRow.status == TaskStatus.ACTIVE.value)
-            .where(col(TaskRow.next_fire_at).is_not(None))
-            .order_by(col(TaskRow.next_fire_at))
-            .limit(top)
-        )
-        counts = select(TaskRow.status, func.count()).group_by(col(TaskRow.status))
-        if owner is not None:
-            counts = counts.where(TaskRow.owner == owner)
-        by_status = dict((await s.exec(counts)).all())
         per_task = await _per_task(s, owner, top)
     return Figures(
-        queued=len(queued),
-        queued_due=sum(1 for r in queued if r.not_before is None or r.not_before <= now),
-        running=[Lease(r.id, r.task_id, r.lease_owner, r.lease_expires_at) for r in running],
-        next_fires=[(i, n, at) for i, n, at in upcoming.all() if at is not None],
+        queued=counts.queued,
+        queued_due=counts.queued_due,
+        running=running,
+        next_fires=await next_fires(db, owner=owner, limit=top),
         per_task=per_task,
-        tasks_by_status={str(k): int(v) for k, v in by_status.items()},
+        tasks_by_status=counts.tasks_by_status,
     )
 
 
