@@ -56,7 +56,7 @@ class Claims:
             query = self.dialect.locked(
                 rows_of(TASKS).where(TASKS.c.id.in_(ids)).order_by(TASKS.c.id)
             )
-            rows = {r.id: r for r in (await conn.execute(query)).all()}  # id: a lookup each
+            rows = {r._mapping["id"]: r for r in (await conn.execute(query)).all()}
             counts = await self._in_flight_many(conn, ids)
             runs: list[dict[str, Any]] = []
             moved: list[dict[str, Any]] = []
