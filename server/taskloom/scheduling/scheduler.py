@@ -23,7 +23,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -37,6 +37,7 @@ from taskloom.runs.service import RunService
 from taskloom.scheduling.outage import Outage
 
 if TYPE_CHECKING:
+    from apscheduler.executors.base import BaseExecutor
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 log = structlog.get_logger(__name__)
@@ -107,6 +108,7 @@ class Scheduler:
         self._armed = {}
         self._aps = AsyncIOScheduler(
             timezone=UTC,
+            executors={"default": _inline_executor()},
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
         )
         self._aps.start()
@@ -149,9 +151,9 @@ class Scheduler:
         log.info("scheduler_stopped", process_id=self.process_id)
 
     async def _stop_timer(self) -> None:
-        """Timer jobs APScheduler already handed to its executor finish first (at once: they
-        only note the fire, and nothing once stopping); its shutdown would cancel them and log
-        each as a failed job, an error line at every graceful stop."""
+        """Paused first, then shut down without waiting: a timer job runs inline when it goes
+        off (`_inline_executor`: it only notes the fire, and nothing once stopping), so none is
+        left half-run to be cancelled and logged as a failed job at a graceful stop."""
         if self._aps is None:
             return
         aps, self._aps = self._aps, None
@@ -243,7 +245,7 @@ class Scheduler:
         if revision != self._revision:
             await self.rebuild()
 
-    async def _timer_went_off(self, task_id: str, at: datetime) -> None:
+    def _timer_went_off(self, task_id: str, at: datetime) -> None:
         if self._armed.get(task_id) == at:  # gone off: APScheduler has dropped its job
             del self._armed[task_id]
         if self._stopping:  # the fire stays due in the database for the next process
@@ -385,6 +387,23 @@ class Scheduler:
             started_at=self.started_at or now,
             heartbeat_at=now,
         )
+
+
+def _inline_executor() -> "BaseExecutor":
+    """Runs a timer job at once on the event loop: it only notes the fire (`_timer_went_off`),
+    so it needs no task of its own, as APScheduler's asyncio executor makes for each job."""
+    from apscheduler.executors.base import BaseExecutor, run_job
+
+    class InlineExecutor(BaseExecutor):  # type: ignore[misc]
+        def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
+            try:
+                events = run_job(job, job._jobstore_alias, run_times, self._logger.name)
+            except BaseException as exc:
+                self._run_job_error(job.id, exc, exc.__traceback__)
+            else:
+                self._run_job_success(job.id, events)
+
+    return InlineExecutor()
 
 
 def _may_queue(task: Task) -> bool:
