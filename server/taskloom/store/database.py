@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from taskloom.errors import Conflict, StoreOutage, StoreUnavailable, TaskloomError
+from taskloom.errors import Conflict, NameTaken, StoreOutage, StoreUnavailable, TaskloomError
 from taskloom.store.dialects import Dialect, async_url, dialect_for
 from taskloom.store.migrate import schema_head, upgrade
 from taskloom.store.tables import CounterRow
@@ -170,6 +170,13 @@ def _is_outage(exc: BaseException) -> bool:
 
 def _conflict(exc: IntegrityError) -> Conflict:
     rule = (str(exc.orig).splitlines() or ["a uniqueness rule"])[0][:200]
+    # SQLite: "UNIQUE constraint failed: tasks.owner, tasks.name_key"; PostgreSQL: 'duplicate
+    # key value violates unique constraint "uq_tasks_owner_name_key"'.
+    if "name_key" in rule:
+        return NameTaken(
+            "name: the owner already has a task with this name (names are unique per owner, "
+            "ignoring case); nothing was saved. Pick another name."
+        )
     return Conflict(
         f"The database refused the write as a duplicate ({rule}); nothing was saved. Read the "
         "current state and try again."

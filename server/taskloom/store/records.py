@@ -17,8 +17,8 @@ from taskloom.domain.planning import unclaimed_fires
 from taskloom.domain.revisions import TaskRevision
 from taskloom.domain.runs import Run, RunStatus
 from taskloom.domain.storage import Page, Unclaimed, decode_cursor, encode_cursor
-from taskloom.domain.tasks import Task, TaskStatus
-from taskloom.errors import Conflict
+from taskloom.domain.tasks import Task, TaskStatus, name_key
+from taskloom.errors import Conflict, NameTaken
 from taskloom.store.database import TASKS_REVISION, Database, bump
 from taskloom.store.revisions import append_revision
 from taskloom.store.tables import (
@@ -62,6 +62,14 @@ class Records:
     async def add_task(
         self, task: Task, *, max_per_owner: int, revision: TaskRevision | None = None
     ) -> None:
+        try:
+            await self._insert_task(task, max_per_owner, revision)
+        except NameTaken as exc:
+            raise await self._name_taken(task) from exc
+
+    async def _insert_task(
+        self, task: Task, max_per_owner: int, revision: TaskRevision | None
+    ) -> None:
         async with self.db.write() as s:
             # Counts at most up to the limit (ix_tasks_owner_id), not all the owner's tasks.
             mine = select(col(TaskRow.id)).where(col(TaskRow.owner) == task.owner)
@@ -84,15 +92,23 @@ class Records:
         return task_of(row)
 
     async def task_named(self, owner: str, name: str) -> str | None:
-        """The id of `owner`'s task called `name` (ignoring case), or None."""
-        query = (
-            select(col(TaskRow.id))
-            .where(col(TaskRow.owner) == owner)
-            .where(func.lower(col(TaskRow.name)) == name.lower())
-            .limit(1)
+        """The id of `owner`'s task called `name` (ignoring case), or None: one lookup of the
+        unique index (owner, name_key)."""
+        query = rows_of(TASKS.c.id).where(TASKS.c.owner == owner)
+        query = query.where(TASKS.c.name_key == name_key(name))
+        async with self.db.reading() as c:
+            found: str | None = (await c.execute(query)).scalar()
+        return found
+
+    async def _name_taken(self, task: Task) -> Conflict:
+        """The message of a create or rename that lost a race for its name (`NameTaken`)."""
+        other = await self.task_named(task.owner, task.name)
+        which = f" ({other})" if other else ""
+        return NameTaken(
+            f"name: {task.name!r} is taken: you already have a task with this name{which}, "
+            "made meanwhile (names are unique per owner, ignoring case); nothing was saved. "
+            "Pick another name, or change that task with update_task."
         )
-        async with self.db.read() as s:
-            return (await s.exec(query)).first()
 
     async def list_tasks(
         self,
@@ -127,6 +143,18 @@ class Records:
     ) -> Task:
         """Write the whole task; with expected_revision, refuse if someone changed it meanwhile.
         `unclaimed(stored)`: the runs for the due fires the new next fire leaves behind."""
+        try:
+            return await self._save_task(task, expected_revision, unclaimed, revision)
+        except NameTaken as exc:
+            raise await self._name_taken(task) from exc
+
+    async def _save_task(
+        self,
+        task: Task,
+        expected_revision: int | None,
+        unclaimed: Unclaimed,
+        revision: TaskRevision | None,
+    ) -> Task:
         async with self.db.write() as s:
             query = self.db.dialect.locked(select(TaskRow).where(col(TaskRow.id) == task.id))
             row = (await s.exec(query)).first()
@@ -140,7 +168,10 @@ class Records:
             for run in unclaimed(row.to_domain()) if unclaimed else []:
                 s.add(RunRow.from_domain(run, row.owner))
             fresh = TaskRow.from_domain(task)
-            for name, value in fresh.model_dump(exclude=RUN_OWNED_TASK_FIELDS).items():
+            # A legacy duplicate's marked key (migration 0007) stays until the name changes.
+            same_name = name_key(row.name) == fresh.name_key
+            keep = RUN_OWNED_TASK_FIELDS | ({"name_key"} if same_name else set())
+            for name, value in fresh.model_dump(exclude=keep).items():
                 setattr(row, name, value)
             await self._revised(s, revision)
             await bump(s)
