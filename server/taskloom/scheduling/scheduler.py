@@ -205,8 +205,11 @@ class Scheduler:
         if self._aps is None:  # stopped meanwhile
             return
         for job in self._aps.get_jobs():
-            if job.id not in wanted:
+            at = wanted.get(job.id)
+            if at is None:
                 job.remove()
+            elif job.next_run_time == at:  # already set: re-adding 10,000 jobs cost ~0.7 s
+                del wanted[job.id]
         for task_id, at in wanted.items():
             self._set_timer(task_id, at)
 
