@@ -147,13 +147,21 @@ class Database:
         )
 
 
-async def bump(s: AsyncSession, name: str = TASKS_REVISION) -> None:
-    """Move a counter by one, in the caller's transaction: one UPDATE (an insert the first
-    time), not an ORM load and a flushed change."""
+async def bump(s: AsyncSession | AsyncConnection, name: str = TASKS_REVISION) -> None:
+    """Move a counter by one, in the caller's transaction (an ORM session's or a Core
+    connection's): one UPDATE (an insert the first time), not an ORM load and a flushed
+    change."""
+    conn = await core(s)
     counter = col(CounterRow.name) == name
-    bumped = await s.exec(update(CounterRow).where(counter).values(value=col(CounterRow.value) + 1))
-    if not bumped.rowcount:
-        await s.exec(insert(CounterRow).values(name=name, value=1))
+    step = update(CounterRow).where(counter).values(value=col(CounterRow.value) + 1)
+    if not (await conn.execute(step)).rowcount:
+        await conn.execute(insert(CounterRow).values(name=name, value=1))
+
+
+async def core(s: AsyncSession | AsyncConnection) -> AsyncConnection:
+    """The Core connection of a transaction: statements on it skip the ORM's execution path
+    (pending ORM changes of the session are flushed at its commit, after them)."""
+    return s if isinstance(s, AsyncConnection) else await s.connection()
 
 
 def _is_outage(exc: BaseException) -> bool:

@@ -52,7 +52,9 @@ class Records:
         self.db = db
         self.keep_revisions = keep_revisions  # per task, in `revision`'s transaction
 
-    async def _revised(self, s: AsyncSession, revision: TaskRevision | None) -> None:
+    async def _revised(
+        self, s: AsyncSession | AsyncConnection, revision: TaskRevision | None
+    ) -> None:
         """The change's revision, in the change's transaction: a failed one undoes the change."""
         if revision is not None:
             await append_revision(s, revision, keep=self.keep_revisions)
@@ -70,19 +72,20 @@ class Records:
     async def _insert_task(
         self, task: Task, max_per_owner: int, revision: TaskRevision | None
     ) -> None:
-        async with self.db.write() as s:
+        # Core statements on a Core connection: no ORM session, model instance or flush.
+        async with self.db.transaction() as conn:
             # Counts at most up to the limit (ix_tasks_owner_id), not all the owner's tasks.
-            mine = select(col(TaskRow.id)).where(col(TaskRow.owner) == task.owner)
+            mine = rows_of(TASKS.c.id).where(TASKS.c.owner == task.owner)
             capped = mine.limit(max_per_owner).subquery()
-            count = await s.scalar(select(func.count()).select_from(capped))
+            count = (await conn.execute(rows_of(func.count()).select_from(capped))).scalar()
             if (count or 0) >= max_per_owner:
                 raise Conflict(
                     f"Owner {task.owner!r} already has {count} tasks, the limit "
                     f"(TASKLOOM_MAX_TASKS_PER_OWNER={max_per_owner}). Delete unused tasks first."
                 )
-            await s.exec(insert(TASKS), params=[TaskRow.values(task)])  # Core: no model instance
-            await self._revised(s, revision)
-            await bump(s)
+            await conn.execute(insert(TASKS), [TaskRow.values(task)])
+            await self._revised(conn, revision)
+            await bump(conn)
 
     async def get_task(self, task_id: str, owner: str | None = None) -> Task | None:
         async with self.db.reading() as c:
