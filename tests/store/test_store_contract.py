@@ -170,6 +170,21 @@ async def test_every_change_moves_the_revision_counter(store: Store) -> None:
     assert await store.tasks_revision() == start + 3
 
 
+async def test_the_store_tells_its_own_task_changes_from_others(store: Store) -> None:
+    """`made_here` is true only for counter moves that were task changes committed through
+    this very store object (what lets a process skip rebuilding its timer after its own
+    changes), and false as soon as one move in the range was not."""
+    start = await store.tasks_revision()
+    task = await stored_task(store)
+    await store.save_task(task.model_copy(update={"revision": 2}))
+    await store.delete_task(task.id, delete_runs=False)
+    assert store.made_here(start, start + 3)
+    assert store.made_here(start + 1, start + 2)
+    assert not store.made_here(start, start + 4)  # start + 4: not (yet) a change made here
+    assert not store.made_here(start - 1, start + 3)  # start: made before this test's changes
+    assert not store.made_here(start + 3, start + 3)
+
+
 async def test_delete_task_keeps_runs_unless_asked(store: Store) -> None:
     """Deleting a task keeps its runs by default and removes them on request."""
     keep, drop = await stored_task(store, 0), await stored_task(store, 1)

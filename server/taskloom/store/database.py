@@ -147,15 +147,18 @@ class Database:
         )
 
 
-async def bump(s: AsyncSession | AsyncConnection, name: str = TASKS_REVISION) -> None:
+async def bump(s: AsyncSession | AsyncConnection, name: str = TASKS_REVISION) -> int:
     """Move a counter by one, in the caller's transaction (an ORM session's or a Core
     connection's): one UPDATE (an insert the first time), not an ORM load and a flushed
-    change."""
+    change. Returns the counter's new value."""
     conn = await core(s)
     counter = col(CounterRow.name) == name
     step = update(CounterRow).where(counter).values(value=col(CounterRow.value) + 1)
-    if not (await conn.execute(step)).rowcount:
+    value = (await conn.execute(step.returning(col(CounterRow.value)))).scalar()
+    if value is None:
         await conn.execute(insert(CounterRow).values(name=name, value=1))
+        return 1
+    return int(value)
 
 
 async def core(s: AsyncSession | AsyncConnection) -> AsyncConnection:

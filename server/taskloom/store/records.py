@@ -40,6 +40,9 @@ RUN_OWNED_TASK_FIELDS = {
     "last_error",
     "run_count",
 }
+# How many of the latest own tasks_revision values `made_here` remembers (older ones read as
+# made elsewhere: the timer is then rebuilt, as for any change it cannot account for).
+MADE_KEPT = 10_000
 FINISHED_RUN_STATUSES = [RunStatus.SUCCEEDED.value, RunStatus.FAILED.value]
 Item = TypeVar("Item", Task, Run)
 TASKS: Table = TaskRow.__table__  # type: ignore[attr-defined]
@@ -51,6 +54,8 @@ class Records:
     def __init__(self, db: Database, keep_revisions: int = 100) -> None:
         self.db = db
         self.keep_revisions = keep_revisions  # per task, in `revision`'s transaction
+        # tasks_revision values of the task changes committed through this object (`made_here`)
+        self._made: set[int] = set()
 
     async def _revised(
         self, s: AsyncSession | AsyncConnection, revision: TaskRevision | None
@@ -65,13 +70,13 @@ class Records:
         self, task: Task, *, max_per_owner: int, revision: TaskRevision | None = None
     ) -> None:
         try:
-            await self._insert_task(task, max_per_owner, revision)
+            self._committed(await self._insert_task(task, max_per_owner, revision))
         except NameTaken as exc:
             raise await self._name_taken(task) from exc
 
     async def _insert_task(
         self, task: Task, max_per_owner: int, revision: TaskRevision | None
-    ) -> None:
+    ) -> int:
         # Core statements on a Core connection: no ORM session, model instance or flush.
         async with self.db.transaction() as conn:
             # Counts at most up to the limit (ix_tasks_owner_id), not all the owner's tasks.
@@ -85,7 +90,7 @@ class Records:
                 )
             await conn.execute(insert(TASKS), [TaskRow.values(task)])
             await self._revised(conn, revision)
-            await bump(conn)
+            return await bump(conn)
 
     async def get_task(self, task_id: str, owner: str | None = None) -> Task | None:
         async with self.db.reading() as c:
@@ -147,9 +152,10 @@ class Records:
         """Write the whole task; with expected_revision, refuse if someone changed it meanwhile.
         `unclaimed(stored)`: the runs for the due fires the new next fire leaves behind."""
         try:
-            return await self._save_task(task, expected_revision, unclaimed, revision)
+            self._committed(await self._save_task(task, expected_revision, unclaimed, revision))
         except NameTaken as exc:
             raise await self._name_taken(task) from exc
+        return task
 
     async def _save_task(
         self,
@@ -157,7 +163,7 @@ class Records:
         expected_revision: int | None,
         unclaimed: Unclaimed,
         revision: TaskRevision | None,
-    ) -> Task:
+    ) -> int:
         async with self.db.write() as s:
             query = self.db.dialect.locked(select(TaskRow).where(col(TaskRow.id) == task.id))
             row = (await s.exec(query)).first()
@@ -177,8 +183,7 @@ class Records:
             for name, value in fresh.model_dump(exclude=keep).items():
                 setattr(row, name, value)
             await self._revised(s, revision)
-            await bump(s)
-        return task
+            return await bump(s)
 
     async def delete_task(
         self, task_id: str, *, delete_runs: bool, revision: TaskRevision | None = None
@@ -193,8 +198,21 @@ class Records:
                 result = await s.exec(delete(RunRow).where(col(RunRow.task_id) == task_id))
                 removed = result.rowcount
             await self._revised(s, revision)
-            await bump(s)
+            value = await bump(s)
+        self._committed(value)
         return removed
+
+    def _committed(self, value: int) -> None:
+        """Note a task change's tasks_revision value once its transaction committed."""
+        self._made.add(value)
+        if len(self._made) > 2 * MADE_KEPT:  # only recent values are ever asked about
+            self._made = {v for v in self._made if v > value - MADE_KEPT}
+
+    def made_here(self, after: int, upto: int) -> bool:
+        """Whether every tasks_revision value in (after, upto] is a task change committed
+        through this object (add_task, save_task, delete_task): no other process and no run's
+        outcome moved the counter in between."""
+        return upto > after and all(v in self._made for v in range(after + 1, upto + 1))
 
     async def tasks_revision(self) -> int:
         query = select(col(CounterRow.value)).where(col(CounterRow.name) == TASKS_REVISION)
