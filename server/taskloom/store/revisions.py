@@ -57,11 +57,12 @@ async def append_revision(
     number = ((await conn.execute(last)).scalar() or 0) + 1
     values = revision.model_dump(mode="json", exclude={"at"}) | {"revision": number}
     await conn.execute(insert(REVISIONS).values(**values, at=revision.at))
-    await conn.execute(
-        delete(RevisionRow)
-        .where(col(RevisionRow.task_id) == revision.task_id)
-        .where(col(RevisionRow.revision) <= number - keep)
-    )
+    if number > keep:  # else none is old enough to go (a create is number 1): no statement
+        await conn.execute(
+            delete(RevisionRow)
+            .where(col(RevisionRow.task_id) == revision.task_id)
+            .where(col(RevisionRow.revision) <= number - keep)
+        )
     return revision.model_copy(update={"revision": number})
 
 
