@@ -16,26 +16,11 @@ from taskloom.api import prompts, resources, revisions, runs, tasks
 from taskloom.api.common import ArgumentErrors
 from taskloom.api.protocol import ProtocolErrors
 from taskloom.api.schemas import CompactSchemas
-from taskloom.clock import Clock, SystemClock
 from taskloom.errors import TaskloomError
-from taskloom.runs import evaluation
-from taskloom.runs.retention import Retention, RetentionPolicy
-from taskloom.runs.runner import CatalogStepCaller, Limits, Runner
-from taskloom.runs.sandbox import Sandbox, SandboxLimits
-from taskloom.runs.service import RunService
-from taskloom.scheduling.scheduler import Scheduler, Timing
-from taskloom.services import Services, ToolContexts, new_process_id
+from taskloom.services import Services
 from taskloom.settings import Settings, parse_http_tokens
-from taskloom.step_tools import StepCatalog
-from taskloom.store.revisions import RevisionStore
-from taskloom.store.sql import SqlStore
-from taskloom.tasks.revisions import TaskAudit
-from taskloom.tasks.service import TaskService
-from taskloom.upstream import UpstreamPool
-from taskloom_tools.catalog import builtin_tools
 
 if TYPE_CHECKING:
-    import httpx
     from fastmcp.server.event_store import EventStore
 
 # Protocol lists (tools, resources, prompts) are paged, even though one page holds them all, so
@@ -48,70 +33,6 @@ calls a step tool (see list_step_tools) with arguments that may use earlier step
 Typical flow: list_step_tools -> preview_schedule (check the trigger) -> create_task ->
 list_tasks / get_task to see status, next fire times and last results. Times are shown in the
 task's timezone and UTC."""
-
-
-def build_services(
-    settings: Settings,
-    clock: Clock | None = None,
-    *,
-    http: "httpx.AsyncClient | None" = None,
-    anthropic_http: Any = None,
-    role: str = "serve",
-    timing: Timing | None = None,
-    self_urls: tuple[str, ...] = (),
-) -> Services:
-    """`http` and `anthropic_http` let tests fake the network at the transport. `self_urls` are
-    this server's own HTTP endpoints, refused as upstream servers."""
-    clock = clock or SystemClock()
-    store = SqlStore(settings.resolved_database_url, keep_revisions=settings.max_revisions_per_task)
-    upstream = (
-        UpstreamPool(settings.mcp_config, self_urls=self_urls) if settings.mcp_config else None
-    )
-    catalog = StepCatalog(builtins=builtin_tools(), upstream=upstream)
-    tasks = TaskService(store, clock, settings, catalog)
-    process_id = new_process_id()
-    contexts = ToolContexts(settings, http=http, anthropic_http=anthropic_http)
-    caller = CatalogStepCaller(catalog, contexts)
-    limits = Limits(
-        step_timeout_s=settings.step_timeout_s,
-        max_output_bytes=settings.max_output_bytes,
-        max_foreach_items=settings.max_foreach_items,
-    )
-    sandbox = Sandbox(
-        SandboxLimits(
-            workers=settings.sandbox_workers,
-            memory_mb=settings.sandbox_memory_mb,
-            cpu_s=settings.sandbox_cpu_s,
-            wall_s=settings.sandbox_wall_s,
-            value_bytes=settings.sandbox_value_bytes,
-            preload=(evaluation.__name__,),
-        )
-    )
-    runner = Runner(caller, clock, limits, sandbox)
-    runs = RunService(store, clock, settings, runner, caller, process_id)
-    retention = Retention(store, clock, RetentionPolicy.from_settings(settings))
-    scheduler = None
-    if settings.scheduler:
-        timing = timing or Timing(lease_s=settings.lease_s)
-        scheduler = Scheduler(
-            store, runs, clock, process_id=process_id, role=role, timing=timing,
-            retention=retention,
-        )  # fmt: skip
-        tasks.on_change(scheduler.on_task_changed)
-    return Services(
-        settings=settings,
-        clock=clock,
-        store=store,
-        catalog=catalog,
-        tasks=tasks,
-        runs=runs,
-        tool_contexts=contexts,
-        process_id=process_id,
-        scheduler=scheduler,
-        sandbox=sandbox,
-        retention=retention,
-        audit=TaskAudit(RevisionStore(store.db, settings.max_revisions_per_task), clock, tasks),
-    )
 
 
 def build_auth(settings: Settings) -> AuthProvider | None:

@@ -86,7 +86,8 @@ def serve(settings: Settings, *, transport: str, host: str, port: int) -> None:
     _quiet_fastmcp()
     from taskloom import logging as tl_logging
     from taskloom.api.http import register_http_routes
-    from taskloom.app import build_auth, build_event_store, build_server, build_services
+    from taskloom.app import build_auth, build_event_store, build_server
+    from taskloom.services import build_services
 
     tl_logging.configure(settings.log_level, settings.log_format)
     auth = build_auth(settings)
