@@ -3,12 +3,13 @@
 import hmac
 import importlib
 import warnings
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from fastmcp import FastMCP
 from fastmcp.server.auth import AccessToken, AuthProvider, TokenVerifier
+from fastmcp.server.middleware import Middleware
 from mcp.shared.exceptions import MCPDeprecationWarning
 
 from taskloom import __version__
@@ -16,6 +17,7 @@ from taskloom.api import prompts, resources, revisions, runs, tasks
 from taskloom.api.common import ArgumentErrors
 from taskloom.api.protocol import ProtocolErrors
 from taskloom.api.schemas import CompactSchemas
+from taskloom.api.startup import Startup
 from taskloom.errors import TaskloomError
 from taskloom.services import Services
 from taskloom.settings import Settings, parse_http_tokens
@@ -82,6 +84,8 @@ def build_event_store(settings: Settings) -> "EventStore":
 
 
 def build_server(services: Services, *, auth: AuthProvider | None = None) -> FastMCP:
+    """The MCP server on started services: the lifespan starts them before the first answer."""
+
     @asynccontextmanager
     async def lifespan(_: FastMCP) -> AsyncIterator[dict[str, Any]]:
         await services.start()
@@ -90,6 +94,34 @@ def build_server(services: Services, *, auth: AuthProvider | None = None) -> Fas
         finally:
             await services.stop()
 
+    return _server(services, lifespan, auth=auth)
+
+
+def build_server_starting_later(
+    settings: Settings, build: Callable[[], Services]
+) -> tuple[FastMCP, Startup]:
+    """The MCP server `serve` runs over stdio: the services are built and started after the
+    handshake (see `taskloom.api.startup`); the lifespan stops them."""
+    startup = Startup(settings, build)
+
+    @asynccontextmanager
+    async def lifespan(_: FastMCP) -> AsyncIterator[dict[str, Any]]:
+        startup.serving()
+        try:
+            yield {}
+        finally:
+            await startup.stop()
+
+    return _server(startup.pending(), lifespan, extra=[startup]), startup
+
+
+def _server(
+    services: Services,
+    lifespan: Callable[[FastMCP], AbstractAsyncContextManager[dict[str, Any]]],
+    *,
+    auth: AuthProvider | None = None,
+    extra: Sequence[Middleware] = (),
+) -> FastMCP:
     # Run progress also goes to clients as log messages; the SDK marks logging deprecated from
     # 2026-07-28 on (SEP-2577) and would print that warning to stderr beside our JSON logs.
     warnings.filterwarnings(
@@ -101,7 +133,7 @@ def build_server(services: Services, *, auth: AuthProvider | None = None) -> Fas
         version=__version__,
         lifespan=lifespan,
         mask_error_details=True,
-        middleware=[ArgumentErrors(), ProtocolErrors(), CompactSchemas(BRIEF_SCHEMAS)],
+        middleware=[ArgumentErrors(), ProtocolErrors(), CompactSchemas(BRIEF_SCHEMAS), *extra],
         auth=auth,
         list_page_size=LIST_PAGE_SIZE,
     )
