@@ -2,6 +2,7 @@
 
 import hmac
 import importlib
+import sys
 import warnings
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -115,6 +116,19 @@ def build_server_starting_later(
     return _server(startup.pending(), lifespan, extra=[startup]), startup
 
 
+def _jsonref_without_requests() -> None:
+    """FastMCP inlines the tool schemas' $refs with jsonref at the first tools/list; jsonref
+    imports requests (~50 ms with urllib3) only to fetch remote $refs, which FastMCP strips
+    before it dereferences. Imported here with requests hidden, it takes ~1 ms."""
+    if "jsonref" in sys.modules or "requests" in sys.modules:
+        return
+    sys.modules["requests"] = None  # type: ignore[assignment]  # makes `import requests` fail
+    try:
+        import jsonref  # type: ignore[import-untyped]  # noqa: F401
+    finally:
+        del sys.modules["requests"]
+
+
 def _server(
     services: Services,
     lifespan: Callable[[FastMCP], AbstractAsyncContextManager[dict[str, Any]]],
@@ -124,6 +138,7 @@ def _server(
 ) -> FastMCP:
     # Run progress also goes to clients as log messages; the SDK marks logging deprecated from
     # 2026-07-28 on (SEP-2577) and would print that warning to stderr beside our JSON logs.
+    _jsonref_without_requests()
     warnings.filterwarnings(
         "ignore", "The logging capability is deprecated", MCPDeprecationWarning, "mcp|fastmcp"
     )
