@@ -87,6 +87,7 @@ class Startup(Middleware):
                 self._timer.cancel()
                 self._timer = None
             self._task = asyncio.create_task(self._start(), name="services-start")
+            self._task.add_done_callback(_retrieved)  # the error is kept in `error`, for serve
         return self._task
 
     async def _start(self) -> Services:
@@ -162,3 +163,8 @@ class Startup(Middleware):
 
     async def on_list_prompts(self, context: MiddlewareContext[Any], call_next: Any) -> Any:
         return await self._then_start(context, call_next)
+
+
+def _retrieved(task: "asyncio.Task[Services]") -> None:
+    if not task.cancelled():
+        task.exception()
