@@ -15,8 +15,10 @@ import contextlib
 from collections.abc import Callable
 from typing import Any, cast
 
+from fastmcp.exceptions import FastMCPError, PromptError, ResourceError, ToolError
 from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 
+from taskloom.errors import TaskloomError
 from taskloom.services import Services
 from taskloom.settings import Settings
 
@@ -129,9 +131,25 @@ class Startup(Middleware):
             await self.services.stop()
 
     async def _after_ready(
-        self, context: MiddlewareContext[Any], call_next: CallNext[Any, Any]
+        self,
+        context: MiddlewareContext[Any],
+        call_next: CallNext[Any, Any],
+        refusal: type[FastMCPError] = ToolError,
     ) -> Any:
-        await self.ready()
+        """The call runs on started services; a start that failed or a server that is stopping
+        is the call's error, said plainly (not masked as an internal error)."""
+        try:
+            await self.ready()
+        except NotStarted:
+            raise refusal("Taskloom is stopping; this call was not run.") from None
+        except Exception as exc:
+            reason = (
+                exc.message if isinstance(exc, TaskloomError) else f"{type(exc).__name__}: {exc}"
+            )
+            raise refusal(
+                f"Taskloom could not start: {reason}. The server is ending; its log (stderr) "
+                "has the details."
+            ) from exc
         return await call_next(context)
 
     async def _then_start(
@@ -145,10 +163,10 @@ class Startup(Middleware):
         return await self._after_ready(context, call_next)
 
     async def on_read_resource(self, context: MiddlewareContext[Any], call_next: Any) -> Any:
-        return await self._after_ready(context, call_next)
+        return await self._after_ready(context, call_next, ResourceError)
 
     async def on_get_prompt(self, context: MiddlewareContext[Any], call_next: Any) -> Any:
-        return await self._after_ready(context, call_next)
+        return await self._after_ready(context, call_next, PromptError)
 
     async def on_list_tools(self, context: MiddlewareContext[Any], call_next: Any) -> Any:
         return await self._then_start(context, call_next)
