@@ -5,9 +5,9 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from taskloom.app import build_services
 from taskloom.domain.tasks import TaskSpec
 from taskloom.scheduling.scheduler import Scheduler, Timing
+from taskloom.services import build_services
 from taskloom.store.sql import SqlStore
 from tests.conftest import make_settings
 from tests.scheduling.conftest import wait_until

@@ -16,9 +16,9 @@ from sqlalchemy import insert, text
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
-from taskloom.app import build_services
 from taskloom.domain.runs import RunCause, RunStatus
 from taskloom.domain.tasks import TaskStatus
+from taskloom.services import build_services
 from taskloom.store.migrate import MIGRATIONS_DIR, schema_head, upgrade
 from taskloom.store.sql import SqlStore
 from taskloom.store.tables import TaskRow
