@@ -49,6 +49,12 @@ class Conflict(TaskloomError):
     """The request is well formed but clashes with the current state (a run already ended)."""
 
 
+class NameTaken(Conflict):
+    """The owner already has a task of this name, ignoring case: the database's rule (the unique
+    key `tasks.name_key`) caught what validation's check could not see, a create or rename
+    racing another. The store names the name and the other task in its message."""
+
+
 class QuotaExceeded(Conflict):
     """A principal is at one of its quotas; the message names it and the setting."""
 

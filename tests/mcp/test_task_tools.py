@@ -1,10 +1,15 @@
 """The task tools end to end through a real MCP client, errors included as the model sees them."""
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastmcp import Client
 
+from taskloom.app import build_server
+from taskloom.services import build_services
+from tests.conftest import make_settings
 from tests.mcp.conftest import WAIT_STEP, task_args
 
 PRODUCT_TOOLS = {
@@ -212,7 +217,8 @@ async def test_resources_show_tasks(client: Client[Any]) -> None:
 
 async def test_a_task_survives_a_restart(settings: Any) -> None:
     """A task created through one server is there after a new server opens the same file."""
-    from taskloom.app import build_server, build_services
+    from taskloom.app import build_server
+    from taskloom.services import build_services
 
     async with Client(build_server(build_services(settings))) as first:
         task_id = (await create(first))["task"]["id"]
@@ -247,3 +253,46 @@ async def test_task_tool_schemas_match_the_task_model(client: Client[Any]) -> No
     update_props = set(tools["update_task"].input_schema["properties"])
     assert create_props == set(TaskSpec.model_fields)
     assert update_props == set(TaskPatch.model_fields) | {"task_id"}
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
+async def test_racing_creates_of_one_name_make_one_task(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two create_task calls whose names differ only in case, both past the name check before
+    either writes (the check is held until both asked): one task is made, the other call gets
+    one clear error naming the field, the name and the task that won, and stores nothing."""
+    services = build_services(make_settings(tmp_path, database_url=db_url, scheduler=False))
+    asked = 0
+    both_asked = asyncio.Event()
+    check = services.store.task_named
+
+    async def held(owner: str, name: str) -> str | None:
+        nonlocal asked
+        found = await check(owner, name)
+        asked += 1
+        if asked == 2:
+            both_asked.set()
+        async with asyncio.timeout(30):
+            await both_asked.wait()
+        return found
+
+    monkeypatch.setattr(services.store, "task_named", held)
+    async with Client(build_server(services)) as client:
+        results = await asyncio.gather(
+            client.call_tool("create_task", task_args(name="Ölpreis report"), raise_on_error=False),
+            client.call_tool("create_task", task_args(name="ÖLPREIS REPORT"), raise_on_error=False),
+        )
+        monkeypatch.undo()
+        made = [r.structured_content["task"] for r in results if not r.is_error]
+        errors = [
+            "\n".join(getattr(c, "text", "") for c in r.content) for r in results if r.is_error
+        ]
+        assert len(made) == 1
+        assert len(errors) == 1
+        assert "name: '" in errors[0]
+        assert "is taken" in errors[0]
+        assert made[0]["id"] in errors[0]
+        listed = await client.call_tool("list_tasks", {})
+        assert listed.structured_content is not None
+        assert [t["id"] for t in listed.structured_content["tasks"]] == [made[0]["id"]]

@@ -12,16 +12,19 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import insert, text
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
-from taskloom.app import build_services
 from taskloom.domain.runs import RunCause, RunStatus
-from taskloom.store.migrate import MIGRATIONS_DIR, schema_head
+from taskloom.domain.tasks import TaskStatus
+from taskloom.services import build_services
+from taskloom.store.migrate import MIGRATIONS_DIR, schema_head, upgrade
 from taskloom.store.sql import SqlStore
+from taskloom.store.tables import TaskRow
 from tests.conftest import make_settings
 from tests.fixtures.taskloom_process import SERVE, server_env
+from tests.store.factories import make_task
 from tests.store.legacy import RELEASES, Release, load, rows
 
 VERSIONS = MIGRATIONS_DIR / "versions"
@@ -186,3 +189,55 @@ def test_db_upgrade_moves_a_first_release_database(tmp_path: Path) -> None:
     with sqlite3.connect(db) as conn:
         columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
     assert "not_before" in columns
+
+
+async def test_name_keys_are_filled_and_older_names_keep_theirs(db_url: str) -> None:
+    """0007 fills every task's name key in Python (non-ASCII letters folded too); where an owner
+    already had names differing only in case (made before the rule, or on SQLite whose lower()
+    did not fold 'Ä'), the oldest task gets the key, each later one keeps its row and gets a
+    marked key. Every task then still works: found by name (the oldest), saved, renamed."""
+    names = {
+        1: ("alice", "Report"),
+        2: ("alice", "report"),
+        3: ("alice", "REPORT"),
+        4: ("alice", "Ärger"),
+        5: ("alice", "ärger"),
+        6: ("alice", "Other"),
+        7: ("bob", "report"),
+    }
+    tasks = {n: make_task(n, owner, name=name) for n, (owner, name) in names.items()}
+    store = SqlStore(db_url)
+    await store.open(migrate=False)
+    try:
+        async with store.transaction() as conn:
+            await conn.run_sync(lambda c: upgrade(c, "0006"))
+            for n in (3, 7, 5, 1, 6, 2, 4):  # not in age order: the migration sorts
+                values = TaskRow.values(tasks[n])
+                del values["name_key"]
+                await conn.execute(insert(TaskRow.__table__), values)  # type: ignore[attr-defined]
+        await store.migrate()
+        async with store.transaction() as conn:
+            found = await conn.execute(text("SELECT id, name_key FROM tasks"))
+            keys = {task_id: key for task_id, key in found.all()}
+        ids = {n: task.id for n, task in tasks.items()}
+        assert keys == {
+            ids[1]: "report",
+            ids[2]: f"report #DUPLICATE {ids[2]}",
+            ids[3]: f"report #DUPLICATE {ids[3]}",
+            ids[4]: "ärger",
+            ids[5]: f"ärger #DUPLICATE {ids[5]}",
+            ids[6]: "other",
+            ids[7]: "report",
+        }
+        assert await store.task_named("alice", "REPORT") == ids[1]
+        assert await store.task_named("alice", "ÄRGER") == ids[4]
+        assert await store.task_named("bob", "Report") == ids[7]
+        later = tasks[2].model_copy(update={"status": TaskStatus.PAUSED, "revision": 2})
+        await store.save_task(later, expected_revision=1)  # its marked key stays
+        assert await store.get_task(ids[2]) == later
+        renamed = later.model_copy(update={"name": "Report (old)", "revision": 3})
+        await store.save_task(renamed, expected_revision=2)
+        assert await store.task_named("alice", "report (OLD)") == ids[2]
+        assert len((await store.list_tasks(owner=None)).items) == len(names)
+    finally:
+        await store.close()

@@ -10,7 +10,7 @@ import pytest
 from taskloom.domain.runs import RunStatus
 from taskloom.domain.storage import Store, encode_cursor
 from taskloom.domain.tasks import TaskStatus
-from taskloom.errors import Conflict, InvalidInput, StoreUnavailable
+from taskloom.errors import Conflict, InvalidInput, NameTaken, StoreUnavailable
 from tests.store.factories import T0, make_run, make_task, stored_task
 
 
@@ -36,6 +36,44 @@ async def test_task_named_ignores_case_and_other_owners(store: Store) -> None:
     task = await stored_task(store, owner="alice")
     assert await store.task_named("alice", task.name.upper()) == task.id
     assert await store.task_named("bob", task.name) is None
+
+
+async def test_task_named_folds_non_ascii_letters(store: Store) -> None:
+    """Names differ ignoring case as Python's str.lower() says, also for letters beyond ASCII
+    (SQLite's lower() leaves those alone); the lookup folds the name, not the stored one."""
+    task = await stored_task(store, name="Ärger über Ölpreis İstanbul")
+    for asked in ("ärger über ölpreis i̇stanbul", "ÄRGER ÜBER ÖLPREIS İSTANBUL"):
+        assert await store.task_named("local", asked) == task.id
+    assert await store.task_named("local", "Arger uber Olpreis Istanbul") is None
+
+
+async def test_a_second_task_of_a_name_in_another_case_is_refused(store: Store) -> None:
+    """The store itself keeps names unique per owner ignoring case (what two creates racing past
+    validation meet): the second add is a `NameTaken` that names the field, the name and the
+    task that has it, and stores nothing; another owner may use the name."""
+    first = await stored_task(store, name="Ärger Report")
+    second = make_task(1, name="äRGER report")
+    with pytest.raises(NameTaken) as refused:
+        await store.add_task(second, max_per_owner=10)
+    message = str(refused.value)
+    assert message.startswith("name: 'äRGER report' is taken")
+    assert first.id in message
+    assert "Pick another name" in message
+    assert await store.get_task(second.id) is None
+    await store.add_task(make_task(2, owner="bob", name="ärger report"), max_per_owner=10)
+
+
+async def test_renaming_onto_a_taken_name_is_refused(store: Store) -> None:
+    """save_task keeps the rule too: a rename onto another task's name (any case) is refused and
+    saves nothing; a change of case of a task's own name is fine."""
+    taken = await stored_task(store, name="Digest")
+    task = await stored_task(store, n=1, name="Other")
+    with pytest.raises(NameTaken, match=taken.id):
+        await store.save_task(task.model_copy(update={"name": "DIGEST", "revision": 2}))
+    assert (await store.get_task(task.id)) == task
+    renamed = task.model_copy(update={"name": "OTHER", "revision": 2})
+    await store.save_task(renamed, expected_revision=1)
+    assert await store.task_named("local", "other") == task.id
 
 
 async def test_owner_limit_is_enforced(store: Store) -> None:
@@ -130,6 +168,21 @@ async def test_every_change_moves_the_revision_counter(store: Store) -> None:
     await store.save_task(task.model_copy(update={"revision": 2}))
     await store.delete_task(task.id, delete_runs=False)
     assert await store.tasks_revision() == start + 3
+
+
+async def test_the_store_tells_its_own_task_changes_from_others(store: Store) -> None:
+    """`made_here` is true only for counter moves that were task changes committed through
+    this very store object (what lets a process skip rebuilding its timer after its own
+    changes), and false as soon as one move in the range was not."""
+    start = await store.tasks_revision()
+    task = await stored_task(store)
+    await store.save_task(task.model_copy(update={"revision": 2}))
+    await store.delete_task(task.id, delete_runs=False)
+    assert store.made_here(start, start + 3)
+    assert store.made_here(start + 1, start + 2)
+    assert not store.made_here(start, start + 4)  # start + 4: not (yet) a change made here
+    assert not store.made_here(start - 1, start + 3)  # start: made before this test's changes
+    assert not store.made_here(start + 3, start + 3)
 
 
 async def test_delete_task_keeps_runs_unless_asked(store: Store) -> None:

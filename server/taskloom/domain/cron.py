@@ -16,6 +16,7 @@ across a DST fall-back, and places a skipped wall time half an hour late in the 
 
 import re
 from bisect import bisect_left
+from calendar import monthrange
 from dataclasses import dataclass
 from datetime import MAXYEAR, date, datetime, timedelta
 from functools import lru_cache
@@ -174,7 +175,7 @@ def _advance(spec: CronSpec, at: datetime) -> datetime:
     if at.month not in spec.months:
         return _next_month(at)
     if not spec.day_matches(at.date()):
-        return _day_start(at) + timedelta(days=1)
+        return _next_day(spec, at)
     if at.hour not in spec.hours:
         return _next_unit(spec.hours, at.hour, _day_start(at), timedelta(hours=1), days=1)
     if at.minute not in spec.minutes:
@@ -184,6 +185,16 @@ def _advance(spec: CronSpec, at: datetime) -> datetime:
         base = at.replace(second=0)
         return _next_unit(spec.seconds, at.second, base, timedelta(seconds=1), minutes=1)
     return at
+
+
+def _next_day(spec: CronSpec, at: datetime) -> datetime:
+    """The start of the next matching day in `at`'s month, else of the next month: one step
+    instead of one per day (a yearly cron would otherwise take ~30 steps per fire)."""
+    today = at.date()
+    for day in range(at.day + 1, monthrange(at.year, at.month)[1] + 1):
+        if spec.day_matches(today.replace(day=day)):
+            return _day_start(at).replace(day=day)
+    return _next_month(at)
 
 
 def _next_unit(

@@ -306,6 +306,13 @@ class Store(Protocol):
         """A counter every change of a task's definition moves (what timers are rebuilt on)."""
         ...
 
+    def made_here(self, after: int, upto: int) -> bool:
+        """Whether every move of `tasks_revision` from `after` to `upto` was a task change
+        (add_task, save_task, delete_task) committed through this store object, so a process
+        that applies its own changes as it makes them has nothing to rebuild. False for any
+        other move (another process, a run's outcome) or when not sure."""
+        ...
+
     # -- runs --------------------------------------------------------------------------------
 
     async def add_run(self, run: Run, *, owner: str) -> None:

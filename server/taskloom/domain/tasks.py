@@ -29,6 +29,9 @@ from taskloom.domain.timezones import legacy_zone_problem
 
 MAX_STEPS = 50
 MAX_NAME_CHARS = 200
+# tasks.name_key: a lower-cased name (up to 2 characters per one: U+0130) plus the marker of a
+# legacy duplicate (migration 0007).
+NAME_KEY_CHARS = 500
 MAX_DESCRIPTION_CHARS = 4000
 MAX_TASK_TIMEOUT_S = 86400
 MAX_STEP_TIMEOUT_S = 3600
@@ -241,6 +244,14 @@ TOOLS = Field(default=None, exclude=True, description="step tools it may call")
 
 CatchupPolicy = Literal["skip", "latest", "all"]
 OverlapPolicy = Literal["skip", "queue", "allow"]
+
+
+def name_key(name: str) -> str:
+    """What makes two of an owner's task names the same: the name lower-cased by Python's
+    `str.lower` (also for non-ASCII letters, which SQLite's lower() leaves alone). Stored beside
+    the name (`tasks.name_key`, unique per owner) and looked up by `Store.task_named`; computed
+    here only, never in SQL. At most `NAME_KEY_CHARS` long (lower-casing may lengthen a name)."""
+    return name.lower()
 
 
 def _visible_name(value: Any) -> Any:

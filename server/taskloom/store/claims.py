@@ -325,13 +325,14 @@ class Claims:
 
     async def scheduled(self) -> list[tuple[str, datetime]]:
         """Every active task's next fire time (what the timer is rebuilt from)."""
-        async with self.db.read() as s:
-            rows = await s.exec(
-                select(TaskRow.id, TaskRow.next_fire_at)
-                .where(TaskRow.status == TaskStatus.ACTIVE.value)
-                .where(col(TaskRow.next_fire_at).is_not(None))
-            )
-            return [(task_id, at) for task_id, at in rows.all() if at is not None]
+        query = (
+            select(TaskRow.id, TaskRow.next_fire_at)
+            .where(TaskRow.status == TaskStatus.ACTIVE.value)
+            .where(col(TaskRow.next_fire_at).is_not(None))
+        )
+        async with self.db.reading() as c:  # Core rows: no ORM session per rebuild
+            rows = (await c.execute(query)).all()
+        return [(task_id, at) for task_id, at in rows if at is not None]
 
 
 def _cancel_unstartable(row: RunRow, task: TaskRow | None, now: datetime) -> None:

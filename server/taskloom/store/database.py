@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from taskloom.errors import Conflict, StoreOutage, StoreUnavailable, TaskloomError
+from taskloom.errors import Conflict, NameTaken, StoreOutage, StoreUnavailable, TaskloomError
 from taskloom.store.dialects import Dialect, async_url, dialect_for
 from taskloom.store.migrate import schema_head, upgrade
 from taskloom.store.tables import CounterRow
@@ -147,13 +147,24 @@ class Database:
         )
 
 
-async def bump(s: AsyncSession, name: str = TASKS_REVISION) -> None:
-    """Move a counter by one, in the caller's transaction: one UPDATE (an insert the first
-    time), not an ORM load and a flushed change."""
+async def bump(s: AsyncSession | AsyncConnection, name: str = TASKS_REVISION) -> int:
+    """Move a counter by one, in the caller's transaction (an ORM session's or a Core
+    connection's): one UPDATE (an insert the first time), not an ORM load and a flushed
+    change. Returns the counter's new value."""
+    conn = await core(s)
     counter = col(CounterRow.name) == name
-    bumped = await s.exec(update(CounterRow).where(counter).values(value=col(CounterRow.value) + 1))
-    if not bumped.rowcount:
-        await s.exec(insert(CounterRow).values(name=name, value=1))
+    step = update(CounterRow).where(counter).values(value=col(CounterRow.value) + 1)
+    value = (await conn.execute(step.returning(col(CounterRow.value)))).scalar()
+    if value is None:
+        await conn.execute(insert(CounterRow).values(name=name, value=1))
+        return 1
+    return int(value)
+
+
+async def core(s: AsyncSession | AsyncConnection) -> AsyncConnection:
+    """The Core connection of a transaction: statements on it skip the ORM's execution path
+    (pending ORM changes of the session are flushed at its commit, after them)."""
+    return s if isinstance(s, AsyncConnection) else await s.connection()
 
 
 def _is_outage(exc: BaseException) -> bool:
@@ -170,6 +181,13 @@ def _is_outage(exc: BaseException) -> bool:
 
 def _conflict(exc: IntegrityError) -> Conflict:
     rule = (str(exc.orig).splitlines() or ["a uniqueness rule"])[0][:200]
+    # SQLite: "UNIQUE constraint failed: tasks.owner, tasks.name_key"; PostgreSQL: 'duplicate
+    # key value violates unique constraint "uq_tasks_owner_name_key"'.
+    if "name_key" in rule:
+        return NameTaken(
+            "name: the owner already has a task with this name (names are unique per owner, "
+            "ignoring case); nothing was saved. Pick another name."
+        )
     return Conflict(
         f"The database refused the write as a duplicate ({rule}); nothing was saved. Read the "
         "current state and try again."

@@ -17,8 +17,8 @@ from taskloom.domain.planning import unclaimed_fires
 from taskloom.domain.revisions import TaskRevision
 from taskloom.domain.runs import Run, RunStatus
 from taskloom.domain.storage import Page, Unclaimed, decode_cursor, encode_cursor
-from taskloom.domain.tasks import Task, TaskStatus
-from taskloom.errors import Conflict
+from taskloom.domain.tasks import Task, TaskStatus, name_key
+from taskloom.errors import Conflict, NameTaken
 from taskloom.store.database import TASKS_REVISION, Database, bump
 from taskloom.store.revisions import append_revision
 from taskloom.store.tables import (
@@ -40,6 +40,9 @@ RUN_OWNED_TASK_FIELDS = {
     "last_error",
     "run_count",
 }
+# How many of the latest own tasks_revision values `made_here` remembers (older ones read as
+# made elsewhere: the timer is then rebuilt, as for any change it cannot account for).
+MADE_KEPT = 10_000
 FINISHED_RUN_STATUSES = [RunStatus.SUCCEEDED.value, RunStatus.FAILED.value]
 Item = TypeVar("Item", Task, Run)
 TASKS: Table = TaskRow.__table__  # type: ignore[attr-defined]
@@ -51,8 +54,12 @@ class Records:
     def __init__(self, db: Database, keep_revisions: int = 100) -> None:
         self.db = db
         self.keep_revisions = keep_revisions  # per task, in `revision`'s transaction
+        # tasks_revision values of the task changes committed through this object (`made_here`)
+        self._made: set[int] = set()
 
-    async def _revised(self, s: AsyncSession, revision: TaskRevision | None) -> None:
+    async def _revised(
+        self, s: AsyncSession | AsyncConnection, revision: TaskRevision | None
+    ) -> None:
         """The change's revision, in the change's transaction: a failed one undoes the change."""
         if revision is not None:
             await append_revision(s, revision, keep=self.keep_revisions)
@@ -62,19 +69,28 @@ class Records:
     async def add_task(
         self, task: Task, *, max_per_owner: int, revision: TaskRevision | None = None
     ) -> None:
-        async with self.db.write() as s:
+        try:
+            self._committed(await self._insert_task(task, max_per_owner, revision))
+        except NameTaken as exc:
+            raise await self._name_taken(task) from exc
+
+    async def _insert_task(
+        self, task: Task, max_per_owner: int, revision: TaskRevision | None
+    ) -> int:
+        # Core statements on a Core connection: no ORM session, model instance or flush.
+        async with self.db.transaction() as conn:
             # Counts at most up to the limit (ix_tasks_owner_id), not all the owner's tasks.
-            mine = select(col(TaskRow.id)).where(col(TaskRow.owner) == task.owner)
+            mine = rows_of(TASKS.c.id).where(TASKS.c.owner == task.owner)
             capped = mine.limit(max_per_owner).subquery()
-            count = await s.scalar(select(func.count()).select_from(capped))
+            count = (await conn.execute(rows_of(func.count()).select_from(capped))).scalar()
             if (count or 0) >= max_per_owner:
                 raise Conflict(
                     f"Owner {task.owner!r} already has {count} tasks, the limit "
                     f"(TASKLOOM_MAX_TASKS_PER_OWNER={max_per_owner}). Delete unused tasks first."
                 )
-            await s.exec(insert(TASKS), params=[TaskRow.values(task)])  # Core: no model instance
-            await self._revised(s, revision)
-            await bump(s)
+            await conn.execute(insert(TASKS), [TaskRow.values(task)])
+            await self._revised(conn, revision)
+            return await bump(conn)
 
     async def get_task(self, task_id: str, owner: str | None = None) -> Task | None:
         async with self.db.reading() as c:
@@ -84,15 +100,23 @@ class Records:
         return task_of(row)
 
     async def task_named(self, owner: str, name: str) -> str | None:
-        """The id of `owner`'s task called `name` (ignoring case), or None."""
-        query = (
-            select(col(TaskRow.id))
-            .where(col(TaskRow.owner) == owner)
-            .where(func.lower(col(TaskRow.name)) == name.lower())
-            .limit(1)
+        """The id of `owner`'s task called `name` (ignoring case), or None: one lookup of the
+        unique index (owner, name_key)."""
+        query = rows_of(TASKS.c.id).where(TASKS.c.owner == owner)
+        query = query.where(TASKS.c.name_key == name_key(name))
+        async with self.db.reading() as c:
+            found: str | None = (await c.execute(query)).scalar()
+        return found
+
+    async def _name_taken(self, task: Task) -> Conflict:
+        """The message of a create or rename that lost a race for its name (`NameTaken`)."""
+        other = await self.task_named(task.owner, task.name)
+        which = f" ({other})" if other else ""
+        return NameTaken(
+            f"name: {task.name!r} is taken: you already have a task with this name{which}, "
+            "made meanwhile (names are unique per owner, ignoring case); nothing was saved. "
+            "Pick another name, or change that task with update_task."
         )
-        async with self.db.read() as s:
-            return (await s.exec(query)).first()
 
     async def list_tasks(
         self,
@@ -127,6 +151,19 @@ class Records:
     ) -> Task:
         """Write the whole task; with expected_revision, refuse if someone changed it meanwhile.
         `unclaimed(stored)`: the runs for the due fires the new next fire leaves behind."""
+        try:
+            self._committed(await self._save_task(task, expected_revision, unclaimed, revision))
+        except NameTaken as exc:
+            raise await self._name_taken(task) from exc
+        return task
+
+    async def _save_task(
+        self,
+        task: Task,
+        expected_revision: int | None,
+        unclaimed: Unclaimed,
+        revision: TaskRevision | None,
+    ) -> int:
         async with self.db.write() as s:
             query = self.db.dialect.locked(select(TaskRow).where(col(TaskRow.id) == task.id))
             row = (await s.exec(query)).first()
@@ -140,11 +177,13 @@ class Records:
             for run in unclaimed(row.to_domain()) if unclaimed else []:
                 s.add(RunRow.from_domain(run, row.owner))
             fresh = TaskRow.from_domain(task)
-            for name, value in fresh.model_dump(exclude=RUN_OWNED_TASK_FIELDS).items():
+            # A legacy duplicate's marked key (migration 0007) stays until the name changes.
+            same_name = name_key(row.name) == fresh.name_key
+            keep = RUN_OWNED_TASK_FIELDS | ({"name_key"} if same_name else set())
+            for name, value in fresh.model_dump(exclude=keep).items():
                 setattr(row, name, value)
             await self._revised(s, revision)
-            await bump(s)
-        return task
+            return await bump(s)
 
     async def delete_task(
         self, task_id: str, *, delete_runs: bool, revision: TaskRevision | None = None
@@ -159,8 +198,21 @@ class Records:
                 result = await s.exec(delete(RunRow).where(col(RunRow.task_id) == task_id))
                 removed = result.rowcount
             await self._revised(s, revision)
-            await bump(s)
+            value = await bump(s)
+        self._committed(value)
         return removed
+
+    def _committed(self, value: int) -> None:
+        """Note a task change's tasks_revision value once its transaction committed."""
+        self._made.add(value)
+        if len(self._made) > 2 * MADE_KEPT:  # only recent values are ever asked about
+            self._made = {v for v in self._made if v > value - MADE_KEPT}
+
+    def made_here(self, after: int, upto: int) -> bool:
+        """Whether every tasks_revision value in (after, upto] is a task change committed
+        through this object (add_task, save_task, delete_task): no other process and no run's
+        outcome moved the counter in between."""
+        return upto > after and all(v in self._made for v in range(after + 1, upto + 1))
 
     async def tasks_revision(self) -> int:
         query = select(col(CounterRow.value)).where(col(CounterRow.name) == TASKS_REVISION)

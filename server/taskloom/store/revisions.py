@@ -2,13 +2,16 @@
 transaction of the task change it records: `append_revision`), list a task's newest first,
 read one, and keep at most `keep` per task (the oldest go first)."""
 
-from sqlalchemy import delete, func
+from sqlalchemy import Table, delete, func, insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from taskloom.domain.revisions import TaskRevision
-from taskloom.store.database import Database
+from taskloom.store.database import Database, core
 from taskloom.store.tables import RevisionRow
+
+REVISIONS: Table = RevisionRow.__table__  # type: ignore[attr-defined]
 
 
 class RevisionStore:
@@ -42,19 +45,24 @@ class RevisionStore:
         return found[0] if found and found[0].revision == revision else None
 
 
-async def append_revision(s: AsyncSession, revision: TaskRevision, *, keep: int) -> TaskRevision:
+async def append_revision(
+    s: AsyncSession | AsyncConnection, revision: TaskRevision, *, keep: int
+) -> TaskRevision:
     """Store `revision` as the task's next one (its number is the last one's plus one) in the
-    open transaction `s`, keeping the newest `keep`: the task change it records is written in
-    the same transaction, so the two are saved, or not, together."""
-    query = select(func.max(RevisionRow.revision)).where(RevisionRow.task_id == revision.task_id)
-    number = ((await s.exec(query)).one() or 0) + 1
-    data = revision.model_dump(mode="json") | {"revision": number}
-    s.add(RevisionRow.model_validate({**data, "at": revision.at}))
-    await s.exec(
-        delete(RevisionRow)
-        .where(col(RevisionRow.task_id) == revision.task_id)
-        .where(col(RevisionRow.revision) <= number - keep)
-    )
+    open transaction `s` (an ORM session's or a Core connection's), keeping the newest `keep`:
+    the task change it records is written in the same transaction, so the two are saved, or
+    not, together. Core statements only: no model instance, no flush."""
+    conn = await core(s)
+    last = select(func.max(RevisionRow.revision)).where(RevisionRow.task_id == revision.task_id)
+    number = ((await conn.execute(last)).scalar() or 0) + 1
+    values = revision.model_dump(mode="json", exclude={"at"}) | {"revision": number}
+    await conn.execute(insert(REVISIONS).values(**values, at=revision.at))
+    if number > keep:  # else none is old enough to go (a create is number 1): no statement
+        await conn.execute(
+            delete(RevisionRow)
+            .where(col(RevisionRow.task_id) == revision.task_id)
+            .where(col(RevisionRow.revision) <= number - keep)
+        )
     return revision.model_copy(update={"revision": number})
 
 

@@ -126,6 +126,9 @@ class SqlStore:
     async def tasks_revision(self) -> int:
         return await self.records.tasks_revision()
 
+    def made_here(self, after: int, upto: int) -> bool:
+        return self.records.made_here(after, upto)
+
     # -- runs --------------------------------------------------------------------------------
 
     async def add_run(self, run: Run, *, owner: str) -> None:

@@ -16,7 +16,14 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 from taskloom.domain.runs import Run, RunCause, RunStatus, StepResult, StepStatus
-from taskloom.domain.tasks import Task, TaskFields, TaskStatus, trigger_kind
+from taskloom.domain.tasks import (
+    NAME_KEY_CHARS,
+    Task,
+    TaskFields,
+    TaskStatus,
+    name_key,
+    trigger_kind,
+)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -95,11 +102,17 @@ class TaskRow(SQLModel, table=True):
     __table_args__ = (
         Index("ix_tasks_owner_id", "owner", "id"),
         Index("ix_tasks_next_fire", "status", "next_fire_at"),
+        # Names are unique per owner ignoring case (migration 0007): the lookup of
+        # `task_named`, and the rule between two racing creates (`NameTaken`).
+        Index("uq_tasks_owner_name_key", "owner", "name_key", unique=True),
     )
 
     id: str = Field(sa_column=Column(String(40), primary_key=True))
     owner: str = Field(sa_column=Column(String(200), nullable=False))
     name: str = Field(sa_column=Column(String(200), nullable=False))
+    # `domain.tasks.name_key(name)`; a task that shared its key with an older one before the
+    # rule was kept (migration 0007) holds the key with a marker, and keeps it until renamed.
+    name_key: str = Field(sa_column=Column(String(NAME_KEY_CHARS), nullable=False))
     description: str = Field(default="", sa_column=Column(Text, nullable=False))
     spec: dict[str, Any] = Field(sa_column=Column(JSON(), nullable=False))
     timezone: str = Field(sa_column=Column(String(64), nullable=False))
@@ -131,6 +144,7 @@ class TaskRow(SQLModel, table=True):
             "id": task.id,
             "owner": task.owner,
             "name": task.name,
+            "name_key": name_key(task.name),
             "description": task.description,
             "spec": data,
             "timezone": task.timezone,
