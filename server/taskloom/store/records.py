@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Table, delete, func, insert, update
+from sqlalchemy import Integer, Table, bindparam, delete, func, insert, update
 from sqlalchemy import select as rows_of  # Core rows of a table (sqlmodel.select types entities)
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
@@ -49,6 +49,21 @@ TASKS: Table = TaskRow.__table__  # type: ignore[attr-defined]
 RUNS: Table = RunRow.__table__  # type: ignore[attr-defined]
 STEPS: Table = StepResultRow.__table__  # type: ignore[attr-defined]
 
+# create_task's statements, built once (building and keying a statement cost more than running
+# it): the owner's tasks counted up to the cap (ix_tasks_owner_id), and the name lookup (one
+# probe of the unique index (owner, name_key)).
+_OWNER_TASKS = rows_of(func.count()).select_from(
+    rows_of(TASKS.c.id)
+    .where(TASKS.c.owner == bindparam("owner"))
+    .limit(bindparam("cap", type_=Integer))
+    .subquery()
+)
+_TASK_NAMED = (
+    rows_of(TASKS.c.id)
+    .where(TASKS.c.owner == bindparam("owner"))
+    .where(TASKS.c.name_key == bindparam("key"))
+)
+
 
 class Records:
     def __init__(self, db: Database, keep_revisions: int = 100) -> None:
@@ -79,10 +94,8 @@ class Records:
     ) -> int:
         # Core statements on a Core connection: no ORM session, model instance or flush.
         async with self.db.transaction() as conn:
-            # Counts at most up to the limit (ix_tasks_owner_id), not all the owner's tasks.
-            mine = rows_of(TASKS.c.id).where(TASKS.c.owner == task.owner)
-            capped = mine.limit(max_per_owner).subquery()
-            count = (await conn.execute(rows_of(func.count()).select_from(capped))).scalar()
+            params = {"owner": task.owner, "cap": max_per_owner}
+            count = (await conn.execute(_OWNER_TASKS, params)).scalar()
             if (count or 0) >= max_per_owner:
                 raise Conflict(
                     f"Owner {task.owner!r} already has {count} tasks, the limit "
@@ -102,10 +115,9 @@ class Records:
     async def task_named(self, owner: str, name: str) -> str | None:
         """The id of `owner`'s task called `name` (ignoring case), or None: one lookup of the
         unique index (owner, name_key)."""
-        query = rows_of(TASKS.c.id).where(TASKS.c.owner == owner)
-        query = query.where(TASKS.c.name_key == name_key(name))
+        params = {"owner": owner, "key": name_key(name)}
         async with self.db.reading() as c:
-            found: str | None = (await c.execute(query)).scalar()
+            found: str | None = (await c.execute(_TASK_NAMED, params)).scalar()
         return found
 
     async def _name_taken(self, task: Task) -> Conflict:
