@@ -2,11 +2,12 @@
 transaction; the transactions that decide who runs what live in `claims.py`, `admission.py` and
 `recorder.py`."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any, TypeVar
 
-from sqlalchemy import Table, delete, func, insert, update
+from sqlalchemy import Select, Table, bindparam, delete, func, insert, update
 from sqlalchemy import select as rows_of  # Core rows of a table (sqlmodel.select types entities)
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
@@ -26,8 +27,10 @@ from taskloom.store.tables import (
     RunRow,
     StepResultRow,
     TaskRow,
+    run_from,
     run_of,
     step_of,
+    task_from,
     task_of,
 )
 
@@ -103,19 +106,16 @@ class Records:
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page[Task]:
-        query = rows_of(TASKS).order_by(col(TaskRow.id)).limit(limit + 1)
-        if owner is not None:
-            query = query.where(col(TaskRow.owner) == owner)
-        if status:
-            query = query.where(col(TaskRow.status) == status)
-        if name_contains:
-            query = query.where(func.lower(col(TaskRow.name)).contains(name_contains.lower()))
         after = decode_cursor(cursor, "tsk")
-        if after:
-            query = query.where(col(TaskRow.id) > after)
+        values = {
+            "limit": limit + 1, "owner": owner, "status": status or None,
+            "query": name_contains.lower() if name_contains else None, "after": after,
+        }  # fmt: skip
+        query = _tasks_query(*(values[name] is not None for name in _TASK_FILTERS))
         async with self.db.reading() as c:
-            rows = (await c.execute(query)).all()
-        return _page([task_of(r) for r in rows], limit)
+            result = await c.execute(query, {k: v for k, v in values.items() if v is not None})
+            keys, rows = tuple(result.keys()), result.all()
+        return _page(rows, limit, lambda row: task_from(dict(zip(keys, row, strict=True))))
 
     async def save_task(
         self,
@@ -196,19 +196,16 @@ class Records:
         cursor: str | None = None,
     ) -> Page[Run]:
         """Newest first; step results are not loaded (use get_run)."""
-        query = rows_of(RUNS).order_by(col(RunRow.id).desc()).limit(limit + 1)
-        if owner is not None:
-            query = query.where(col(RunRow.owner) == owner)
-        if task_id:
-            query = query.where(col(RunRow.task_id) == task_id)
-        if statuses:
-            query = query.where(col(RunRow.status).in_([s.value for s in statuses]))
-        before = decode_cursor(cursor, "run")
-        if before:
-            query = query.where(col(RunRow.id) < before)
+        values = {
+            "limit": limit + 1, "owner": owner, "task_id": task_id or None,
+            "statuses": [s.value for s in statuses] or None,
+            "before": decode_cursor(cursor, "run"),
+        }  # fmt: skip
+        query = _runs_query(*(values[name] is not None for name in _RUN_FILTERS))
         async with self.db.reading() as c:
-            rows = (await c.execute(query)).all()
-        return _page([run_of(r) for r in rows], limit)
+            result = await c.execute(query, {k: v for k, v in values.items() if v is not None})
+            keys, rows = tuple(result.keys()), result.all()
+        return _page(rows, limit, lambda row: run_from(dict(zip(keys, row, strict=True))))
 
     async def update_run_status(
         self, run_id: str, status: RunStatus, *, when: datetime, error: str | None = None
@@ -283,8 +280,42 @@ async def record_left_behind(conn: AsyncConnection, run: Run, state: dict[str, A
         await conn.execute(insert(RUNS), [RunRow.values(r, row.owner) for r in left])
 
 
-def _page(items: list[Item], limit: int) -> Page[Item]:
-    if len(items) > limit:
-        items = items[:limit]
-        return Page(items, encode_cursor(items[-1].id))
-    return Page(items, None)
+# Listing statements are built once per combination of filters (the values are bound when one
+# runs): building a statement cost a quarter of a page read, more than SQLite's part of it.
+_TASK_FILTERS = ("owner", "status", "query", "after")
+_RUN_FILTERS = ("owner", "task_id", "statuses", "before")
+
+
+@cache
+def _tasks_query(owner: bool, status: bool, query: bool, after: bool) -> Select[Any]:
+    listing = rows_of(TASKS).order_by(TASKS.c.id).limit(bindparam("limit"))
+    if owner:
+        listing = listing.where(TASKS.c.owner == bindparam("owner"))
+    if status:
+        listing = listing.where(TASKS.c.status == bindparam("status"))
+    if query:
+        listing = listing.where(func.lower(TASKS.c.name).contains(bindparam("query")))
+    if after:
+        listing = listing.where(TASKS.c.id > bindparam("after"))
+    return listing
+
+
+@cache
+def _runs_query(owner: bool, task_id: bool, statuses: bool, before: bool) -> Select[Any]:
+    listing = rows_of(RUNS).order_by(RUNS.c.id.desc()).limit(bindparam("limit"))
+    if owner:
+        listing = listing.where(RUNS.c.owner == bindparam("owner"))
+    if task_id:
+        listing = listing.where(RUNS.c.task_id == bindparam("task_id"))
+    if statuses:
+        listing = listing.where(RUNS.c.status.in_(bindparam("statuses", expanding=True)))
+    if before:
+        listing = listing.where(RUNS.c.id < bindparam("before"))
+    return listing
+
+
+def _page(rows: Sequence[Any], limit: int, item: Callable[[Any], Item]) -> Page[Item]:
+    """The first `limit` of `rows` (read one more to know whether a next page exists) as
+    items; the extra row is not made into one."""
+    items = [item(row) for row in rows[:limit]]
+    return Page(items, encode_cursor(items[-1].id) if len(rows) > limit else None)
