@@ -2,12 +2,14 @@
 transaction; the transactions that decide who runs what live in `claims.py`, `admission.py` and
 `recorder.py`."""
 
+import json
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, Table, bindparam, delete, func, insert, update
+from sqlalchemy import Select, Table, Text, bindparam, delete, func, insert, type_coerce, update
 from sqlalchemy import select as rows_of  # Core rows of a table (sqlmodel.select types entities)
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
@@ -43,6 +45,8 @@ RUN_OWNED_TASK_FIELDS = {
     "last_error",
     "run_count",
 }
+# Tasks kept parsed for list_tasks (a few KB each).
+LISTED_TASKS_KEPT = 1024
 FINISHED_RUN_STATUSES = [RunStatus.SUCCEEDED.value, RunStatus.FAILED.value]
 Item = TypeVar("Item", Task, Run)
 TASKS: Table = TaskRow.__table__  # type: ignore[attr-defined]
@@ -115,7 +119,7 @@ class Records:
         async with self.db.reading() as c:
             result = await c.execute(query, {k: v for k, v in values.items() if v is not None})
             keys, rows = tuple(result.keys()), result.all()
-        return _page(rows, limit, lambda row: task_from(dict(zip(keys, row, strict=True))))
+        return _page(rows, limit, lambda row: _LISTED.task(keys, row))
 
     async def save_task(
         self,
@@ -286,9 +290,46 @@ _TASK_FILTERS = ("owner", "status", "query", "after")
 _RUN_FILTERS = ("owner", "task_id", "statuses", "before")
 
 
+class _ListedTasks:
+    """Tasks as list_tasks read them, by their whole row, the definition as its stored JSON
+    text: a task listed again unchanged is not parsed and validated again (most of a page's
+    cost). A task is immutable and a pure function of its row, so sharing one is safe."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._tasks: OrderedDict[tuple[Any, ...], Task] = OrderedDict()
+
+    def task(self, keys: tuple[str, ...], row: Sequence[Any]) -> Task:
+        key = tuple(row)
+        try:
+            task = self._tasks.get(key)
+        except TypeError:  # a driver that hands the definition over parsed: nothing to key by
+            key, task = (), None
+        if task is not None:
+            self._tasks.move_to_end(key)
+            return task
+        values = dict(zip(keys, row, strict=True))
+        if isinstance(values["spec"], str | bytes):
+            values["spec"] = json.loads(values["spec"])
+        task = task_from(values)
+        if key:
+            self._tasks[key] = task
+            if len(self._tasks) > self.size:
+                self._tasks.popitem(last=False)
+        return task
+
+
+_LISTED = _ListedTasks(LISTED_TASKS_KEPT)
+# list_tasks reads the definition as text (the key of `_ListedTasks`), parsed only when new.
+_TASK_COLUMNS = tuple(
+    type_coerce(column, Text).label(column.name) if column.name == "spec" else column
+    for column in TASKS.c
+)
+
+
 @cache
 def _tasks_query(owner: bool, status: bool, query: bool, after: bool) -> Select[Any]:
-    listing = rows_of(TASKS).order_by(TASKS.c.id).limit(bindparam("limit"))
+    listing = rows_of(*_TASK_COLUMNS).order_by(TASKS.c.id).limit(bindparam("limit"))
     if owner:
         listing = listing.where(TASKS.c.owner == bindparam("owner"))
     if status:
