@@ -18,7 +18,7 @@ from tests.fixtures.api_server import ApiServer, serve_api
 from tests.scheduling.conftest import Db
 
 from bench.common import Config, Row, pg_database
-from taskloom.app import build_services
+from taskloom.services import build_services
 
 KILLS = 100
 SEED = 20261130

@@ -13,8 +13,9 @@ async def dashboard(cfg: Config) -> list[Row]:
     import httpx
     from fastmcp import Client
 
-    from taskloom.app import build_server, build_services
+    from taskloom.app import build_server
     from taskloom.dashboard.serving import dashboard_app
+    from taskloom.services import build_services
 
     total = 200_000 if cfg.quick else 1_000_000
     n = 20 if cfg.quick else 50

@@ -122,7 +122,8 @@ async def runs_corpus(cfg: Config, name: str, total: int) -> Corpus:
 async def history(cfg: Config) -> list[Row]:
     from fastmcp import Client
 
-    from taskloom.app import build_server, build_services
+    from taskloom.app import build_server
+    from taskloom.services import build_services
 
     total = 200_000 if cfg.quick else 1_000_000
     n = 30 if cfg.quick else 100

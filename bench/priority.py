@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Config, Row, sqlite_url
-from taskloom.app import build_services
 from taskloom.domain.runs import RunCause, RunStatus
 from taskloom.domain.tasks import TaskSpec
 from taskloom.scheduling.scheduler import Timing
+from taskloom.services import build_services
 from taskloom.settings import Settings
 
 PRIORITIES = (1, 5, 10)

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from taskloom.domain.runs import Run
+from taskloom.domain.storage import HEALTH_RUNS
 from taskloom.domain.tasks import FieldWarning, Task
 from taskloom.step_tools import StepToolInfo
 
@@ -145,7 +146,7 @@ class TaskHealth(Answer):
     task_id: str
     name: str
     runs: int
-    success_rate: float = Field(description="succeeded / ended runs, 0..1")
+    success_rate: float = Field(description=f"succeeded / last {HEALTH_RUNS} ended runs")
     mean_duration_ms: float | None
 
 

@@ -2,13 +2,15 @@
 
 import hmac
 import importlib
+import sys
 import warnings
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from fastmcp import FastMCP
 from fastmcp.server.auth import AccessToken, AuthProvider, TokenVerifier
+from fastmcp.server.middleware import Middleware
 from mcp.shared.exceptions import MCPDeprecationWarning
 
 from taskloom import __version__
@@ -16,26 +18,12 @@ from taskloom.api import prompts, resources, revisions, runs, tasks
 from taskloom.api.common import ArgumentErrors
 from taskloom.api.protocol import ProtocolErrors
 from taskloom.api.schemas import CompactSchemas
-from taskloom.clock import Clock, SystemClock
+from taskloom.api.startup import Startup
 from taskloom.errors import TaskloomError
-from taskloom.runs import evaluation
-from taskloom.runs.retention import Retention, RetentionPolicy
-from taskloom.runs.runner import CatalogStepCaller, Limits, Runner
-from taskloom.runs.sandbox import Sandbox, SandboxLimits
-from taskloom.runs.service import RunService
-from taskloom.scheduling.scheduler import Scheduler, Timing
-from taskloom.services import Services, ToolContexts, new_process_id
+from taskloom.services import Services
 from taskloom.settings import Settings, parse_http_tokens
-from taskloom.step_tools import StepCatalog
-from taskloom.store.revisions import RevisionStore
-from taskloom.store.sql import SqlStore
-from taskloom.tasks.revisions import TaskAudit
-from taskloom.tasks.service import TaskService
-from taskloom.upstream import UpstreamPool
-from taskloom_tools.catalog import builtin_tools
 
 if TYPE_CHECKING:
-    import httpx
     from fastmcp.server.event_store import EventStore
 
 # Protocol lists (tools, resources, prompts) are paged, even though one page holds them all, so
@@ -48,70 +36,6 @@ calls a step tool (see list_step_tools) with arguments that may use earlier step
 Typical flow: list_step_tools -> preview_schedule (check the trigger) -> create_task ->
 list_tasks / get_task to see status, next fire times and last results. Times are shown in the
 task's timezone and UTC."""
-
-
-def build_services(
-    settings: Settings,
-    clock: Clock | None = None,
-    *,
-    http: "httpx.AsyncClient | None" = None,
-    anthropic_http: Any = None,
-    role: str = "serve",
-    timing: Timing | None = None,
-    self_urls: tuple[str, ...] = (),
-) -> Services:
-    """`http` and `anthropic_http` let tests fake the network at the transport. `self_urls` are
-    this server's own HTTP endpoints, refused as upstream servers."""
-    clock = clock or SystemClock()
-    store = SqlStore(settings.resolved_database_url, keep_revisions=settings.max_revisions_per_task)
-    upstream = (
-        UpstreamPool(settings.mcp_config, self_urls=self_urls) if settings.mcp_config else None
-    )
-    catalog = StepCatalog(builtins=builtin_tools(), upstream=upstream)
-    tasks = TaskService(store, clock, settings, catalog)
-    process_id = new_process_id()
-    contexts = ToolContexts(settings, http=http, anthropic_http=anthropic_http)
-    caller = CatalogStepCaller(catalog, contexts)
-    limits = Limits(
-        step_timeout_s=settings.step_timeout_s,
-        max_output_bytes=settings.max_output_bytes,
-        max_foreach_items=settings.max_foreach_items,
-    )
-    sandbox = Sandbox(
-        SandboxLimits(
-            workers=settings.sandbox_workers,
-            memory_mb=settings.sandbox_memory_mb,
-            cpu_s=settings.sandbox_cpu_s,
-            wall_s=settings.sandbox_wall_s,
-            value_bytes=settings.sandbox_value_bytes,
-            preload=(evaluation.__name__,),
-        )
-    )
-    runner = Runner(caller, clock, limits, sandbox)
-    runs = RunService(store, clock, settings, runner, caller, process_id)
-    retention = Retention(store, clock, RetentionPolicy.from_settings(settings))
-    scheduler = None
-    if settings.scheduler:
-        timing = timing or Timing(lease_s=settings.lease_s)
-        scheduler = Scheduler(
-            store, runs, clock, process_id=process_id, role=role, timing=timing,
-            retention=retention,
-        )  # fmt: skip
-        tasks.on_change(scheduler.on_task_changed)
-    return Services(
-        settings=settings,
-        clock=clock,
-        store=store,
-        catalog=catalog,
-        tasks=tasks,
-        runs=runs,
-        tool_contexts=contexts,
-        process_id=process_id,
-        scheduler=scheduler,
-        sandbox=sandbox,
-        retention=retention,
-        audit=TaskAudit(RevisionStore(store.db, settings.max_revisions_per_task), clock, tasks),
-    )
 
 
 def build_auth(settings: Settings) -> AuthProvider | None:
@@ -161,6 +85,8 @@ def build_event_store(settings: Settings) -> "EventStore":
 
 
 def build_server(services: Services, *, auth: AuthProvider | None = None) -> FastMCP:
+    """The MCP server on started services: the lifespan starts them before the first answer."""
+
     @asynccontextmanager
     async def lifespan(_: FastMCP) -> AsyncIterator[dict[str, Any]]:
         await services.start()
@@ -169,8 +95,50 @@ def build_server(services: Services, *, auth: AuthProvider | None = None) -> Fas
         finally:
             await services.stop()
 
+    return _server(services, lifespan, auth=auth)
+
+
+def build_server_starting_later(
+    settings: Settings, build: Callable[[], Services]
+) -> tuple[FastMCP, Startup]:
+    """The MCP server `serve` runs over stdio: the services are built and started after the
+    handshake (see `taskloom.api.startup`); the lifespan stops them."""
+    startup = Startup(settings, build)
+
+    @asynccontextmanager
+    async def lifespan(_: FastMCP) -> AsyncIterator[dict[str, Any]]:
+        startup.serving()
+        try:
+            yield {}
+        finally:
+            await startup.stop()
+
+    return _server(startup.pending(), lifespan, extra=[startup]), startup
+
+
+def _jsonref_without_requests() -> None:
+    """FastMCP inlines the tool schemas' $refs with jsonref at the first tools/list; jsonref
+    imports requests (~50 ms with urllib3) only to fetch remote $refs, which FastMCP strips
+    before it dereferences. Imported here with requests hidden, it takes ~1 ms."""
+    if "jsonref" in sys.modules or "requests" in sys.modules:
+        return
+    sys.modules["requests"] = None  # type: ignore[assignment]  # makes `import requests` fail
+    try:
+        import jsonref  # type: ignore[import-untyped]  # noqa: F401
+    finally:
+        del sys.modules["requests"]
+
+
+def _server(
+    services: Services,
+    lifespan: Callable[[FastMCP], AbstractAsyncContextManager[dict[str, Any]]],
+    *,
+    auth: AuthProvider | None = None,
+    extra: Sequence[Middleware] = (),
+) -> FastMCP:
     # Run progress also goes to clients as log messages; the SDK marks logging deprecated from
     # 2026-07-28 on (SEP-2577) and would print that warning to stderr beside our JSON logs.
+    _jsonref_without_requests()
     warnings.filterwarnings(
         "ignore", "The logging capability is deprecated", MCPDeprecationWarning, "mcp|fastmcp"
     )
@@ -180,7 +148,7 @@ def build_server(services: Services, *, auth: AuthProvider | None = None) -> Fas
         version=__version__,
         lifespan=lifespan,
         mask_error_details=True,
-        middleware=[ArgumentErrors(), ProtocolErrors(), CompactSchemas(BRIEF_SCHEMAS)],
+        middleware=[ArgumentErrors(), ProtocolErrors(), CompactSchemas(BRIEF_SCHEMAS), *extra],
         auth=auth,
         list_page_size=LIST_PAGE_SIZE,
     )

@@ -16,10 +16,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from taskloom.app import build_services
 from taskloom.domain.runs import RunStatus
 from taskloom.domain.tasks import TaskSpec
-from taskloom.services import Services
+from taskloom.services import Services, build_services
 from taskloom.settings import Settings
 
 DEMO_NAME = "Demo: cheap-fruit digest"

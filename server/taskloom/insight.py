@@ -29,8 +29,8 @@ class Insight:
         return await self.store.recent_starts(owner=owner, limit=limit)
 
     async def gauges(self, now: datetime, *, owner: str | None = None) -> Gauges:
-        """Queue, running runs and tasks by status, of one owner (None: every owner); counted
-        in SQL, unlike scheduler_status's per-task figures, which read every finished run."""
+        """Queue, running runs and tasks by status, of one owner (None: every owner), counted
+        in SQL."""
         return await self.store.gauges(now, owner=owner)
 
     async def next_fires(self, *, owner: str | None, limit: int) -> list[tuple[str, str, datetime]]:

@@ -5,8 +5,7 @@ file that is damaged or read-only is not "unreachable")."""
 import asyncio
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
+from taskloom import dburl
 from taskloom.errors import TaskloomError
 from taskloom.settings import BadSetting, Settings
 from taskloom.store.reachability import postgresql_problem, sqlite_problem
@@ -15,8 +14,8 @@ from taskloom.store.reachability import postgresql_problem, sqlite_problem
 def check(settings: Settings) -> None:
     """Raises `BadSetting` for the first setting Taskloom could not start with."""
     name, value = _database_setting(settings)
-    url = make_url(settings.resolved_database_url)
-    if url.get_backend_name() == "sqlite":
+    url = dburl.parse(settings.resolved_database_url)
+    if url.backend == "sqlite":
         problem = sqlite_problem(url.database)
     else:
         problem = asyncio.run(postgresql_problem(settings.resolved_database_url))
@@ -30,7 +29,7 @@ def check(settings: Settings) -> None:
 
 def _database_setting(settings: Settings) -> tuple[str, str]:
     if settings.database_url:
-        shown = make_url(settings.database_url).render_as_string(hide_password=True)
+        shown = dburl.parse(settings.database_url).shown()
         return "TASKLOOM_DATABASE_URL", shown
     return "TASKLOOM_DATA_DIR", str(settings.data_dir)
 

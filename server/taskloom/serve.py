@@ -20,9 +20,11 @@ from taskloom.stopping import StopSignals
 if TYPE_CHECKING:
     from fastmcp import FastMCP
 
+    from taskloom.api.startup import Startup
     from taskloom.services import Services
 
 log = structlog.get_logger(__name__)
+_holds_stdin = False
 
 
 def is_loopback(host: str) -> bool:
@@ -85,8 +87,13 @@ def _own_urls(host: str, port: int) -> tuple[str, ...]:
 def serve(settings: Settings, *, transport: str, host: str, port: int) -> None:
     _quiet_fastmcp()
     from taskloom import logging as tl_logging
-    from taskloom.api.http import register_http_routes
-    from taskloom.app import build_auth, build_event_store, build_server, build_services
+    from taskloom.app import (
+        build_auth,
+        build_event_store,
+        build_server,
+        build_server_starting_later,
+    )
+    from taskloom.services import build_services
 
     tl_logging.configure(settings.log_level, settings.log_format)
     auth = build_auth(settings)
@@ -95,18 +102,24 @@ def serve(settings: Settings, *, transport: str, host: str, port: int) -> None:
             f"Refusing to serve on {host} without authentication: set TASKLOOM_HTTP_TOKENS "
             "(name=token pairs) or bind to 127.0.0.1."
         )
-    own = () if transport == "stdio" else _own_urls(host, port)
-    services = build_services(settings, self_urls=own)
-    mcp = build_server(services, auth=auth if transport != "stdio" else None)
-    # Modules, schemas and tables live as long as the process: frozen, full GC collections
-    # (a tool call's latency spikes) stop walking them.
-    gc.freeze()
     if transport == "stdio":
-        code = asyncio.run(_stdio_until_stopped(mcp, services))
+        mcp, startup = build_server_starting_later(settings, lambda: build_services(settings))
+        # Modules, schemas and tables live as long as the process: frozen, full GC collections
+        # (a tool call's latency spikes) stop walking them. Again once the services started.
+        gc.freeze()
+        global _holds_stdin
+        _holds_stdin = True
+        code = asyncio.run(_stdio_until_stopped(mcp, startup))  # raises a failed start's error
+        _holds_stdin = False
         if code:
-            _leave(code)
+            leave(code)
         return
+    services = build_services(settings, self_urls=_own_urls(host, port))
+    mcp = build_server(services, auth=auth)
+    gc.freeze()
     _stop_on_signals(services)
+    from taskloom.api.http import register_http_routes
+
     register_http_routes(mcp, services, auth)
     from taskloom.dashboard.serving import mount_dashboard
 
@@ -119,28 +132,49 @@ def serve(settings: Settings, *, transport: str, host: str, port: int) -> None:
     mcp.run(transport=transport, show_banner=False, **options)  # type: ignore[arg-type]
 
 
-async def _stdio_until_stopped(mcp: "FastMCP", services: "Services") -> int:
+async def _stdio_until_stopped(mcp: "FastMCP", startup: "Startup") -> int:
     """Serve over stdio until the client closes stdin (FastMCP's lifespan then stops the
     services) or SIGINT/SIGTERM comes: then the services stop here, in-flight runs get the
     grace, and the exit code is returned. Waiting for the MCP session to end instead would
-    wait for the thread that blocks reading stdin, which only the client can release."""
+    wait for the thread that blocks reading stdin, which only the client can release.
+    Services that fail to start end serving with their error, as they did in the lifespan."""
     from taskloom.stdio import serve_stdio  # answers a line that is not JSON-RPC
 
-    signals = StopSignals(services.runs.hurry, lambda: services.stopping)
+    signals = StopSignals(startup.hurry, lambda: startup.stopping)
     signals.install()
     serving = asyncio.create_task(serve_stdio(mcp))
     stop = asyncio.create_task(signals.requested.wait())
-    await asyncio.wait([serving, stop], return_when=asyncio.FIRST_COMPLETED)
+    failed = asyncio.create_task(startup.failed.wait())
+    freeze = asyncio.create_task(_freeze_once(startup.started))
+    await asyncio.wait([serving, stop, failed], return_when=asyncio.FIRST_COMPLETED)
+    freeze.cancel()
+    if failed.done():
+        stop.cancel()
+        signals.remove()
+        assert startup.error is not None
+        raise startup.error
+    failed.cancel()
     if serving.done():
         stop.cancel()
         signals.remove()
         serving.result()
         return 0
-    await services.stop()
+    await startup.stop()
     return signals.exit_code
 
 
-def _leave(code: int) -> NoReturn:
+async def _freeze_once(started: asyncio.Event) -> None:
+    await started.wait()
+    gc.freeze()
+
+
+def holds_stdin() -> bool:
+    """Whether a stdio server ended with an error while a thread still reads its stdin: the
+    process must then `leave`, or it would wait for the client to write or close stdin."""
+    return _holds_stdin
+
+
+def leave(code: int) -> NoReturn:
     """Exit now that the services are stopped and the logs written, without joining the thread
     still blocked reading stdin (an ordinary exit would wait for the client to write)."""
     for stream in (sys.stdout, sys.stderr):

@@ -1,4 +1,5 @@
-"""The service graph, wired in one place (`app.py`) and handed to the MCP surface and the CLI."""
+"""The service graph, wired in one place (`build_services`) and handed to the MCP surface, the
+CLI, the worker and the dashboard. FastMCP-free: commands other than `serve` never import it."""
 
 import asyncio
 import hashlib
@@ -16,16 +17,8 @@ from taskloom.answers import (
     TaskAnswer,
     TaskHealth,
 )
-from taskloom.clock import Clock
-from taskloom.runs.retention import Retention
-from taskloom.runs.sandbox import Sandbox
-from taskloom.runs.service import RunService
-from taskloom.scheduling.scheduler import Scheduler
+from taskloom.clock import Clock, SystemClock
 from taskloom.settings import Settings
-from taskloom.step_tools import StepCatalog
-from taskloom.store.sql import SqlStore
-from taskloom.tasks.revisions import TaskAudit
-from taskloom.tasks.service import TaskService, fire_time
 from taskloom_tools.base import ToolContext
 
 # Seconds after start before the sandbox workers are started (see Services._warm_sandbox).
@@ -33,6 +26,15 @@ SANDBOX_WARM_AFTER_S = 3.0
 
 if TYPE_CHECKING:
     import httpx
+
+    from taskloom.runs.retention import Retention
+    from taskloom.runs.sandbox import Sandbox
+    from taskloom.runs.service import RunService
+    from taskloom.scheduling.scheduler import Scheduler, Timing
+    from taskloom.step_tools import StepCatalog
+    from taskloom.store.sql import SqlStore
+    from taskloom.tasks.revisions import TaskAudit
+    from taskloom.tasks.service import TaskService
 
 
 def _opaque(process_id: str) -> str:
@@ -104,19 +106,19 @@ class ToolContexts:
 class Services:
     settings: Settings
     clock: Clock
-    store: SqlStore
-    catalog: StepCatalog
-    tasks: TaskService
-    runs: RunService
+    store: "SqlStore"
+    catalog: "StepCatalog"
+    tasks: "TaskService"
+    runs: "RunService"
     tool_contexts: ToolContexts
     process_id: str
-    scheduler: Scheduler | None = None
+    scheduler: "Scheduler | None" = None
     _stopped: "asyncio.Task[None] | None" = field(default=None, init=False, repr=False)
-    sandbox: Sandbox | None = None
-    retention: Retention | None = None
+    sandbox: "Sandbox | None" = None
+    retention: "Retention | None" = None
     _warming: "asyncio.Task[None] | None" = field(default=None, init=False, repr=False)
     _warm_started: bool = field(default=False, init=False, repr=False)
-    audit: TaskAudit = field(default=None)  # type: ignore[assignment]  # set by build_services
+    audit: "TaskAudit" = field(default=None)  # type: ignore[assignment]  # set by build_services
 
     async def start(self, *, schedule: bool = True) -> None:
         """Open the store; with `schedule` (and TASKLOOM_SCHEDULER on), fire tasks here too."""
@@ -171,6 +173,8 @@ class Services:
     async def status(self, *, owner: str | None, operator: bool = True) -> SchedulerStatus:
         """Figures of `owner`'s tasks (all tasks for None); hosts, pids and lease holders only
         for an operator: to anyone else they are details of the machine, not of their tasks."""
+        from taskloom.tasks.service import fire_time
+
         now = self.clock.now()
         started = self.scheduler.started_at if self.scheduler else None
         alive_since = now - timedelta(seconds=self.settings.lease_s)
@@ -209,3 +213,85 @@ class Services:
                 for t in figs.per_task
             ],
         )  # fmt: skip
+
+
+def build_services(
+    settings: Settings,
+    clock: Clock | None = None,
+    *,
+    http: "httpx.AsyncClient | None" = None,
+    anthropic_http: Any = None,
+    role: str = "serve",
+    timing: "Timing | None" = None,
+    self_urls: tuple[str, ...] = (),
+) -> Services:
+    """`http` and `anthropic_http` let tests fake the network at the transport. `self_urls` are
+    this server's own HTTP endpoints, refused as upstream servers.
+
+    Everything below the services is imported here, not at the top of this module: the MCP
+    surface (`taskloom.api`) imports this module for its types, and `taskloom serve` builds
+    the services only after answering its client's handshake (see `taskloom.startup`)."""
+    from taskloom.runs import evaluation
+    from taskloom.runs.retention import Retention, RetentionPolicy
+    from taskloom.runs.runner import CatalogStepCaller, Limits, Runner
+    from taskloom.runs.sandbox import Sandbox, SandboxLimits
+    from taskloom.runs.service import RunService
+    from taskloom.scheduling.scheduler import Scheduler, Timing
+    from taskloom.step_tools import StepCatalog
+    from taskloom.store.revisions import RevisionStore
+    from taskloom.store.sql import SqlStore
+    from taskloom.tasks.revisions import TaskAudit
+    from taskloom.tasks.service import TaskService
+    from taskloom.upstream import UpstreamPool
+    from taskloom_tools.catalog import builtin_tools
+
+    clock = clock or SystemClock()
+    store = SqlStore(settings.resolved_database_url, keep_revisions=settings.max_revisions_per_task)
+    upstream = (
+        UpstreamPool(settings.mcp_config, self_urls=self_urls) if settings.mcp_config else None
+    )
+    catalog = StepCatalog(builtins=builtin_tools(), upstream=upstream)
+    tasks = TaskService(store, clock, settings, catalog)
+    process_id = new_process_id()
+    contexts = ToolContexts(settings, http=http, anthropic_http=anthropic_http)
+    caller = CatalogStepCaller(catalog, contexts)
+    limits = Limits(
+        step_timeout_s=settings.step_timeout_s,
+        max_output_bytes=settings.max_output_bytes,
+        max_foreach_items=settings.max_foreach_items,
+    )
+    sandbox = Sandbox(
+        SandboxLimits(
+            workers=settings.sandbox_workers,
+            memory_mb=settings.sandbox_memory_mb,
+            cpu_s=settings.sandbox_cpu_s,
+            wall_s=settings.sandbox_wall_s,
+            value_bytes=settings.sandbox_value_bytes,
+            preload=(evaluation.__name__,),
+        )
+    )
+    runner = Runner(caller, clock, limits, sandbox)
+    runs = RunService(store, clock, settings, runner, caller, process_id)
+    retention = Retention(store, clock, RetentionPolicy.from_settings(settings))
+    scheduler = None
+    if settings.scheduler:
+        timing = timing or Timing(lease_s=settings.lease_s)
+        scheduler = Scheduler(
+            store, runs, clock, process_id=process_id, role=role, timing=timing,
+            retention=retention,
+        )  # fmt: skip
+        tasks.on_change(scheduler.on_task_changed)
+    return Services(
+        settings=settings,
+        clock=clock,
+        store=store,
+        catalog=catalog,
+        tasks=tasks,
+        runs=runs,
+        tool_contexts=contexts,
+        process_id=process_id,
+        scheduler=scheduler,
+        sandbox=sandbox,
+        retention=retention,
+        audit=TaskAudit(RevisionStore(store.db, settings.max_revisions_per_task), clock, tasks),
+    )

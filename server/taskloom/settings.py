@@ -224,12 +224,11 @@ class Settings(BaseSettings):
     def _known_database(cls, value: str | None) -> str | None:
         if not value:
             return None
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
+        from taskloom import dburl
 
         try:
-            backend = make_url(value).get_backend_name()
-        except (ArgumentError, ValueError):
+            backend = dburl.parse(value).backend
+        except ValueError:
             raise ValueError(f"not a database URL; {DATABASE_URL_FIX}") from None
         if backend not in ("sqlite", "postgresql"):
             raise ValueError(f"Taskloom keeps its data in SQLite or PostgreSQL, not {backend}; "
@@ -337,12 +336,11 @@ def _explain(exc: ValidationError, path: Path) -> BadSetting:
 
 def _shown(field: str, value: Any) -> Any:
     if field == "database_url" and isinstance(value, str):
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
+        from taskloom import dburl
 
         try:
-            return make_url(value).render_as_string(hide_password=True)
-        except (ArgumentError, ValueError):
+            return dburl.parse(value).shown()
+        except ValueError:
             return value
     return "***" if "token" in field or "key" in field.lower() else value
 

@@ -6,8 +6,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from taskloom.app import build_services
-from taskloom.services import Services
+from taskloom.services import Services, build_services
 from taskloom.settings import Settings
 from taskloom.stopping import StopSignals
 

@@ -16,9 +16,9 @@ from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 from fastmcp.exceptions import ToolError
 
-from taskloom.app import build_services
 from taskloom.domain.tasks import TaskSpec
 from taskloom.errors import Conflict
+from taskloom.services import build_services
 from tests.conftest import make_settings
 from tests.fixtures.taskloom_process import HttpServer, http_server
 from tests.hostile.conftest import named

@@ -12,9 +12,9 @@ import httpx2
 import pytest
 from fastmcp import Client, FastMCP
 
-from taskloom.app import build_server, build_services
+from taskloom.app import build_server
 from taskloom.scheduling.scheduler import Timing
-from taskloom.services import Services
+from taskloom.services import Services, build_services
 from taskloom.settings import Settings
 from tests.conftest import make_settings
 from tests.fixtures.anthropic import message_json

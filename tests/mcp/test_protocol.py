@@ -11,8 +11,9 @@ from fastmcp import Client
 from fastmcp.client.logging import LogMessage
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
-from taskloom.app import build_server, build_services
+from taskloom.app import build_server
 from taskloom.clock import FrozenClock
+from taskloom.services import build_services
 from taskloom_tools.catalog import builtin_tools
 from tests.conftest import make_settings
 from tests.mcp.conftest import WAIT_STEP, eventually, task_args

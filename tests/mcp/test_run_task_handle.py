@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from fastmcp import Client, FastMCP
 
-from taskloom.app import build_server, build_services
-from taskloom.services import Services
+from taskloom.app import build_server
+from taskloom.services import Services, build_services
 from tests.conftest import make_settings
 from tests.mcp.conftest import eventually
 

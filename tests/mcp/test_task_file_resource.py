@@ -6,7 +6,8 @@ from typing import Any
 
 from fastmcp import Client
 
-from taskloom.app import build_server, build_services
+from taskloom.app import build_server
+from taskloom.services import build_services
 from taskloom.tasks.files import read_documents
 from tests.conftest import make_settings
 from tests.mcp.conftest import task_args

@@ -212,7 +212,8 @@ async def test_resources_show_tasks(client: Client[Any]) -> None:
 
 async def test_a_task_survives_a_restart(settings: Any) -> None:
     """A task created through one server is there after a new server opens the same file."""
-    from taskloom.app import build_server, build_services
+    from taskloom.app import build_server
+    from taskloom.services import build_services
 
     async with Client(build_server(build_services(settings))) as first:
         task_id = (await create(first))["task"]["id"]

@@ -15,8 +15,9 @@ from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 from prometheus_client.parser import text_string_to_metric_families
 
-from taskloom.app import build_server, build_services
+from taskloom.app import build_server
 from taskloom.metrics import OTHER, BoundedLabels, Metrics
+from taskloom.services import build_services
 from tests.conftest import make_settings
 from tests.fixtures.taskloom_process import (
     HttpServer,

@@ -26,13 +26,12 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from taskloom.app import build_services
 from taskloom.clock import FrozenClock, SystemClock
 from taskloom.domain.runs import Run
 from taskloom.domain.storage import Claimed
 from taskloom.domain.tasks import Task, TaskSpec
 from taskloom.scheduling.scheduler import Scheduler
-from taskloom.services import Services
+from taskloom.services import Services, build_services
 from taskloom.settings import Settings
 from taskloom.store.tables import ProcessRow, RunRow, TaskRow
 from tests.conftest import make_settings

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from taskloom.app import build_services
 from taskloom.clock import SystemClock
 from taskloom.domain.runs import RunStatus
 from taskloom.domain.tasks import TaskSpec
-from taskloom.services import Services
+from taskloom.services import Services, build_services
 from tests.conftest import make_settings
 from tests.fixtures.taskloom_process import free_port, server_env
 

@@ -16,8 +16,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
-from taskloom.app import build_services
 from taskloom.domain.runs import RunCause, RunStatus
+from taskloom.services import build_services
 from taskloom.store.migrate import MIGRATIONS_DIR, schema_head
 from taskloom.store.sql import SqlStore
 from tests.conftest import make_settings

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 
 from taskloom.domain.runs import Run, RunCause, RunStatus
-from taskloom.domain.storage import MakeRun, Quotas, Store, stamped_run
+from taskloom.domain.storage import HEALTH_RUNS, MakeRun, Quotas, Store, stamped_run
 from taskloom.domain.tasks import EventTrigger, Task
 from taskloom.errors import Conflict, NotFound, QuotaExceeded
 from tests.store.factories import T0, make_run, queued_run, running_run, stored_task
@@ -135,6 +135,24 @@ async def test_figures_count_runs_and_tasks(store: Store) -> None:
     assert (health.task_id, health.runs, health.succeeded) == (task.id, 2, 1)
     assert health.mean_duration_ms == pytest.approx(5.0)
     assert figures.tasks_by_status == {"active": 1}
+
+
+async def test_figures_judge_each_task_by_its_newest_ended_runs(store: Store) -> None:
+    """Per-task health covers each task's newest HEALTH_RUNS ended runs (older failures no longer
+    count), busiest task first; runs not yet ended are not judged."""
+    busy, quiet = await stored_task(store, 0), await stored_task(store, 1)
+    await store.add_run(make_run(busy, 0, RunStatus.FAILED), owner="local")
+    for n in range(1, HEALTH_RUNS + 1):
+        await store.add_run(make_run(busy, n), owner="local")
+    await store.add_run(make_run(quiet, 0, RunStatus.FAILED), owner="local")
+    await store.add_run(make_run(quiet, HEALTH_RUNS + 1), owner="local")
+    await store.add_run(queued_run(quiet, HEALTH_RUNS + 2), owner="local")
+    figures = await store.figures(T0, owner=None)
+    assert [(h.task_id, h.runs, h.succeeded) for h in figures.per_task] == [
+        (busy.id, HEALTH_RUNS, HEALTH_RUNS),
+        (quiet.id, 2, 1),
+    ]
+    assert [h.name for h in figures.per_task] == [busy.name, quiet.name]
 
 
 async def test_figures_of_a_principal_leave_out_the_others(store: Store) -> None:

@@ -52,6 +52,7 @@ def test_the_code_keeps_every_contract(tmp_path: Path) -> None:
         ("taskloom/runs/service.py", "import taskloom.store.sql", "only as its protocol"),
         ("taskloom/api/common.py", "import sqlalchemy", "only as its protocol"),
         ("taskloom/scheduling/scheduler.py", "from sqlmodel import select", "only as its protocol"),
+        ("taskloom/services.py", "import taskloom.app", "never import the MCP server"),
     ],
 )
 def test_a_forbidden_import_breaks_a_contract(

@@ -13,11 +13,10 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from taskloom import __version__
-from taskloom.app import build_services
 from taskloom.cli import app
 from taskloom.domain.runs import RunCause
 from taskloom.domain.tasks import TaskSpec
-from taskloom.services import Services
+from taskloom.services import Services, build_services
 from taskloom.settings import Settings
 from taskloom.store.migrate import schema_head
 

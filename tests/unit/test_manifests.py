@@ -14,9 +14,10 @@ from fastmcp import Client
 from pydantic import TypeAdapter
 
 from taskloom import __version__
-from taskloom.app import build_server, build_services
+from taskloom.app import build_server
 from taskloom.cli import app as cli_app
 from taskloom.service_install import ServiceKind, render_service
+from taskloom.services import build_services
 from taskloom.settings import Settings
 from taskloom.tasks.files import read_raw, task_schema
 

@@ -10,8 +10,9 @@ from mcp_types import JSONRPCNotification
 from tests.conftest import make_settings
 from tests.mcp.test_task_tools import PRODUCT_TOOLS
 
-from taskloom.app import build_event_store, build_server, build_services
+from taskloom.app import build_event_store, build_server
 from taskloom.errors import TaskloomError
+from taskloom.services import build_services
 
 
 def note(index: int) -> JSONRPCNotification:

@@ -3,7 +3,7 @@
 import asyncio
 from collections import OrderedDict
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from fastmcp import Context, FastMCP
@@ -43,8 +43,10 @@ from taskloom.api.common import (
 from taskloom.domain.runs import Run, RunStatus
 from taskloom.domain.tasks import EVENT_NAME_PATTERN, Step, Task
 from taskloom.errors import InvalidInput, NotFound
-from taskloom.runs.service import Trial
 from taskloom.services import Services
+
+if TYPE_CHECKING:
+    from taskloom.runs.service import Trial
 
 RunId = Annotated[str, Field(description="run_... (task_history)")]
 RUN_SCHEMA = schema_of(RunAnswer)
@@ -199,7 +201,9 @@ async def _trial(
     event: dict[str, Any] | None,
     fire_time: datetime | None,
     task_id: str | None,
-) -> Trial:
+) -> "Trial":
+    from taskloom.runs.service import Trial  # the run machinery: imported at its first use
+
     owner = owner_of(s)
     task = await s.tasks.get(task_id, owner=owner) if task_id else None
     if fire_time is not None and fire_time.tzinfo is None:  # naive: the task's wall clock

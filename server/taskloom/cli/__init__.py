@@ -264,6 +264,14 @@ __all__ = ["app", "files", "main", "retention", "revisions", "runs", "tasks"]
 def main() -> None:
     """The console script: every failure is one line on stderr and exit 1 or 2, never a
     traceback (TASKLOOM_LOG_LEVEL=debug logs one for an unexpected error)."""
+    code = _command()
+    serving = sys.modules.get("taskloom.serve")
+    if serving is not None and serving.holds_stdin():
+        serving.leave(code)  # a stdio server that failed: its stdin reader would hold the exit
+    sys.exit(code)
+
+
+def _command() -> int:
     command = typer.main.get_command(app)
     try:
         result = command.main(prog_name="taskloom", standalone_mode=False)
@@ -274,17 +282,17 @@ def main() -> None:
         where = exc.ctx.command_path if exc.ctx else "taskloom"
         reason = exc.format_message().replace("Value error, ", "")
         usage = f"{where}: {reason} (see `{where} --help`)"
-        raise SystemExit(_one_line(usage, 2)) from None
+        return _one_line(usage, 2)
     except click_errors.ClickException as exc:
-        raise SystemExit(_one_line(exc.format_message(), exc.exit_code)) from None
+        return _one_line(exc.format_message(), exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        raise SystemExit(_one_line("Aborted.", 1)) from None
+        return _one_line("Aborted.", 1)
     except Exception as exc:
         if os.environ.get("TASKLOOM_LOG_LEVEL", "").lower() == "debug":
             traceback.print_exc()
         text = f"unexpected error: {type(exc).__name__}: {exc} (TASKLOOM_LOG_LEVEL=debug: where)"
-        raise SystemExit(_one_line(text, 1)) from None
-    sys.exit(result if isinstance(result, int) else 0)
+        return _one_line(text, 1)
+    return result if isinstance(result, int) else 0
 
 
 def _one_line(message: str, code: int) -> int:

@@ -75,7 +75,7 @@ def run(make: Callable[[Any], Awaitable[T]]) -> T:
     """Open the services (no scheduler), run one coroutine, close; domain errors exit 1."""
     loaded = settings()  # first: a bad setting is reported before the slow imports
     from taskloom import logging as tl_logging
-    from taskloom.app import build_services
+    from taskloom.services import build_services
 
     tl_logging.configure(os.environ.get("TASKLOOM_LOG_LEVEL", "warning"), loaded.log_format)
     services = build_services(loaded, role="cli")

@@ -117,7 +117,7 @@ class Pages:
         return json_answer({"text": chunk, "next": end if end < len(text) else None})
 
     async def scheduler(self, request: Request, viewer: Viewer) -> Response:
-        """Counts in SQL, not scheduler_status's per-task figures (seconds on a big history)."""
+        """Counts in SQL: queue, running runs, tasks by status, next fires, lateness."""
         now = self.s.clock.now()
         counts = await self.insight.gauges(now, owner=viewer.owner)
         alive_since = now - timedelta(seconds=self.s.settings.lease_s)

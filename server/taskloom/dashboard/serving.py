@@ -66,7 +66,8 @@ def serve_dashboard(settings: Settings, *, host: str, port: int, loopback: bool)
     import uvicorn
 
     from taskloom import logging as tl_logging
-    from taskloom.app import build_auth, build_services
+    from taskloom.app import build_auth
+    from taskloom.services import build_services
 
     tl_logging.configure(settings.log_level, settings.log_format)
     auth = build_auth(settings)

@@ -159,6 +159,12 @@ class Lease:
     expires_at: datetime | None
 
 
+# Per-task health in the figures: the busiest tasks among the newest BUSIEST_WINDOW ended runs,
+# each judged by its own newest HEALTH_RUNS ended runs (recent health, read in bounded time).
+BUSIEST_WINDOW = 1000
+HEALTH_RUNS = 100
+
+
 @dataclass(frozen=True)
 class TaskFigures:
     task_id: str

@@ -6,8 +6,6 @@ import asyncio
 import os
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
 SQLITE_HEADER = b"SQLite format 3\x00"
 PG_CONNECT_TIMEOUT_S = 10.0
 
@@ -60,6 +58,7 @@ def _wal_exists(path: Path) -> bool:
 async def postgresql_problem(url: str) -> str | None:
     """Why the PostgreSQL server at `url` refuses us, or None once a connection opened."""
     import asyncpg  # type: ignore[import-untyped]
+    from sqlalchemy.engine import make_url
 
     plain = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     try:

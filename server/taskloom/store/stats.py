@@ -10,7 +10,15 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from taskloom.domain.runs import RunStatus
-from taskloom.domain.storage import Figures, Gauges, Lease, RunPoint, TaskFigures
+from taskloom.domain.storage import (
+    BUSIEST_WINDOW,
+    HEALTH_RUNS,
+    Figures,
+    Gauges,
+    Lease,
+    RunPoint,
+    TaskFigures,
+)
 from taskloom.domain.tasks import TaskStatus
 from taskloom.store.database import Database
 from taskloom.store.tables import RunRow, TaskRow
@@ -19,54 +27,55 @@ ENDED = (RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.INTERRUPTE
 
 
 async def figures(db: Database, now: datetime, *, owner: str | None, top: int = 20) -> Figures:
+    """Counted in SQL, each read bounded: no read loads every queued run or every ended one."""
+    counts = await gauges(db, now, owner=owner)
+    leases = select_columns(
+        col(RunRow.id), col(RunRow.task_id), col(RunRow.lease_owner), col(RunRow.lease_expires_at)
+    ).where(col(RunRow.status) == RunStatus.RUNNING.value)
+    if owner is not None:
+        leases = leases.where(col(RunRow.owner) == owner)
+    running = [Lease(*row) for row in await _rows(db, leases.order_by(col(RunRow.id)))]
     async with db.read() as s:
-        runs = select(RunRow)
-        if owner is not None:
-            runs = runs.where(RunRow.owner == owner)
-        queued = (await s.exec(runs.where(RunRow.status == RunStatus.QUEUED.value))).all()
-        running = (await s.exec(runs.where(RunRow.status == RunStatus.RUNNING.value))).all()
-        tasks = select(TaskRow.id, TaskRow.name, TaskRow.next_fire_at)
-        if owner is not None:
-            tasks = tasks.where(TaskRow.owner == owner)
-        upcoming = await s.exec(
-            tasks.where(TaskRow.status == TaskStatus.ACTIVE.value)
-            .where(col(TaskRow.next_fire_at).is_not(None))
-            .order_by(col(TaskRow.next_fire_at))
-            .limit(top)
-        )
-        counts = select(TaskRow.status, func.count()).group_by(col(TaskRow.status))
-        if owner is not None:
-            counts = counts.where(TaskRow.owner == owner)
-        by_status = dict((await s.exec(counts)).all())
         per_task = await _per_task(s, owner, top)
     return Figures(
-        queued=len(queued),
-        queued_due=sum(1 for r in queued if r.not_before is None or r.not_before <= now),
-        running=[Lease(r.id, r.task_id, r.lease_owner, r.lease_expires_at) for r in running],
-        next_fires=[(i, n, at) for i, n, at in upcoming.all() if at is not None],
+        queued=counts.queued,
+        queued_due=counts.queued_due,
+        running=running,
+        next_fires=await next_fires(db, owner=owner, limit=top),
         per_task=per_task,
-        tasks_by_status={str(k): int(v) for k, v in by_status.items()},
+        tasks_by_status=counts.tasks_by_status,
     )
 
 
 async def _per_task(s: AsyncSession, owner: str | None, top: int) -> list[TaskFigures]:
-    ok = func.sum(case((col(RunRow.status) == RunStatus.SUCCEEDED.value, 1), else_=0))
-    query = (
-        select(
-            RunRow.task_id,
-            func.count(),
-            ok,
-            func.avg(col(RunRow.duration_ms)),
-        )
-        .where(col(RunRow.status).in_(ENDED))
-        .group_by(col(RunRow.task_id))
-        .order_by(func.count().desc())
+    """Recent health, in two bounded reads instead of a GROUP BY over the whole history (0.7-1.8
+    s at 200,000 runs): the `top` tasks that ended most runs among the newest BUSIEST_WINDOW
+    ended runs, then each one's success and mean duration over its newest HEALTH_RUNS ended
+    runs, one slice of the (task_id, status, id) index per task."""
+    recent = select_columns(col(RunRow.task_id)).where(col(RunRow.status).in_(ENDED))
+    if owner is not None:
+        recent = recent.where(col(RunRow.owner) == owner)
+    window = recent.order_by(col(RunRow.id).desc()).limit(BUSIEST_WINDOW).subquery()
+    busiest = (
+        select_columns(window.c.task_id)
+        .group_by(window.c.task_id)
+        .order_by(func.count().desc(), window.c.task_id)
         .limit(top)
     )
-    if owner is not None:
-        query = query.where(RunRow.owner == owner)
-    rows = (await s.exec(query)).all()
-    ids = [row[0] for row in rows]
+    conn = await s.connection()
+    ids = [row[0] for row in (await conn.execute(busiest)).all()]
+    if not ids:
+        return []
+    slices = []
+    for task_id in ids:
+        one = select_columns(col(RunRow.task_id), col(RunRow.status), col(RunRow.duration_ms))
+        one = one.where(col(RunRow.task_id) == task_id).where(col(RunRow.status).in_(ENDED))
+        part = one.order_by(col(RunRow.id).desc()).limit(HEALTH_RUNS).subquery()
+        slices.append(select_columns(*part.c))
+    runs = union_all(*slices).subquery()
+    ok = func.sum(case((runs.c.status == RunStatus.SUCCEEDED.value, 1), else_=0))
+    health = select_columns(runs.c.task_id, func.count(), ok, func.avg(runs.c.duration_ms))
+    found = {row[0]: row for row in (await conn.execute(health.group_by(runs.c.task_id))).all()}
     names = dict(
         (await s.exec(select(TaskRow.id, TaskRow.name).where(col(TaskRow.id).in_(ids)))).all()
     )
@@ -78,7 +87,7 @@ async def _per_task(s: AsyncSession, owner: str | None, top: int) -> list[TaskFi
             succeeded=int(good or 0),
             mean_duration_ms=float(mean) if mean is not None else None,
         )
-        for task_id, total, good, mean in rows
+        for task_id, total, good, mean in (found[i] for i in ids)
     ]
 
 
