@@ -189,11 +189,14 @@ def run_view(run: Run, *, full: bool = False) -> dict[str, Any]:
     return data
 
 
+# What a run in a list leaves out: its steps (get_run has them) and the lease bookkeeping.
+_BRIEF_EXCLUDE = {"steps", *LEASE_FIELDS}
+
+
 def brief_run(run: Run) -> dict[str, Any]:
-    """A run in a list: the compact view without its steps (get_run has them)."""
-    data = run_view(run.model_copy(update={"steps": []}))
-    data.pop("steps", None)
-    return data
+    """A run in a list: the compact view without its steps (get_run has them). Without steps
+    the compact view is the record without nulls and leases, dumped as such in one pass."""
+    return run.model_dump(mode="json", exclude_none=True, exclude=_BRIEF_EXCLUDE)
 
 
 def _error_once(run: dict[str, Any], step: dict[str, Any], index: int) -> None:

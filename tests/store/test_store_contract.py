@@ -218,3 +218,20 @@ async def test_a_closed_store_is_unavailable(store: Store) -> None:
         await store.update_run_status(
             "run_00000000000000000000000000", RunStatus.CANCELLED, when=T0 + timedelta(1)
         )
+
+
+async def test_list_tasks_shows_a_task_as_it_is_now(store: Store) -> None:
+    """A task listed before is listed as changed after: its definition, name or state."""
+    task = make_task(1)
+    await store.add_task(task, max_per_owner=10)
+    assert (await store.list_tasks(owner="local")).items == [task]
+    steps = [task.steps[0].model_copy(update={"args": {"seconds": 5}})]
+    changed = task.model_copy(update={"steps": steps, "name": "renamed"})  # same revision
+    await store.save_task(changed)
+    listed = (await store.list_tasks(owner="local")).items
+    assert listed == [changed]
+    assert listed[0].steps[0].args == {"seconds": 5}
+    paused = changed.model_copy(update={"status": TaskStatus.PAUSED})
+    await store.save_task(paused)
+    assert (await store.list_tasks(owner="local")).items == [paused]
+    assert (await store.list_tasks(owner="local", status="active")).items == []

@@ -116,24 +116,45 @@ def _shallow(prop: dict[str, Any]) -> dict[str, Any]:
 def wire_size(data: Any) -> int:
     """Bytes of a tool result carrying `data` twice: structured, and as JSON text (MCP asks
     for both), plus the envelope."""
-    text = dumps(data)  # once: the text form is this JSON again as a string, in which only
-    # quotes and backslashes gain an escape (compact JSON holds no raw control characters)
+    return _wire_size_of(dumps(data))
+
+
+def _wire_size_of(text: str) -> int:
+    # The text form is the JSON again as a string, in which only quotes and backslashes gain
+    # an escape (compact JSON holds no raw control characters).
     return 2 * len(text.encode()) + text.count('"') + text.count("\\") + 2 + 160
 
 
-def tool_result(data: dict[str, Any]) -> ToolResult:
-    return ToolResult(content=[TextContent(type="text", text=dumps(data))], structured_content=data)
+def tool_result(data: dict[str, Any], text: str | None = None) -> ToolResult:
+    """`text`: `data`'s JSON when the caller has it already."""
+    text = dumps(data) if text is None else text
+    return ToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
+
+
+def _whole(s: Services, data: dict[str, Any]) -> ToolResult | None:
+    """`data` as it is, when it fits the answer budget (the usual answer): its JSON is made
+    once, for the measure and the text both, instead of once per check on the way."""
+    text = dumps(data)
+    if _wire_size_of(text) > s.settings.max_answer_bytes:
+        return None
+    return tool_result(data, text)
 
 
 def reply(s: Services, data: dict[str, Any], place: Place = FRAME) -> ToolResult:
     """`data` as a tool result, its long values cut to markers to fit the answer budget (and,
     should its lists of items still be too long, those shortened: see `reply_lists`)."""
-    return reply_lists(s, bound(data, s.settings.max_answer_bytes, place, wire_size))
+    whole = _whole(s, data)
+    if whole is not None:
+        return whole
+    return _shortened(s, bound(data, s.settings.max_answer_bytes, place, wire_size))
 
 
 def reply_page(s: Services, data: dict[str, Any], key: str, place: Place) -> ToolResult:
     """A page whose items do not fit even with their values cut is shortened, and its
     next_cursor points after the last item shown."""
+    whole = _whole(s, data)
+    if whole is not None:
+        return whole
     limit = s.settings.max_answer_bytes
     shown = bound(data, limit, place, wire_size)
     while wire_size(shown) > limit and len(data[key]) > 1:
@@ -147,6 +168,11 @@ def reply_page(s: Services, data: dict[str, Any], key: str, place: Place) -> Too
 def reply_lists(s: Services, data: dict[str, Any]) -> ToolResult:
     """An answer made of lists (no stored values to page): the longest list is shortened until
     the answer fits, and `omitted` says how many items each list left out."""
+    whole = _whole(s, data)
+    return whole if whole is not None else _shortened(s, data)
+
+
+def _shortened(s: Services, data: dict[str, Any]) -> ToolResult:
     return tool_result(shorten_lists(data, s.settings.max_answer_bytes, wire_size))
 
 

@@ -275,8 +275,8 @@ def answer_place(run: Run | None) -> Place:
 
 
 def runs_place(runs: list[Run]) -> Place:
-    places = [run_place(run) for run in runs]
-    return Shape(lambda index: places[index] if isinstance(index, int) else FRAME)
+    """Each run's place is made when an answer is cut (rarely), not for every run listed."""
+    return Shape(lambda index: run_place(runs[index]) if isinstance(index, int) else FRAME)
 
 
 def _keep_dry_run(kept: "OrderedDict[str, tuple[str, Run]]", owner: str, run: Run | None) -> None:

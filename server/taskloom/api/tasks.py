@@ -170,8 +170,8 @@ def task_reply(s: Services, ans: TaskAnswer) -> ToolResult:
 
 
 def tasks_place(page: TaskList) -> Place:
-    places = [task_place(task.id) for task in page.tasks]
-    listed = Shape(lambda index: places[index] if isinstance(index, int) else FRAME)
+    tasks = page.tasks  # each task's place is made when an answer is cut (rarely)
+    listed = Shape(lambda index: task_place(tasks[index].id) if isinstance(index, int) else FRAME)
     return Shape(lambda key: listed if key == "tasks" else FRAME)
 
 

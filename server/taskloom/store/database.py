@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
-from sqlalchemy import insert, text, update
+from sqlalchemy import bindparam, insert, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -147,14 +147,21 @@ class Database:
         )
 
 
+# bump's UPDATE, built once (building and keying it cost more than running it).
+_BUMP = (
+    update(CounterRow)
+    .where(col(CounterRow.name) == bindparam("counter"))
+    .values(value=col(CounterRow.value) + 1)
+    .returning(col(CounterRow.value))
+)
+
+
 async def bump(s: AsyncSession | AsyncConnection, name: str = TASKS_REVISION) -> int:
     """Move a counter by one, in the caller's transaction (an ORM session's or a Core
     connection's): one UPDATE (an insert the first time), not an ORM load and a flushed
     change. Returns the counter's new value."""
     conn = await core(s)
-    counter = col(CounterRow.name) == name
-    step = update(CounterRow).where(counter).values(value=col(CounterRow.value) + 1)
-    value = (await conn.execute(step.returning(col(CounterRow.value)))).scalar()
+    value = (await conn.execute(_BUMP, {"counter": name})).scalar()
     if value is None:
         await conn.execute(insert(CounterRow).values(name=name, value=1))
         return 1

@@ -2,11 +2,25 @@
 transaction; the transactions that decide who runs what live in `claims.py`, `admission.py` and
 `recorder.py`."""
 
-from collections.abc import Sequence
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any, TypeVar
 
-from sqlalchemy import Table, delete, func, insert, update
+from sqlalchemy import (
+    Integer,
+    Select,
+    Table,
+    Text,
+    bindparam,
+    delete,
+    func,
+    insert,
+    type_coerce,
+    update,
+)
 from sqlalchemy import select as rows_of  # Core rows of a table (sqlmodel.select types entities)
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
@@ -26,8 +40,10 @@ from taskloom.store.tables import (
     RunRow,
     StepResultRow,
     TaskRow,
+    run_from,
     run_of,
     step_of,
+    task_from,
     task_of,
 )
 
@@ -43,11 +59,28 @@ RUN_OWNED_TASK_FIELDS = {
 # How many of the latest own tasks_revision values `made_here` remembers (older ones read as
 # made elsewhere: the timer is then rebuilt, as for any change it cannot account for).
 MADE_KEPT = 10_000
+# Tasks kept parsed for list_tasks (a few KB each).
+LISTED_TASKS_KEPT = 1024
 FINISHED_RUN_STATUSES = [RunStatus.SUCCEEDED.value, RunStatus.FAILED.value]
 Item = TypeVar("Item", Task, Run)
 TASKS: Table = TaskRow.__table__  # type: ignore[attr-defined]
 RUNS: Table = RunRow.__table__  # type: ignore[attr-defined]
 STEPS: Table = StepResultRow.__table__  # type: ignore[attr-defined]
+
+# create_task's statements, built once (building and keying a statement cost more than running
+# it): the owner's tasks counted up to the cap (ix_tasks_owner_id), and the name lookup (one
+# probe of the unique index (owner, name_key)).
+_OWNER_TASKS = rows_of(func.count()).select_from(
+    rows_of(TASKS.c.id)
+    .where(TASKS.c.owner == bindparam("owner"))
+    .limit(bindparam("cap", type_=Integer))
+    .subquery()
+)
+_TASK_NAMED = (
+    rows_of(TASKS.c.id)
+    .where(TASKS.c.owner == bindparam("owner"))
+    .where(TASKS.c.name_key == bindparam("key"))
+)
 
 
 class Records:
@@ -79,10 +112,8 @@ class Records:
     ) -> int:
         # Core statements on a Core connection: no ORM session, model instance or flush.
         async with self.db.transaction() as conn:
-            # Counts at most up to the limit (ix_tasks_owner_id), not all the owner's tasks.
-            mine = rows_of(TASKS.c.id).where(TASKS.c.owner == task.owner)
-            capped = mine.limit(max_per_owner).subquery()
-            count = (await conn.execute(rows_of(func.count()).select_from(capped))).scalar()
+            params = {"owner": task.owner, "cap": max_per_owner}
+            count = (await conn.execute(_OWNER_TASKS, params)).scalar()
             if (count or 0) >= max_per_owner:
                 raise Conflict(
                     f"Owner {task.owner!r} already has {count} tasks, the limit "
@@ -102,10 +133,9 @@ class Records:
     async def task_named(self, owner: str, name: str) -> str | None:
         """The id of `owner`'s task called `name` (ignoring case), or None: one lookup of the
         unique index (owner, name_key)."""
-        query = rows_of(TASKS.c.id).where(TASKS.c.owner == owner)
-        query = query.where(TASKS.c.name_key == name_key(name))
+        params = {"owner": owner, "key": name_key(name)}
         async with self.db.reading() as c:
-            found: str | None = (await c.execute(query)).scalar()
+            found: str | None = (await c.execute(_TASK_NAMED, params)).scalar()
         return found
 
     async def _name_taken(self, task: Task) -> Conflict:
@@ -127,19 +157,16 @@ class Records:
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page[Task]:
-        query = rows_of(TASKS).order_by(col(TaskRow.id)).limit(limit + 1)
-        if owner is not None:
-            query = query.where(col(TaskRow.owner) == owner)
-        if status:
-            query = query.where(col(TaskRow.status) == status)
-        if name_contains:
-            query = query.where(func.lower(col(TaskRow.name)).contains(name_contains.lower()))
         after = decode_cursor(cursor, "tsk")
-        if after:
-            query = query.where(col(TaskRow.id) > after)
+        values = {
+            "limit": limit + 1, "owner": owner, "status": status or None,
+            "query": name_contains.lower() if name_contains else None, "after": after,
+        }  # fmt: skip
+        query = _tasks_query(*(values[name] is not None for name in _TASK_FILTERS))
         async with self.db.reading() as c:
-            rows = (await c.execute(query)).all()
-        return _page([task_of(r) for r in rows], limit)
+            result = await c.execute(query, {k: v for k, v in values.items() if v is not None})
+            keys, rows = tuple(result.keys()), result.all()
+        return _page(rows, limit, lambda row: _LISTED.task(keys, row))
 
     async def save_task(
         self,
@@ -248,19 +275,16 @@ class Records:
         cursor: str | None = None,
     ) -> Page[Run]:
         """Newest first; step results are not loaded (use get_run)."""
-        query = rows_of(RUNS).order_by(col(RunRow.id).desc()).limit(limit + 1)
-        if owner is not None:
-            query = query.where(col(RunRow.owner) == owner)
-        if task_id:
-            query = query.where(col(RunRow.task_id) == task_id)
-        if statuses:
-            query = query.where(col(RunRow.status).in_([s.value for s in statuses]))
-        before = decode_cursor(cursor, "run")
-        if before:
-            query = query.where(col(RunRow.id) < before)
+        values = {
+            "limit": limit + 1, "owner": owner, "task_id": task_id or None,
+            "statuses": [s.value for s in statuses] or None,
+            "before": decode_cursor(cursor, "run"),
+        }  # fmt: skip
+        query = _runs_query(*(values[name] is not None for name in _RUN_FILTERS))
         async with self.db.reading() as c:
-            rows = (await c.execute(query)).all()
-        return _page([run_of(r) for r in rows], limit)
+            result = await c.execute(query, {k: v for k, v in values.items() if v is not None})
+            keys, rows = tuple(result.keys()), result.all()
+        return _page(rows, limit, lambda row: run_from(dict(zip(keys, row, strict=True))))
 
     async def update_run_status(
         self, run_id: str, status: RunStatus, *, when: datetime, error: str | None = None
@@ -335,8 +359,79 @@ async def record_left_behind(conn: AsyncConnection, run: Run, state: dict[str, A
         await conn.execute(insert(RUNS), [RunRow.values(r, row.owner) for r in left])
 
 
-def _page(items: list[Item], limit: int) -> Page[Item]:
-    if len(items) > limit:
-        items = items[:limit]
-        return Page(items, encode_cursor(items[-1].id))
-    return Page(items, None)
+# Listing statements are built once per combination of filters (the values are bound when one
+# runs): building a statement cost a quarter of a page read, more than SQLite's part of it.
+_TASK_FILTERS = ("owner", "status", "query", "after")
+_RUN_FILTERS = ("owner", "task_id", "statuses", "before")
+
+
+class _ListedTasks:
+    """Tasks as list_tasks read them, by their whole row, the definition as its stored JSON
+    text: a task listed again unchanged is not parsed and validated again (most of a page's
+    cost). A task is immutable and a pure function of its row, so sharing one is safe."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._tasks: OrderedDict[tuple[Any, ...], Task] = OrderedDict()
+
+    def task(self, keys: tuple[str, ...], row: Sequence[Any]) -> Task:
+        key = tuple(row)
+        try:
+            task = self._tasks.get(key)
+        except TypeError:  # a driver that hands the definition over parsed: nothing to key by
+            key, task = (), None
+        if task is not None:
+            self._tasks.move_to_end(key)
+            return task
+        values = dict(zip(keys, row, strict=True))
+        if isinstance(values["spec"], str | bytes):
+            values["spec"] = json.loads(values["spec"])
+        task = task_from(values)
+        if key:
+            self._tasks[key] = task
+            if len(self._tasks) > self.size:
+                self._tasks.popitem(last=False)
+        return task
+
+
+_LISTED = _ListedTasks(LISTED_TASKS_KEPT)
+# list_tasks reads the definition as text (the key of `_ListedTasks`), parsed only when new.
+_TASK_COLUMNS = tuple(
+    type_coerce(column, Text).label(column.name) if column.name == "spec" else column
+    for column in TASKS.c
+)
+
+
+@cache
+def _tasks_query(owner: bool, status: bool, query: bool, after: bool) -> Select[Any]:
+    listing = rows_of(*_TASK_COLUMNS).order_by(TASKS.c.id).limit(bindparam("limit"))
+    if owner:
+        listing = listing.where(TASKS.c.owner == bindparam("owner"))
+    if status:
+        listing = listing.where(TASKS.c.status == bindparam("status"))
+    if query:
+        listing = listing.where(func.lower(TASKS.c.name).contains(bindparam("query")))
+    if after:
+        listing = listing.where(TASKS.c.id > bindparam("after"))
+    return listing
+
+
+@cache
+def _runs_query(owner: bool, task_id: bool, statuses: bool, before: bool) -> Select[Any]:
+    listing = rows_of(RUNS).order_by(RUNS.c.id.desc()).limit(bindparam("limit"))
+    if owner:
+        listing = listing.where(RUNS.c.owner == bindparam("owner"))
+    if task_id:
+        listing = listing.where(RUNS.c.task_id == bindparam("task_id"))
+    if statuses:
+        listing = listing.where(RUNS.c.status.in_(bindparam("statuses", expanding=True)))
+    if before:
+        listing = listing.where(RUNS.c.id < bindparam("before"))
+    return listing
+
+
+def _page(rows: Sequence[Any], limit: int, item: Callable[[Any], Item]) -> Page[Item]:
+    """The first `limit` of `rows` (read one more to know whether a next page exists) as
+    items; the extra row is not made into one."""
+    items = [item(row) for row in rows[:limit]]
+    return Page(items, encode_cursor(items[-1].id) if len(rows) > limit else None)

@@ -2,7 +2,7 @@
 transaction of the task change it records: `append_revision`), list a task's newest first,
 read one, and keep at most `keep` per task (the oldest go first)."""
 
-from sqlalchemy import Table, delete, func, insert
+from sqlalchemy import Table, bindparam, delete, func, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -45,6 +45,11 @@ class RevisionStore:
         return found[0] if found and found[0].revision == revision else None
 
 
+# append_revision's statements, built once (building and keying one cost more than running it).
+_LAST = select(func.max(RevisionRow.revision)).where(RevisionRow.task_id == bindparam("task_id"))
+_INSERT = insert(REVISIONS)
+
+
 async def append_revision(
     s: AsyncSession | AsyncConnection, revision: TaskRevision, *, keep: int
 ) -> TaskRevision:
@@ -53,10 +58,9 @@ async def append_revision(
     the task change it records is written in the same transaction, so the two are saved, or
     not, together. Core statements only: no model instance, no flush."""
     conn = await core(s)
-    last = select(func.max(RevisionRow.revision)).where(RevisionRow.task_id == revision.task_id)
-    number = ((await conn.execute(last)).scalar() or 0) + 1
+    number = ((await conn.execute(_LAST, {"task_id": revision.task_id})).scalar() or 0) + 1
     values = revision.model_dump(mode="json", exclude={"at"}) | {"revision": number}
-    await conn.execute(insert(REVISIONS).values(**values, at=revision.at))
+    await conn.execute(_INSERT, values | {"at": revision.at})
     if number > keep:  # else none is old enough to go (a create is number 1): no statement
         await conn.execute(
             delete(RevisionRow)

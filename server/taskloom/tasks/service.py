@@ -1,7 +1,8 @@
 """Task use-cases: create, read, change and remove tasks; compute their schedules."""
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -270,6 +271,15 @@ class TaskService:
 
 
 def fire_time(at: datetime, tz: str) -> FireTime:
+    # Keyed by the offset too: equal instants with other offsets are equal datetimes, but their
+    # `utc` text differs.
+    return _fire_time(at, at.utcoffset(), tz)
+
+
+@lru_cache(maxsize=1024)
+def _fire_time(at: datetime, _offset: timedelta | None, tz: str) -> FireTime:
+    """Remembered (a FireTime is immutable): a page of tasks shows one per task, and many
+    tasks share their next fire (09:00 every day)."""
     return FireTime(local=at.astimezone(ZoneInfo(tz)).isoformat(), utc=at.isoformat())
 
 
