@@ -16,9 +16,11 @@ def first_id_at(prefix: str, at: datetime) -> str:
     return _encode(prefix, int(at.timestamp() * 1000) << 80)
 
 
+# Every 10-bit value as its two characters: 13 lookups make the 26 (new_id runs once per run).
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
+_SHIFTS = range(120, -1, -10)
+
+
 def _encode(prefix: str, value: int) -> str:
-    chars = []
-    for _ in range(26):
-        value, digit = divmod(value, 32)
-        chars.append(_ALPHABET[digit])
-    return f"{prefix}_{''.join(reversed(chars))}"
+    """26 characters, 5 bits each, most significant first (`value` < 2**130)."""
+    return f"{prefix}_{''.join([_PAIRS[(value >> s) & 1023] for s in _SHIFTS])}"

@@ -1,5 +1,6 @@
 """structlog to stderr: console on a terminal, JSON otherwise. stdout belongs to the protocol."""
 
+import functools
 import logging
 import sys
 from typing import Literal
@@ -9,12 +10,18 @@ import structlog
 _SECRET_KEYS = ("secret", "token", "password", "api_key", "authorization")
 
 
+@functools.lru_cache(maxsize=4096)
+def _secret_key(key: str) -> bool:
+    """Whether a log key names a secret (asked for every key of every line: cached)."""
+    lowered = key.lower()
+    return any(s in lowered for s in _SECRET_KEYS)
+
+
 def _drop_secrets(
     _: object, __: str, event: structlog.typing.EventDict
 ) -> structlog.typing.EventDict:
-    for key in list(event):
-        if any(s in key.lower() for s in _SECRET_KEYS):
-            event[key] = "[redacted]"
+    for key in [k for k in event if _secret_key(k)]:
+        event[key] = "[redacted]"
     return event
 
 

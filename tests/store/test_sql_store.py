@@ -3,8 +3,9 @@ order that keeps a sweep and a claim from deadlocking on PostgreSQL, and which d
 become `StoreOutage`."""
 
 import asyncio
+import sqlite3
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -97,3 +98,25 @@ async def test_a_sweep_and_a_claim_cannot_deadlock(pg_url: str) -> None:
 
 def _lock(task_id: str):  # type: ignore[no-untyped-def]
     return select(TaskRow).where(col(TaskRow.id) == task_id).with_for_update()
+
+
+async def test_sqlite_keeps_times_as_utc_text_in_one_format(tmp_path: Any) -> None:
+    """SQLite compares times as text, so every write keeps the one format rows already have
+    (`YYYY-MM-DD HH:MM:SS.ffffff`, UTC); a time without its fraction still reads back aware."""
+    path = tmp_path / "t.db"
+    store = SqlStore(f"sqlite:///{path}")
+    await store.open()
+    berlin = datetime(2026, 11, 30, 10, 0, 0, 5, tzinfo=timezone(timedelta(hours=1)))
+    task = make_task().model_copy(update={"created_at": berlin, "next_fire_at": None})
+    await store.add_task(task, max_per_owner=10)
+    raw = sqlite3.connect(path)
+    query = "SELECT created_at, next_fire_at FROM tasks WHERE id = ?"
+    assert raw.execute(query, (task.id,)).fetchone() == ("2026-11-30 09:00:00.000005", None)
+    raw.execute("UPDATE tasks SET created_at = '2026-11-30 09:00:00' WHERE id = ?", (task.id,))
+    raw.commit()
+    raw.close()
+    got = await store.get_task(task.id)
+    assert got is not None
+    assert got.created_at == datetime(2026, 11, 30, 9, 0, 0, tzinfo=UTC)
+    assert got.created_at.tzinfo is UTC
+    await store.close()

@@ -113,7 +113,8 @@ class CatalogStepCaller:
         if tool is not None:
             ctx = self.tool_context(template_ctx)
             ctx.agent_host = agent_host
-            return await asyncio.wait_for(tool.invoke(args, ctx), timeout_s)
+            async with asyncio.timeout(timeout_s):  # no task of its own, as wait_for makes
+                return await tool.invoke(args, ctx)
         if self.catalog.upstream is None:
             raise TaskloomError(
                 f"Step tool {name!r} is not built in and no upstream MCP servers are configured "
@@ -154,9 +155,12 @@ class Runner:
         is the task's previous finished run, which templates see as `prev`; before each step
         `lease` says whether this process may still execute the run."""
         state = _RunState(task, run, self.clock.now(), secrets, prev)
-        bound = structlog.contextvars.bound_contextvars(task_id=task.id, run_id=run.id)
-        with bound:
-            log.info("run_started", cause=run.cause.value, attempt=run.attempt)
+        # Every line the run logs carries its ids; bound as tokens and reset to exactly what was
+        # bound before (bound_contextvars reads the whole context first, on every run).
+        bound = structlog.contextvars.bind_contextvars(task_id=task.id, run_id=run.id)
+        try:
+            # One info line per run, at its end (run_finished); its start is a debug line.
+            log.debug("run_started", cause=run.cause.value, attempt=run.attempt)
             try:
                 async with asyncio.timeout(task.timeout_s):
                     await self._steps(state, persist, progress, lease)
@@ -169,7 +173,12 @@ class Runner:
                 raise
             finally:
                 final = await asyncio.shield(finish(state.finish(self.clock.now())))
-                log.info("run_finished", status=final.status.value, duration_ms=final.duration_ms)
+                log.info(
+                    "run_finished", cause=run.cause.value, attempt=run.attempt,
+                    status=final.status.value, duration_ms=final.duration_ms,
+                )  # fmt: skip
+        finally:
+            structlog.contextvars.reset_contextvars(**bound)
         return final
 
     async def _steps(
@@ -189,7 +198,7 @@ class Runner:
             if progress is not None:
                 await progress(index, total, f"step {index + 1}/{total}: {step.id} ({step.tool})")
             state.begin(index, self.clock.now())
-            snapshot = _persist_later(persist, state.snapshot(), PERSIST_RUNNING_AFTER_S)
+            snapshot = _persist_later(persist, state.snapshot, PERSIST_RUNNING_AFTER_S)
             try:
                 done = await self._flow(state, index, step)
             finally:
@@ -346,20 +355,31 @@ class Runner:
         return None, error, policy.attempts
 
 
-def _persist_later(persist: Persist, snapshot: Run, delay_s: float) -> "asyncio.Task[None]":
+def _persist_later(
+    persist: Persist, snapshot: Callable[[], Run], delay_s: float
+) -> asyncio.TimerHandle:
     """Write the "step running" snapshot only if the step is still running after `delay_s`
-    (the caller cancels it when the step ends): get_run shows a slow step in progress, and a
-    fast step costs no write of its own. A failed snapshot is logged; the final record is what
-    counts."""
+    (the caller cancels the timer when the step ends): get_run shows a slow step in progress,
+    and a fast step costs no write of its own, nor a task (only a timer, cancelled). The
+    snapshot is taken when the timer goes off, while the step is still the one running. A
+    failed snapshot is logged; the final record is what counts."""
 
-    async def later() -> None:
-        await asyncio.sleep(delay_s)
+    async def write(run: Run) -> None:
         try:
-            await persist(snapshot)
+            await persist(run)
         except Exception as exc:  # a background write: nobody else would see its error
             log.warning("run_progress_not_saved", error=f"{type(exc).__name__}: {exc}"[:300])
 
-    return asyncio.create_task(later(), name=f"{snapshot.id}-progress")
+    def later() -> None:
+        run = snapshot()
+        _background.add(task := asyncio.create_task(write(run), name=f"{run.id}-progress"))
+        task.add_done_callback(_background.discard)
+
+    return asyncio.get_running_loop().call_later(delay_s, later)
+
+
+# Progress writes under way (the event loop keeps only weak references to tasks).
+_background: set["asyncio.Task[None]"] = set()
 
 
 def _describe(step: Step, exc: Exception, secrets: Secrets) -> str:

@@ -23,7 +23,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -37,6 +37,7 @@ from taskloom.runs.service import RunService
 from taskloom.scheduling.outage import Outage
 
 if TYPE_CHECKING:
+    from apscheduler.executors.base import BaseExecutor
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 log = structlog.get_logger(__name__)
@@ -85,6 +86,9 @@ class Scheduler:
         self._aps: AsyncIOScheduler | None = None
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._pending: dict[str, datetime] = {}
+        # Timer jobs armed and not yet gone off (APScheduler drops a date job once it runs), so
+        # a fire that leaves nothing scheduled asks it to remove only a job it still has.
+        self._armed: dict[str, datetime] = {}
         self._drain: asyncio.Task[None] | None = None
         self._wake_queue = asyncio.Event()
         self._revision = -1
@@ -101,8 +105,10 @@ class Scheduler:
 
         self.started_at = self.clock.now()
         self._stopping = self._closing = False
+        self._armed = {}
         self._aps = AsyncIOScheduler(
             timezone=UTC,
+            executors={"default": _inline_executor()},
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
         )
         self._aps.start()
@@ -145,9 +151,9 @@ class Scheduler:
         log.info("scheduler_stopped", process_id=self.process_id)
 
     async def _stop_timer(self) -> None:
-        """Timer jobs APScheduler already handed to its executor finish first (at once: they
-        only note the fire, and nothing once stopping); its shutdown would cancel them and log
-        each as a failed job, an error line at every graceful stop."""
+        """Paused first, then shut down without waiting: a timer job runs inline when it goes
+        off (`_inline_executor`: it only notes the fire, and nothing once stopping), so none is
+        left half-run to be cancelled and logged as a failed job at a graceful stop."""
         if self._aps is None:
             return
         aps, self._aps = self._aps, None
@@ -208,6 +214,7 @@ class Scheduler:
             at = wanted.get(job.id)
             if at is None:
                 job.remove()
+                self._armed.pop(job.id, None)
             elif job.next_run_time == at:  # already set: re-adding 10,000 jobs cost ~0.7 s
                 del wanted[job.id]
         for task_id, at in wanted.items():
@@ -217,9 +224,11 @@ class Scheduler:
         if self._aps is None:
             return
         if at is None:
-            with contextlib.suppress(Exception):
-                self._aps.remove_job(task_id)
+            if self._armed.pop(task_id, None) is not None:
+                with contextlib.suppress(Exception):
+                    self._aps.remove_job(task_id)
             return
+        self._armed[task_id] = at
         self._aps.add_job(
             self._timer_went_off,
             "date",
@@ -245,7 +254,9 @@ class Scheduler:
             return
         await self.rebuild()
 
-    async def _timer_went_off(self, task_id: str, at: datetime) -> None:
+    def _timer_went_off(self, task_id: str, at: datetime) -> None:
+        if self._armed.get(task_id) == at:  # gone off: APScheduler has dropped its job
+            del self._armed[task_id]
         if self._stopping:  # the fire stays due in the database for the next process
             return
         self._pending[task_id] = at
@@ -317,7 +328,12 @@ class Scheduler:
         if plan.truncated:
             log.warning("catchup_truncated", task_id=task.id, recorded=len(plan.runs))
         for run in plan.runs:
-            log.info("fire_claimed", task_id=task.id, run_id=run.id, status=run.status)
+            # A run started here logs its own line when it ends (run_finished); one recorded
+            # queued, skipped or missed has only this one.
+            started = run.status == RunStatus.RUNNING
+            (log.debug if started else log.info)(
+                "fire_claimed", task_id=task.id, run_id=run.id, status=run.status
+            )
         for run in plan.to_start:
             self._launch(task, run)
         if any(r.status == RunStatus.QUEUED for r in plan.runs):
@@ -380,6 +396,23 @@ class Scheduler:
             started_at=self.started_at or now,
             heartbeat_at=now,
         )
+
+
+def _inline_executor() -> "BaseExecutor":
+    """Runs a timer job at once on the event loop: it only notes the fire (`_timer_went_off`),
+    so it needs no task of its own, as APScheduler's asyncio executor makes for each job."""
+    from apscheduler.executors.base import BaseExecutor, run_job
+
+    class InlineExecutor(BaseExecutor):  # type: ignore[misc]
+        def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
+            try:
+                events = run_job(job, job._jobstore_alias, run_times, self._logger.name)
+            except BaseException as exc:
+                self._run_job_error(job.id, exc, exc.__traceback__)
+            else:
+                self._run_job_success(job.id, events)
+
+    return InlineExecutor()
 
 
 def _may_queue(task: Task) -> bool:

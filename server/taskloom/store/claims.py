@@ -10,9 +10,11 @@ is decided by the pure domain (`plan_fire`, `retry_run`, `apply_run`) under the 
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, insert, or_, update
+from sqlalchemy import Table, bindparam, delete, func, insert, or_, update
+from sqlalchemy import select as rows_of  # Core rows (sqlmodel.select types entities)
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -25,10 +27,14 @@ from taskloom.domain.tasks import Task, TaskStatus
 from taskloom.store.database import Database
 from taskloom.store.priority import queue_order
 from taskloom.store.records import apply_outcome
-from taskloom.store.tables import ProcessRow, RunRow, StepResultRow, TaskRow
+from taskloom.store.tables import ProcessRow, RunRow, StepResultRow, TaskRow, task_of
 
 ACTIVE = (RunStatus.RUNNING.value, RunStatus.QUEUED.value)
 RUNS: Table = RunRow.__table__  # type: ignore[attr-defined]
+TASKS: Table = TaskRow.__table__  # type: ignore[attr-defined]
+# A claimed fire moves its task on (the values were read under the same lock; unchanged ones
+# are written back as read).
+_MOVE_TASK = update(TASKS).where(TASKS.c.id == bindparam("b_id"))
 
 
 class Claims:
@@ -43,29 +49,37 @@ class Claims:
         into, once, in one transaction. A task another process (or an edit) already moved on
         maps to its current next fire time instead (None: nothing scheduled)."""
         ids = sorted(due)  # one lock order for every process: no deadlocks
-        async with self.db.write() as s:
-            # Two queries for the whole batch, not two per task: the write lock is held
-            # meanwhile, and per-task round trips made a burst's claim take seconds.
-            query = self.dialect.locked(select(TaskRow).where(col(TaskRow.id).in_(ids)))
-            rows = {r.id: r for r in (await s.exec(query.order_by(col(TaskRow.id)))).all()}
-            counts = await self._in_flight_many(s, ids)
+        async with self.db.transaction() as conn:
+            # Core rows and statements for the whole batch, not an ORM instance (and a flush)
+            # per task: the write lock is held meanwhile, and per-task round trips made a
+            # burst's claim take seconds.
+            query = self.dialect.locked(
+                rows_of(TASKS).where(TASKS.c.id.in_(ids)).order_by(TASKS.c.id)
+            )
+            rows = {r._mapping["id"]: r for r in (await conn.execute(query)).all()}
+            counts = await self._in_flight_many(conn, ids)
             runs: list[dict[str, Any]] = []
+            moved: list[dict[str, Any]] = []
             claimed = {
                 task_id: self._claim_one(
-                    rows.get(task_id), due[task_id], context, counts.get(task_id, {}), runs
+                    rows.get(task_id), due[task_id], context, counts.get(task_id, {}), runs, moved
                 )
                 for task_id in ids
             }
+            if moved:  # tasks first, then runs: the lock order of every transaction
+                await conn.execute(_MOVE_TASK, moved)
             if runs:  # the batch's runs in one Core executemany, no model instance per run
-                await s.exec(insert(RUNS), params=runs)
+                await conn.execute(insert(RUNS), runs)
             return claimed
 
-    async def _in_flight_many(self, s: AsyncSession, ids: list[str]) -> dict[str, dict[str, int]]:
-        rows = await s.exec(
-            select(RunRow.task_id, RunRow.status, func.count())
-            .where(col(RunRow.task_id).in_(ids))
-            .where(col(RunRow.status).in_(ACTIVE))
-            .group_by(col(RunRow.task_id), col(RunRow.status))
+    async def _in_flight_many(
+        self, conn: AsyncConnection, ids: list[str]
+    ) -> dict[str, dict[str, int]]:
+        rows = await conn.execute(
+            rows_of(RUNS.c.task_id, RUNS.c.status, func.count())
+            .where(RUNS.c.task_id.in_(ids))
+            .where(RUNS.c.status.in_(ACTIVE))
+            .group_by(RUNS.c.task_id, RUNS.c.status)
         )
         counts: dict[str, dict[str, int]] = {}
         for task_id, status, count in rows.all():
@@ -74,29 +88,40 @@ class Claims:
 
     def _claim_one(
         self,
-        row: TaskRow | None,
+        row: Any,
         expected: datetime,
         context: FireContext,
         counts: dict[str, int],
         runs: list[dict[str, Any]],
+        moved: list[dict[str, Any]],
     ) -> ClaimResult:
-        if row is None or row.status != TaskStatus.ACTIVE.value:
+        """`row`: the task's Core row (None: deleted). The fire's runs go to `runs`, the task's
+        new fire-time fields to `moved` (column values for `_MOVE_TASK`)."""
+        if row is None:
             return None
-        if row.next_fire_at != expected:
-            return row.next_fire_at
+        values = row._mapping  # not row.<name>: a Core row's attribute lookup raises first
+        if values["status"] != TaskStatus.ACTIVE.value:
+            return None
+        if values["next_fire_at"] != expected:
+            return cast(datetime | None, values["next_fire_at"])
         busy = counts.get(RunStatus.RUNNING.value, 0)
         queued = counts.get(RunStatus.QUEUED.value, 0)
-        task = row.to_domain()
+        task = task_of(row)
         plan = plan_fire(
             task, context.now, busy=busy, queued=queued, new_run=context.new_run(task),
             why_late=context.why_late,
         )  # fmt: skip
-        runs += [RunRow.values(run, row.owner) for run in plan.runs]
-        row.next_fire_at = plan.next_fire_at
-        if plan.finished:
-            row.status = TaskStatus.FINISHED.value
-        if plan.to_start:
-            row.last_attempt_at = plan.to_start[-1].started_at
+        runs += [RunRow.values(run, values["owner"]) for run in plan.runs]
+        moved.append(
+            {
+                "b_id": task.id,
+                "next_fire_at": plan.next_fire_at,
+                "status": TaskStatus.FINISHED.value if plan.finished else values["status"],
+                "last_attempt_at": (
+                    plan.to_start[-1].started_at if plan.to_start else values["last_attempt_at"]
+                ),
+            }
+        )
         return Claimed(task=task, plan=plan)
 
     async def claim_queued(

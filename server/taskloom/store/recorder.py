@@ -169,9 +169,10 @@ class RunRecorder:
             .order_by(RUNS.c.id)
         )
         rows = (await conn.execute(self.dialect.locked(query))).all()
+        # Unpacked, not row.<name>: a Core row's attribute lookup raises on its class first.
         return {
-            row.id: _Holder(row.lease_owner or "", row.owner, _aware(row.lease_expires_at))
-            for row in rows
+            run_id: _Holder(lease_owner or "", owner, _aware(expires_at))
+            for run_id, lease_owner, owner, expires_at in rows
         }
 
     async def _save_steps(self, conn: AsyncConnection, requests: Iterable[_Request]) -> None:
@@ -201,7 +202,7 @@ class RunRecorder:
             .order_by(TASKS.c.id)
         )
         rows = (await conn.execute(self.dialect.locked(query))).all()
-        return {row.id: dict(row._mapping) for row in rows}
+        return {row[0]: dict(row._mapping) for row in rows}  # row[0]: its id
 
     async def _apply_outcomes(
         self, conn: AsyncConnection, states: dict[str, dict[str, Any]], held: list[_Request]

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import structlog
+from structlog.testing import capture_logs
 
 from taskloom.clock import FrozenClock
 from taskloom.domain.runs import Run, RunCause, RunStatus, StepStatus
@@ -180,3 +182,55 @@ async def test_a_cancelled_run_still_hands_its_final_record_to_finish() -> None:
     assert final.status == RunStatus.CANCELLED
     assert [s.status for s in final.steps] == [StepStatus.CANCELLED, StepStatus.CANCELLED]
     assert [name for name, _ in caller.calls] == ["get"]
+
+
+async def test_a_run_logs_one_info_line_carrying_its_ids() -> None:
+    """At info level a run logs `run_finished` alone (cause, attempt, status, duration); every
+    line it logs carries its ids, which are unbound again once it ends."""
+    seen: list[dict[str, Any]] = []
+
+    def look(_: dict[str, Any]) -> str:
+        seen.append(structlog.contextvars.get_contextvars())
+        return "ok"
+
+    with capture_logs() as logs:
+        run = await execute(FakeCaller({"get": look}), task(step("one", "get")))
+    assert seen == [{"task_id": "tsk_test", "run_id": "run_test"}]
+    assert structlog.contextvars.get_contextvars() == {}
+    info = [e for e in logs if e["log_level"] != "debug"]
+    assert info == [
+        {"event": "run_finished", "log_level": "info", "cause": "manual", "attempt": 1,
+         "status": "succeeded", "duration_ms": run.duration_ms},
+    ]  # fmt: skip
+
+
+async def test_a_slow_step_is_saved_as_running_and_a_fast_one_is_not() -> None:
+    """A step still running after PERSIST_RUNNING_AFTER_S is written once as running (get_run
+    shows it in progress); a step that ends sooner costs no progress write."""
+    release = asyncio.Event()
+    caller = FakeCaller(
+        {"slow": lambda a: "done", "fast": lambda a: "done"}, held={"slow": release}
+    )
+    runner = Runner(caller, FrozenClock(T0), Limits(step_timeout_s=5))
+    run = Run(id="run_test", task_id="tsk_test", status=RunStatus.RUNNING, cause=RunCause.MANUAL,
+              created_at=T0, started_at=T0)  # fmt: skip
+    saved: list[list[StepStatus]] = []
+    written = asyncio.Event()
+
+    async def persist(snapshot: Run) -> None:
+        saved.append([s.status for s in snapshot.steps])  # as it is written
+        written.set()
+
+    async def finish(final: Run) -> Run:
+        return final
+
+    chain = task(step("quick", "fast"), step("long", "slow"))
+    going = asyncio.create_task(
+        runner.execute(chain, run, secrets=Secrets({}), persist=persist, finish=finish)
+    )
+    await asyncio.wait_for(caller.entered.wait(), 5)
+    await asyncio.wait_for(written.wait(), 10)
+    release.set()
+    final = await asyncio.wait_for(going, 5)
+    assert saved == [[StepStatus.SUCCEEDED, StepStatus.RUNNING]]
+    assert final.status == RunStatus.SUCCEEDED
