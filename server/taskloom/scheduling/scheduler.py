@@ -23,7 +23,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -400,19 +400,11 @@ class Scheduler:
 
 def _inline_executor() -> "BaseExecutor":
     """Runs a timer job at once on the event loop: it only notes the fire (`_timer_went_off`),
-    so it needs no task of its own, as APScheduler's asyncio executor makes for each job."""
-    from apscheduler.executors.base import BaseExecutor, run_job
+    so it needs no task of its own, as APScheduler's asyncio executor makes for each job.
+    APScheduler's own inline executor (named for debugging, but it is just that)."""
+    from apscheduler.executors.debug import DebugExecutor
 
-    class InlineExecutor(BaseExecutor):  # type: ignore[misc]
-        def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
-            try:
-                events = run_job(job, job._jobstore_alias, run_times, self._logger.name)
-            except BaseException as exc:
-                self._run_job_error(job.id, exc, exc.__traceback__)
-            else:
-                self._run_job_success(job.id, events)
-
-    return InlineExecutor()
+    return DebugExecutor()
 
 
 def _may_queue(task: Task) -> bool:
