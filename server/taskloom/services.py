@@ -230,7 +230,7 @@ def build_services(
 
     Everything below the services is imported here, not at the top of this module: the MCP
     surface (`taskloom.api`) imports this module for its types, and `taskloom serve` builds
-    the services only after answering its client's handshake (see `taskloom.startup`)."""
+    the services only after answering its client's handshake (see `taskloom.api.startup`)."""
     from taskloom.runs import evaluation
     from taskloom.runs.retention import Retention, RetentionPolicy
     from taskloom.runs.runner import CatalogStepCaller, Limits, Runner

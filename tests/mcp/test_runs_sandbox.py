@@ -16,7 +16,8 @@ def extract_step(step_id: str, data: Any, expression: str) -> dict[str, Any]:
 async def test_jmespath_bomb_fails_its_step_on_a_limit(open_loom: LoomFactory) -> None:
     """The issue's 189-character JMESPath expression fails its step on the memory or CPU
     limit, named with its setting, and a later run still works."""
-    async with open_loom(sandbox_cpu_s=1.0, sandbox_memory_mb=256) as loom:
+    # A wall limit far above the CPU limit: on a busy machine 1 s of CPU can take over 10 s.
+    async with open_loom(sandbox_cpu_s=1.0, sandbox_memory_mb=256, sandbox_wall_s=300) as loom:
         answer = await loom.call("dry_run", {"steps": [extract_step("bomb", [1], BOMB)]})
         (step,) = answer["run"]["steps"]
         assert step["status"] == "failed"
