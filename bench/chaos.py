@@ -8,6 +8,7 @@ SIGTERMs and database pauses between), on SQLite and PostgreSQL; prints the coun
 import argparse
 import asyncio
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -92,10 +93,14 @@ def cli() -> None:
     parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--kills", type=int, default=KILLS)
     parser.add_argument("--seed", type=int, default=SEED)
-    parser.add_argument("--workdir", type=Path, default=Path("chaos-run"))
+    parser.add_argument(
+        "--workdir", type=Path, help="for the databases and worker logs (default: a new temp dir)"
+    )
     parser.add_argument("--budget-s", type=float, help="stop disrupting after this many seconds")
     args = parser.parse_args()
+    args.workdir = args.workdir or Path(tempfile.mkdtemp(prefix="taskloom-chaos-"))
     args.workdir.mkdir(parents=True, exist_ok=True)
+    print(f"databases and worker logs: {args.workdir}", flush=True)
     tally = asyncio.run(run_store(args.store, args.workdir, args.kills, args.seed, args.budget_s))
     print(tally.details())
 
