@@ -231,11 +231,7 @@ class RunRow(SQLModel, table=True):
 
     @classmethod
     def from_domain(cls, run: Run, owner: str) -> "RunRow":
-        data = run.model_dump(mode="json", exclude={"steps"})
-        row = cls(**{**data, "owner": owner})
-        for name in _RUN_TIMES:
-            setattr(row, name, getattr(run, name))
-        return row
+        return cls(**cls.values(run, owner))
 
     @staticmethod
     def values(run: Run, owner: str) -> dict[str, Any]:
@@ -320,22 +316,9 @@ class StepResultRow(SQLModel, table=True):
 
     @classmethod
     def from_domain(cls, run_id: str, step: StepResult) -> "StepResultRow":
-        return cls(
-            run_id=run_id,
-            index=step.index,
-            step_id=step.id,
-            tool=step.tool,
-            status=step.status.value,
-            args=step.args,
-            output=step.output,
-            error=step.error,
-            started_at=step.started_at,
-            finished_at=step.finished_at,
-            duration_ms=step.duration_ms,
-            attempts=step.attempts,
-            calls=_calls(step),
-            reason=step.reason,
-        )
+        values = cls.values(run_id, step)
+        values["index"] = values.pop("step_index")  # the attribute mapped to step_index
+        return cls(**values)
 
     @staticmethod
     def values(run_id: str, step: StepResult) -> dict[str, Any]:
