@@ -189,14 +189,15 @@ async def seed_tasks(
     steps: list[dict[str, Any]] | None = None,
     owner: str = "local",
 ) -> list[str]:
-    """Insert `count` tasks with one Core executemany (setup speed), then bump the revision so
-    running processes rebuild their timers."""
-    from sqlalchemy import insert
+    """Insert `count` tasks with one Core executemany (setup speed), count them in the owner's
+    number of tasks (as the store's own inserts do), then bump the revision so running
+    processes rebuild their timers."""
+    from sqlalchemy import insert, update
 
     from taskloom.domain.tasks import Task
     from taskloom.ids import new_id
     from taskloom.store.database import TASKS_REVISION, bump
-    from taskloom.store.tables import TaskRow
+    from taskloom.store.tables import OwnerTasksRow, TaskRow
 
     created = now() - timedelta(seconds=1)
     rows: list[dict[str, Any]] = []
@@ -218,9 +219,13 @@ async def seed_tasks(
         ids.append(task.id)
         rows.append(TaskRow.from_domain(task).model_dump())
     table: Any = TaskRow.__table__  # type: ignore[attr-defined]
+    counts: Any = OwnerTasksRow.__table__  # type: ignore[attr-defined]
     async with store.write() as s:
         for start in range(0, len(rows), 5000):
             await s.exec(insert(table), params=rows[start : start + 5000])
+        more = update(counts).where(counts.c.owner == owner).values(tasks=counts.c.tasks + count)
+        if (await s.exec(more)).rowcount == 0:
+            await s.exec(insert(counts).values(owner=owner, tasks=count))
         await bump(s, TASKS_REVISION)
     return ids
 

@@ -320,3 +320,19 @@ async def test_an_unchanged_schedule_is_not_checked_again(
     await services.store.add_task(old, max_per_owner=10)
     renamed = await client.call_tool("update_task", {"task_id": "tsk_old", "name": "Renamed"})
     assert renamed.structured_content["task"]["name"] == "Renamed"  # type: ignore[index]
+
+
+async def test_a_taken_name_is_listed_with_the_other_mistakes(client: Client[Any]) -> None:
+    """A create whose name is taken and which has other mistakes is refused once, listing all of
+    them: the name is looked up whenever something else is wrong (a create that is otherwise
+    right learns of a taken name from the store's unique key, with the same message)."""
+    await client.call_tool("create_task", task(name=EXISTING))
+    steps = [step("a", "no_such_tool"), step("a", "wait", seconds=1)]
+    wrong = task(name=EXISTING.lower(), steps=steps)
+    result = await client.call_tool("create_task", wrong, raise_on_error=False)
+    assert result.is_error
+    message = "\n".join(getattr(c, "text", "") for c in result.content)
+    assert "3 problems in the request" in message, message
+    for fragment in ("steps[0].tool", "steps[1].id", f"name: '{EXISTING.lower()}'"):
+        assert fragment in message, message
+    assert await names(client) == [EXISTING]

@@ -8,6 +8,7 @@ import pytest
 from fastmcp import Client
 
 from taskloom.app import build_server
+from taskloom.domain.tasks import Task
 from taskloom.services import build_services
 from tests.conftest import make_settings
 from tests.mcp.conftest import WAIT_STEP, task_args
@@ -259,25 +260,25 @@ async def test_task_tool_schemas_match_the_task_model(client: Client[Any]) -> No
 async def test_racing_creates_of_one_name_make_one_task(
     db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two create_task calls whose names differ only in case, both past the name check before
-    either writes (the check is held until both asked): one task is made, the other call gets
-    one clear error naming the field, the name and the task that won, and stores nothing."""
+    """Two create_task calls whose names differ only in case, both validated and at the store
+    before either writes (the write is held until both arrived): the unique name key makes one
+    task, the other call gets one clear error naming the field, the name and the task that won,
+    and stores nothing."""
     services = build_services(make_settings(tmp_path, database_url=db_url, scheduler=False))
-    asked = 0
-    both_asked = asyncio.Event()
-    check = services.store.task_named
+    arrived = 0
+    both_arrived = asyncio.Event()
+    add = services.store.add_task
 
-    async def held(owner: str, name: str) -> str | None:
-        nonlocal asked
-        found = await check(owner, name)
-        asked += 1
-        if asked == 2:
-            both_asked.set()
+    async def held(task: Task, **kw: Any) -> None:
+        nonlocal arrived
+        arrived += 1
+        if arrived == 2:
+            both_arrived.set()
         async with asyncio.timeout(30):
-            await both_asked.wait()
-        return found
+            await both_arrived.wait()
+        await add(task, **kw)
 
-    monkeypatch.setattr(services.store, "task_named", held)
+    monkeypatch.setattr(services.store, "add_task", held)
     async with Client(build_server(services)) as client:
         results = await asyncio.gather(
             client.call_tool("create_task", task_args(name="Ölpreis report"), raise_on_error=False),
@@ -291,7 +292,7 @@ async def test_racing_creates_of_one_name_make_one_task(
         assert len(made) == 1
         assert len(errors) == 1
         assert "name: '" in errors[0]
-        assert "is taken" in errors[0]
+        assert "already have a task with this name" in errors[0]
         assert made[0]["id"] in errors[0]
         listed = await client.call_tool("list_tasks", {})
         assert listed.structured_content is not None

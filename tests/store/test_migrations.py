@@ -18,6 +18,7 @@ from sqlmodel import SQLModel
 
 from taskloom.domain.runs import RunCause, RunStatus
 from taskloom.domain.tasks import TaskStatus
+from taskloom.errors import Conflict
 from taskloom.services import build_services
 from taskloom.store.migrate import MIGRATIONS_DIR, schema_head, upgrade
 from taskloom.store.sql import SqlStore
@@ -239,5 +240,26 @@ async def test_name_keys_are_filled_and_older_names_keep_theirs(db_url: str) -> 
         await store.save_task(renamed, expected_revision=2)
         assert await store.task_named("alice", "report (OLD)") == ids[2]
         assert len((await store.list_tasks(owner=None)).items) == len(names)
+    finally:
+        await store.close()
+
+
+async def test_owner_task_numbers_are_counted_from_the_tasks(db_url: str) -> None:
+    """0008 counts each owner's tasks into owner_tasks; the cap then holds from that number: an
+    owner at it is refused, one below it is not."""
+    store = SqlStore(db_url)
+    await store.open(migrate=False)
+    try:
+        async with store.transaction() as conn:
+            await conn.run_sync(lambda c: upgrade(c, "0007"))
+            for n, owner in enumerate(["alice", "alice", "alice", "bob"]):
+                await conn.execute(insert(TaskRow.__table__), TaskRow.values(make_task(n, owner)))  # type: ignore[attr-defined]
+        await store.migrate()
+        async with store.transaction() as conn:
+            found = await conn.execute(text("SELECT owner, tasks FROM owner_tasks"))
+            assert dict(found.all()) == {"alice": 3, "bob": 1}
+        with pytest.raises(Conflict, match="already has 3 tasks"):
+            await store.add_task(make_task(4, "alice"), max_per_owner=3)
+        await store.add_task(make_task(5, "bob"), max_per_owner=3)
     finally:
         await store.close()

@@ -120,3 +120,18 @@ async def test_sqlite_keeps_times_as_utc_text_in_one_format(tmp_path: Any) -> No
     assert got.created_at == datetime(2026, 11, 30, 9, 0, 0, tzinfo=UTC)
     assert got.created_at.tzinfo is UTC
     await store.close()
+
+
+async def test_an_owner_number_written_around_the_store_is_corrected_at_the_cap(
+    sql_store: SqlStore,
+) -> None:
+    """owner_tasks is moved only by the store's own writes; should it say more than the owner
+    has (tasks deleted around the store), the add that finds it past the cap counts the
+    owner's tasks instead, goes through, and sets the number to the truth."""
+    await sql_store.add_task(make_task(0, "alice"), max_per_owner=3)
+    async with sql_store.transaction() as conn:
+        await conn.execute(text("UPDATE owner_tasks SET tasks = 50 WHERE owner = 'alice'"))
+    await sql_store.add_task(make_task(1, "alice"), max_per_owner=3)
+    async with sql_store.transaction() as conn:
+        found = await conn.execute(text("SELECT tasks FROM owner_tasks WHERE owner = 'alice'"))
+        assert found.scalar() == 2

@@ -3,6 +3,7 @@ tests/store/conftest.py (SQLite file, PostgreSQL). This module holds tasks, pagi
 test_store_contract_runs.py, _scheduling.py and _admission.py the rest. Every test speaks to the
 protocol only, so a new backend passes or fails the same suite."""
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -61,6 +62,42 @@ async def test_a_second_task_of_a_name_in_another_case_is_refused(store: Store) 
     assert "Pick another name" in message
     assert await store.get_task(second.id) is None
     await store.add_task(make_task(2, owner="bob", name="ärger report"), max_per_owner=10)
+
+
+async def test_an_owner_at_the_cap_is_refused_until_a_task_goes(store: Store) -> None:
+    """add_task refuses a task past the owner's max_per_owner with a Conflict naming the number
+    and the setting, and stores nothing; a refused add (a taken name) does not count; other
+    owners are not held; deleting one of the owner's tasks makes room for one more."""
+    tasks = [await stored_task(store, n, owner="alice") for n in range(2)]
+    with pytest.raises(NameTaken):
+        await store.add_task(make_task(2, "alice", name=tasks[0].name), max_per_owner=3)
+    third = make_task(3, "alice")
+    await store.add_task(third, max_per_owner=3)
+    extra = make_task(4, "alice")
+    with pytest.raises(Conflict) as refused:
+        await store.add_task(extra, max_per_owner=3)
+    assert "'alice' already has 3 tasks" in str(refused.value)
+    assert "TASKLOOM_MAX_TASKS_PER_OWNER=3" in str(refused.value)
+    assert await store.get_task(extra.id) is None
+    await store.add_task(make_task(5, "bob"), max_per_owner=3)
+    await store.delete_task(tasks[0].id, delete_runs=False)
+    await store.add_task(extra, max_per_owner=3)
+    with pytest.raises(Conflict, match="already has 3 tasks"):
+        await store.add_task(make_task(6, "alice"), max_per_owner=3)
+
+
+async def test_racing_adds_at_the_cap_store_one(store: Store) -> None:
+    """Several adds of one owner at once with room for one more: exactly one is stored, the
+    others are refused at the cap (PostgreSQL runs them on separate connections)."""
+    await stored_task(store, 0, owner="alice")
+    racing = [make_task(n, "alice") for n in range(1, 5)]
+    results = await asyncio.gather(
+        *(store.add_task(task, max_per_owner=2) for task in racing), return_exceptions=True
+    )
+    assert sum(result is None for result in results) == 1
+    refused = [r for r in results if r is not None]
+    assert all(isinstance(r, Conflict) and "already has 2 tasks" in str(r) for r in refused)
+    assert len((await store.list_tasks(owner="alice")).items) == 2
 
 
 async def test_renaming_onto_a_taken_name_is_refused(store: Store) -> None:

@@ -33,10 +33,11 @@ from taskloom.domain.runs import Run, RunStatus
 from taskloom.domain.storage import Page, Unclaimed, decode_cursor, encode_cursor
 from taskloom.domain.tasks import Task, TaskStatus, name_key
 from taskloom.errors import Conflict, NameTaken
-from taskloom.store.database import TASKS_REVISION, Database, bump
+from taskloom.store.database import TASKS_REVISION, Database, bump, core
 from taskloom.store.revisions import append_revision
 from taskloom.store.tables import (
     CounterRow,
+    OwnerTasksRow,
     RunRow,
     StepResultRow,
     TaskRow,
@@ -66,15 +67,25 @@ Item = TypeVar("Item", Task, Run)
 TASKS: Table = TaskRow.__table__  # type: ignore[attr-defined]
 RUNS: Table = RunRow.__table__  # type: ignore[attr-defined]
 STEPS: Table = StepResultRow.__table__  # type: ignore[attr-defined]
+OWNER_TASKS: Table = OwnerTasksRow.__table__  # type: ignore[attr-defined]
 
 # create_task's statements, built once (building and keying a statement cost more than running
-# it): the owner's tasks counted up to the cap (ix_tasks_owner_id), and the name lookup (one
-# probe of the unique index (owner, name_key)).
-_OWNER_TASKS = rows_of(func.count()).select_from(
-    rows_of(TASKS.c.id)
-    .where(TASKS.c.owner == bindparam("owner"))
-    .limit(bindparam("cap", type_=Integer))
-    .subquery()
+# it): the owner's tasks counted (only when the kept number says the owner is at the cap, to
+# make sure), and the name lookup (one probe of the unique index (owner, name_key)).
+_COUNT_OWNER_TASKS = rows_of(func.count()).where(TASKS.c.owner == bindparam("owner"))
+_SET_OWNER_TASKS = (
+    update(OWNER_TASKS)
+    .where(OWNER_TASKS.c.owner == bindparam("b_owner"))
+    .values(tasks=bindparam("b_tasks", type_=Integer))
+)
+# A deleted task's owner has one task less (the owner read from the row before it goes).
+_ONE_TASK_LESS = (
+    update(OWNER_TASKS)
+    .where(
+        OWNER_TASKS.c.owner
+        == rows_of(TASKS.c.owner).where(TASKS.c.id == bindparam("task_id")).scalar_subquery()
+    )
+    .values(tasks=OWNER_TASKS.c.tasks - 1)
 )
 _TASK_NAMED = (
     rows_of(TASKS.c.id)
@@ -89,13 +100,25 @@ class Records:
         self.keep_revisions = keep_revisions  # per task, in `revision`'s transaction
         # tasks_revision values of the task changes committed through this object (`made_here`)
         self._made: set[int] = set()
+        # The owner's number of tasks plus one (a first task makes the row), answering the new
+        # number: one statement, which on PostgreSQL also locks the row, so two creates of one
+        # owner take turns at the cap instead of both passing it.
+        upsert = db.dialect.upsert(OWNER_TASKS).values(owner=bindparam("owner"), tasks=1)
+        self._one_task_more = upsert.on_conflict_do_update(
+            index_elements=[OWNER_TASKS.c.owner], set_={"tasks": OWNER_TASKS.c.tasks + 1}
+        ).returning(OWNER_TASKS.c.tasks)
 
     async def _revised(
-        self, s: AsyncSession | AsyncConnection, revision: TaskRevision | None
+        self,
+        s: AsyncSession | AsyncConnection,
+        revision: TaskRevision | None,
+        *,
+        first: bool = False,
     ) -> None:
-        """The change's revision, in the change's transaction: a failed one undoes the change."""
+        """The change's revision, in the change's transaction: a failed one undoes the change.
+        `first`: the task is new, so this is its revision 1."""
         if revision is not None:
-            await append_revision(s, revision, keep=self.keep_revisions)
+            await append_revision(s, revision, keep=self.keep_revisions, first=first)
 
     # -- tasks -------------------------------------------------------------------------------
 
@@ -112,16 +135,25 @@ class Records:
     ) -> int:
         # Core statements on a Core connection: no ORM session, model instance or flush.
         async with self.db.transaction() as conn:
-            params = {"owner": task.owner, "cap": max_per_owner}
-            count = (await conn.execute(_OWNER_TASKS, params)).scalar()
-            if (count or 0) >= max_per_owner:
-                raise Conflict(
-                    f"Owner {task.owner!r} already has {count} tasks, the limit "
-                    f"(TASKLOOM_MAX_TASKS_PER_OWNER={max_per_owner}). Delete unused tasks first."
-                )
+            owner = {"owner": task.owner}
+            tasks = (await conn.execute(self._one_task_more, owner)).scalar_one()
+            if tasks > max_per_owner:
+                await self._at_cap(conn, task.owner, max_per_owner)
             await conn.execute(insert(TASKS), [TaskRow.values(task)])
-            await self._revised(conn, revision)
+            await self._revised(conn, revision, first=True)
             return await bump(conn)
+
+    async def _at_cap(self, conn: AsyncConnection, owner: str, max_per_owner: int) -> None:
+        """The kept number says `owner` is past the cap with the new task: count to make sure
+        (it is right unless tasks were written around the store), set the number to the truth,
+        and refuse if the count agrees."""
+        count = (await conn.execute(_COUNT_OWNER_TASKS, {"owner": owner})).scalar_one()
+        if count >= max_per_owner:
+            raise Conflict(
+                f"Owner {owner!r} already has {count} tasks, the limit "
+                f"(TASKLOOM_MAX_TASKS_PER_OWNER={max_per_owner}). Delete unused tasks first."
+            )
+        await conn.execute(_SET_OWNER_TASKS, {"b_owner": owner, "b_tasks": count + 1})
 
     async def get_task(self, task_id: str, owner: str | None = None) -> Task | None:
         async with self.db.reading() as c:
@@ -217,6 +249,7 @@ class Records:
     ) -> int:
         """Remove the task; returns how many runs were removed with it."""
         async with self.db.write() as s:
+            await (await core(s)).execute(_ONE_TASK_LESS, {"task_id": task_id})
             await s.exec(delete(TaskRow).where(col(TaskRow.id) == task_id))
             removed = 0
             if delete_runs:

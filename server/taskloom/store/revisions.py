@@ -51,14 +51,16 @@ _INSERT = insert(REVISIONS)
 
 
 async def append_revision(
-    s: AsyncSession | AsyncConnection, revision: TaskRevision, *, keep: int
+    s: AsyncSession | AsyncConnection, revision: TaskRevision, *, keep: int, first: bool = False
 ) -> TaskRevision:
     """Store `revision` as the task's next one (its number is the last one's plus one) in the
     open transaction `s` (an ORM session's or a Core connection's), keeping the newest `keep`:
     the task change it records is written in the same transaction, so the two are saved, or
-    not, together. Core statements only: no model instance, no flush."""
+    not, together. Core statements only: no model instance, no flush. `first`: the task is
+    being created (its id is new), so this is number 1 without looking."""
     conn = await core(s)
-    number = ((await conn.execute(_LAST, {"task_id": revision.task_id})).scalar() or 0) + 1
+    last = 0 if first else (await conn.execute(_LAST, {"task_id": revision.task_id})).scalar()
+    number = (last or 0) + 1
     values = revision.model_dump(mode="json", exclude={"at"}) | {"revision": number}
     await conn.execute(_INSERT, values | {"at": revision.at})
     if number > keep:  # else none is old enough to go (a create is number 1): no statement

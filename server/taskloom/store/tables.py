@@ -403,3 +403,13 @@ class CounterRow(SQLModel, table=True):
 
     name: str = Field(sa_column=Column(String(64), primary_key=True))
     value: int = 0
+
+
+class OwnerTasksRow(SQLModel, table=True):
+    """How many tasks each owner has (migration 0008), moved in the transaction of every task
+    insert and delete: the per-owner cap reads this row instead of counting the owner's tasks."""
+
+    __tablename__ = "owner_tasks"
+
+    owner: str = Field(sa_column=Column(String(200), primary_key=True))
+    tasks: int = Field(sa_column=Column(Integer, nullable=False))

@@ -32,13 +32,16 @@ URL_ARGS = {"http_request": "url", "notify": "webhook_url"}
 class Surroundings:
     """What the checks of a create, update or dry run need besides the task: the time, the
     server's settings and, for create and update, which fields change and whether a name is
-    taken (`name_taken(name)` answers the id of the owner's task with that name, or None)."""
+    taken (`name_taken(name)` answers the id of the owner's task with that name, or None).
+    `name_on_write`: the store's unique index checks the name as the task is written (a create),
+    so validation looks the name up only to list it along with other mistakes."""
 
     now: datetime
     settings: Settings
     changed: frozenset[str] | None = None  # None: everything is new (create, dry run)
     name_taken: Callable[[str], Awaitable[str | None]] | None = None
     task_id: str | None = None  # the task being updated, whose own name is no clash
+    name_on_write: bool = False
     dry_run: bool = False
 
     def is_new(self, name: str) -> bool:

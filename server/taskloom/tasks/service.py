@@ -17,13 +17,13 @@ from taskloom.domain.revisions import TaskRevision
 from taskloom.domain.runs import Run
 from taskloom.domain.storage import Store
 from taskloom.domain.tasks import Task, TaskPatch, TaskSpec, TaskStatus, Trigger, trigger_kind
-from taskloom.errors import InvalidInput, NotFound
+from taskloom.errors import InvalidInput, InvalidInputs, NameTaken, NotFound
 from taskloom.ids import new_id
 from taskloom.settings import Settings
 from taskloom.step_tools import StepCatalog
 from taskloom.tasks.readiness import Surroundings
 from taskloom.tasks.secret_use import check_grants
-from taskloom.tasks.validate import validate_task
+from taskloom.tasks.validate import check_name, validate_task
 
 log = structlog.get_logger(__name__)
 
@@ -75,7 +75,8 @@ class TaskService:
         self, spec: TaskSpec, *, owner: str, managed_by: str | None = None
     ) -> TaskAnswer:
         """`managed_by`: the file set of `taskloom tasks apply` that keeps this task."""
-        warnings = await validate_task(spec, self.catalog, self.surroundings(owner))
+        around = self.surroundings(owner, name_on_write=True)
+        warnings = await validate_task(spec, self.catalog, around)
         check_grants(spec, owner=owner, access=self.access)
         now = self.clock.now()
         task = Task(
@@ -89,11 +90,18 @@ class TaskService:
             managed_by=managed_by,
         )
         task = task.model_copy(update={"next_fire_at": self.next_fire(task, now)})
-        await self.store.add_task(
-            task,
-            max_per_owner=self.settings.max_tasks_per_owner,
-            revision=self._revision(None, task, owner),
-        )
+        try:
+            await self.store.add_task(
+                task,
+                max_per_owner=self.settings.max_tasks_per_owner,
+                revision=self._revision(None, task, owner),
+            )
+        except NameTaken:
+            # The unique index found the name taken: answer as validation would have.
+            taken = await check_name(spec, around)
+            if taken:
+                raise InvalidInputs(taken) from None
+            raise  # that task went meanwhile: the store's own message says what happened
         log.info("task_created", task_id=task.id, trigger=trigger_kind(task.trigger))
         await self._changed(task, task.id)
         return self.answer(task, message="Task created.", warnings=warnings)

@@ -51,10 +51,12 @@ async def validate_task(
     problems += _check_step_timeouts(fields)
     if around is not None:
         problems += [] if trigger_problems else _check_schedule(fields, around)
-        problems += await _check_name(fields, around)
+    name_at = len(problems)  # a taken name is listed here, after the schedule's mistakes
     problems += check_task_secrets(fields)
     channel_problems, channel_warnings = await check_channels(fields)
     problems += channel_problems
+    if around is not None and (problems or not around.name_on_write):
+        problems[name_at:name_at] = await check_name(fields, around)
     if problems:
         raise InvalidInputs(problems)
     if around is None:
@@ -314,7 +316,8 @@ def _check_end(fields: TaskFields, around: Surroundings) -> list[InvalidInput]:
     return []
 
 
-async def _check_name(fields: TaskFields, around: Surroundings) -> list[InvalidInput]:
+async def check_name(fields: TaskFields, around: Surroundings) -> list[InvalidInput]:
+    """The mistake of a name the owner's other task already has (ignoring case), if so."""
     if around.name_taken is None or not around.is_new("name"):
         return []
     other = await around.name_taken(fields.name)
