@@ -15,7 +15,7 @@ across a DST fall-back, and places a skipped wall time half an hour late in the 
 """
 
 import re
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from calendar import monthrange
 from dataclasses import dataclass
 from datetime import MAXYEAR, date, datetime, timedelta
@@ -173,7 +173,7 @@ def next_match(spec: CronSpec, start: datetime) -> datetime | None:
 def _advance(spec: CronSpec, at: datetime) -> datetime:
     """`at` when it matches, else a later time with no match in between."""
     if at.month not in spec.months:
-        return _next_month(at)
+        return _next_month(spec, at)
     if not spec.day_matches(at.date()):
         return _next_day(spec, at)
     if at.hour not in spec.hours:
@@ -194,7 +194,7 @@ def _next_day(spec: CronSpec, at: datetime) -> datetime:
     for day in range(at.day + 1, monthrange(at.year, at.month)[1] + 1):
         if spec.day_matches(today.replace(day=day)):
             return _day_start(at).replace(day=day)
-    return _next_month(at)
+    return _next_month(spec, at)
 
 
 def _next_unit(
@@ -207,9 +207,13 @@ def _next_unit(
     return base + timedelta(**carry)
 
 
-def _next_month(at: datetime) -> datetime:
-    year, month = divmod(at.year * 12 + at.month, 12)
-    return _day_start(at).replace(year=year, month=month + 1, day=1)
+def _next_month(spec: CronSpec, at: datetime) -> datetime:
+    """The start of the next month the cron lists, this year or else the next: one step instead
+    of one per month (a yearly cron would otherwise take up to 11)."""
+    index = bisect_right(spec.months, at.month)
+    if index < len(spec.months):
+        return _day_start(at).replace(month=spec.months[index], day=1)
+    return _day_start(at).replace(year=at.year + 1, month=spec.months[0], day=1)
 
 
 def _day_start(at: datetime) -> datetime:

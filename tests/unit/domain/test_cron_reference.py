@@ -1,6 +1,7 @@
 """`next_match` against a plain reference: walk the calendar one day at a time and take the
-first listed time of the first matching day. The matcher skips ahead (months, days, hours); it
-must land where the plain walk does, for either day rule, short months and leap days."""
+first listed time of the first matching day. The matcher skips ahead (to the next listed month,
+day, hour); it must land where the plain walk does, for either day rule, month lists, short
+months and leap days."""
 
 import random
 from datetime import datetime, timedelta
@@ -20,6 +21,8 @@ CRONS = [
     "0 0 ? * 0",
     "15,45 * 28-31 * *",
     "0 0 */10 */3 *",
+    "10 6 31 jan,mar,dec *",
+    "0 12 * feb,nov fri",
 ]
 
 
