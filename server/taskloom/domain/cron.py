@@ -72,6 +72,10 @@ class CronSpec:
     weekdays: tuple[int, ...]
     either_day: bool  # both day fields restricted: Vixie's OR rule
 
+    @property
+    def every_weekday(self) -> bool:
+        return len(self.weekdays) == 7
+
     def day_matches(self, day: date) -> bool:
         dom = day.day in self.days
         dow = (day.weekday() + 1) % 7 in self.weekdays
@@ -190,8 +194,14 @@ def _advance(spec: CronSpec, at: datetime) -> datetime:
 def _next_day(spec: CronSpec, at: datetime) -> datetime:
     """The start of the next matching day in `at`'s month, else of the next month: one step
     instead of one per day (a yearly cron would otherwise take ~30 steps per fire)."""
+    last = monthrange(at.year, at.month)[1]
+    if spec.every_weekday and not spec.either_day:  # the day of the month alone decides
+        index = bisect_right(spec.days, at.day)
+        if index < len(spec.days) and spec.days[index] <= last:
+            return _day_start(at).replace(day=spec.days[index])
+        return _next_month(spec, at)
     today = at.date()
-    for day in range(at.day + 1, monthrange(at.year, at.month)[1] + 1):
+    for day in range(at.day + 1, last + 1):
         if spec.day_matches(today.replace(day=day)):
             return _day_start(at).replace(day=day)
     return _next_month(spec, at)
