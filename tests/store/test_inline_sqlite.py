@@ -6,10 +6,15 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlalchemy import insert
 
+from taskloom.errors import NameTaken
 from taskloom.store import inline_sqlite
 from taskloom.store.database import bump
+from taskloom.store.records import TASKS
 from taskloom.store.sql import SqlStore
+from taskloom.store.tables import TaskRow
+from tests.store.factories import T0, make_task
 
 
 def _fill(path: Path, rows: int) -> None:
@@ -76,4 +81,47 @@ async def test_a_write_waits_for_another_writer_without_holding_the_loop(tmp_pat
         assert await asyncio.wait_for(write, 60) == 1
     finally:
         other.close()
+        await store.close()
+
+
+async def test_a_task_written_directly_is_the_row_sqlalchemy_writes(tmp_path: Path) -> None:
+    """`Database.direct` hands a create's statements to the driver with each column's own
+    conversion done as SQLAlchemy does it: the stored row is the same text, value for value,
+    as SQLAlchemy's own execution of the same statement writes (times, JSON, enums, nulls)."""
+    store = SqlStore(f"sqlite:///{tmp_path / 'store.db'}")
+    await store.open()
+    task = make_task(0, name="Ärger report", description="multi\nline", next_fire_at=T0)
+    twin = task.model_copy(update={"id": "tsk_twin", "name": "twin"})
+    try:
+        async with store.db.direct() as conn:
+            assert isinstance(conn, inline_sqlite.Direct)
+            await conn.execute(insert(TASKS), TaskRow.values(task))
+        async with store.transaction() as conn:
+            await conn.execute(insert(TASKS), TaskRow.values(twin))
+        assert await store.get_task(task.id) == task
+    finally:
+        await store.close()
+    with sqlite3.connect(tmp_path / "store.db") as db:
+        db.row_factory = sqlite3.Row
+        rows = {r["id"]: dict(r) for r in db.execute("SELECT * FROM tasks")}
+    direct, twin_row = rows[task.id], rows["tsk_twin"]
+    different = {k for k in direct if direct[k] != twin_row[k]}
+    assert different == {"id", "name", "name_key"}
+    assert direct["spec"].startswith("{")  # JSON text, as SQLAlchemy writes it
+
+
+async def test_a_direct_statement_refused_by_sqlite_is_our_error(tmp_path: Path) -> None:
+    """A driver error on the direct path becomes the store's own error as on SQLAlchemy's: a
+    second task of a name is `NameTaken`, and the transaction leaves nothing behind."""
+    store = SqlStore(f"sqlite:///{tmp_path / 'store.db'}")
+    await store.open()
+    try:
+        first = make_task(0, name="Digest")
+        await store.add_task(first, max_per_owner=10)
+        with pytest.raises(NameTaken):
+            async with store.db.direct() as conn:
+                await conn.execute(insert(TASKS), TaskRow.values(make_task(1, name="DIGEST")))
+        listed = await store.list_tasks(owner=None)
+        assert [t.id for t in listed.items] == [first.id]
+    finally:
         await store.close()

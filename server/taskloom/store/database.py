@@ -18,6 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from taskloom.errors import Conflict, NameTaken, StoreOutage, StoreUnavailable, TaskloomError
 from taskloom.store.dialects import Dialect, async_url, dialect_for
+from taskloom.store.inline_sqlite import Direct
 from taskloom.store.migrate import schema_head, upgrade
 from taskloom.store.tables import CounterRow
 
@@ -103,6 +104,13 @@ class Database:
         async with self._guard(), self._write_engine().begin() as conn:
             yield conn
 
+    @asynccontextmanager
+    async def direct(self) -> AsyncIterator["AsyncConnection | Direct"]:
+        """`transaction()` whose statements go straight to the driver where the dialect can
+        (`inline_sqlite.Direct`): for the hottest writes, made of statements built once."""
+        async with self.transaction() as conn:
+            yield await self.dialect.direct(conn)
+
     def _read_engine(self) -> AsyncEngine:
         if self._engine is None:
             raise StoreUnavailable("The store is not open; this is a bug in Taskloom.")
@@ -156,7 +164,7 @@ _BUMP = (
 )
 
 
-async def bump(s: AsyncSession | AsyncConnection, name: str = TASKS_REVISION) -> int:
+async def bump(s: AsyncSession | AsyncConnection | Direct, name: str = TASKS_REVISION) -> int:
     """Move a counter by one, in the caller's transaction (an ORM session's or a Core
     connection's): one UPDATE (an insert the first time), not an ORM load and a flushed
     change. Returns the counter's new value."""
@@ -168,10 +176,10 @@ async def bump(s: AsyncSession | AsyncConnection, name: str = TASKS_REVISION) ->
     return int(value)
 
 
-async def core(s: AsyncSession | AsyncConnection) -> AsyncConnection:
+async def core(s: AsyncSession | AsyncConnection | Direct) -> AsyncConnection | Direct:
     """The Core connection of a transaction: statements on it skip the ORM's execution path
     (pending ORM changes of the session are flushed at its commit, after them)."""
-    return s if isinstance(s, AsyncConnection) else await s.connection()
+    return s if isinstance(s, AsyncConnection | Direct) else await s.connection()
 
 
 def _is_outage(exc: BaseException) -> bool:

@@ -53,6 +53,11 @@ class Dialect:
         """INSERT ... ON CONFLICT for `table` (the dialect's own Insert)."""
         raise NotImplementedError
 
+    async def direct(self, conn: AsyncConnection) -> "AsyncConnection | inline_sqlite.Direct":
+        """What runs the statements of `conn`'s transaction with the least per statement: the
+        driver directly where the dialect can (SQLite in place), else `conn` itself."""
+        return conn
+
     async def lock_key(self, conn: AsyncConnection, namespace: int, key: str) -> None:
         """Serialise the transactions that name `key` until commit."""
 
@@ -123,6 +128,12 @@ class SqliteDialect(Dialect):
 
     def upsert(self, table: Table) -> Any:
         return sqlite_insert(table)
+
+    async def direct(self, conn: AsyncConnection) -> "AsyncConnection | inline_sqlite.Direct":
+        raw = await conn.get_raw_connection()
+        if isinstance(raw.driver_connection, inline_sqlite.InlineConnection):
+            return inline_sqlite.Direct(raw.driver_connection, conn.dialect)
+        return conn  # ":memory:" goes through aiosqlite
 
     def problem(self) -> str | None:
         from taskloom.store.reachability import sqlite_problem

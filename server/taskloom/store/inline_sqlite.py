@@ -22,10 +22,18 @@ What keeps the loop free to serve others:
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from functools import lru_cache
+from types import MappingProxyType
 from typing import Any, TypeVar
 
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError, NoResultFound
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement
+
 T = TypeVar("T")
+EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 # A statement still running after this long moves to a thread (the loop is blocked at most
 # about this long per statement).
@@ -211,3 +219,83 @@ def connector(database: str, busy_timeout_ms: int, *, reads: bool) -> Callable[[
         return InlineConnection(conn, busy_timeout_ms, interruptible=reads)
 
     return connect
+
+
+# -- statements straight to the driver ------------------------------------------------------------
+
+
+class Compiled:
+    """A Core statement compiled once for SQLite with given parameter names: its SQL, its
+    parameters in order, and each one's conversion by its column's own type (what SQLAlchemy's
+    execution does per statement, done once)."""
+
+    def __init__(self, statement: ClauseElement, keys: tuple[str, ...], dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+        assert isinstance(compiled, SQLCompiler)
+        self.compiled = compiled
+        self.sql = compiled.string
+        self.order = tuple(compiled.positiontup or ())
+        self.convert = tuple(
+            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+            for name in self.order
+        )
+
+    def arguments(self, params: Mapping[str, Any]) -> list[Any]:
+        values = self.compiled.construct_params(dict(params))
+        return [
+            value if convert is None else convert(value)
+            for value, convert in zip((values[n] for n in self.order), self.convert, strict=True)
+        ]
+
+
+class Rows:
+    """The rows of a statement run by `Direct`, as much of SQLAlchemy's result as the store's
+    statements ask of it."""
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self._rows = rows
+        self.rowcount = rowcount
+
+    def scalar(self) -> Any:
+        return self._rows[0][0] if self._rows else None
+
+    def scalar_one(self) -> Any:
+        if len(self._rows) != 1:
+            raise NoResultFound(f"expected one row, got {len(self._rows)}")
+        return self._rows[0][0]
+
+    def all(self) -> list[Any]:
+        return self._rows
+
+
+class Direct:
+    """The statements of one SQLAlchemy transaction on an `InlineConnection`, handed to the
+    driver directly: no execution context, events or result objects per statement (~0.1 ms
+    each, four times the statement itself). BEGIN, COMMIT and ROLLBACK stay SQLAlchemy's. Only
+    for statements built once (compiled forms are kept by statement), with plain column values;
+    a driver error is raised as SQLAlchemy's, as its own execution would."""
+
+    def __init__(self, inline: InlineConnection, dialect: Dialect) -> None:
+        self._inline = inline
+        self._dialect = dialect
+
+    async def execute(self, statement: ClauseElement, params: Mapping[str, Any] = EMPTY) -> Rows:
+        compiled = _compiled(statement, tuple(params), self._dialect)
+        arguments = compiled.arguments(params)
+        try:
+            return await self._inline.run(self._run, compiled.sql, arguments)
+        except sqlite3.Error as exc:
+            raise DBAPIError.instance(compiled.sql, arguments, exc, sqlite3.Error) from exc
+
+    def _run(self, sql: str, arguments: list[Any]) -> Rows:
+        cursor = self._inline._conn.execute(sql, arguments)
+        try:
+            rows = cursor.fetchall() if cursor.description else []
+            return Rows(rows, cursor.rowcount)
+        finally:
+            cursor.close()
+
+
+@lru_cache(maxsize=256)
+def _compiled(statement: ClauseElement, keys: tuple[str, ...], dialect: Dialect) -> Compiled:
+    return Compiled(statement, keys, dialect)

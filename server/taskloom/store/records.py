@@ -34,6 +34,7 @@ from taskloom.domain.storage import Page, Unclaimed, decode_cursor, encode_curso
 from taskloom.domain.tasks import Task, TaskStatus, name_key
 from taskloom.errors import Conflict, NameTaken
 from taskloom.store.database import TASKS_REVISION, Database, bump, core
+from taskloom.store.inline_sqlite import Direct
 from taskloom.store.revisions import append_revision
 from taskloom.store.tables import (
     CounterRow,
@@ -87,6 +88,7 @@ _ONE_TASK_LESS = (
     )
     .values(tasks=OWNER_TASKS.c.tasks - 1)
 )
+_INSERT_TASK = insert(TASKS)
 _TASK_NAMED = (
     rows_of(TASKS.c.id)
     .where(TASKS.c.owner == bindparam("owner"))
@@ -110,7 +112,7 @@ class Records:
 
     async def _revised(
         self,
-        s: AsyncSession | AsyncConnection,
+        s: AsyncSession | AsyncConnection | Direct,
         revision: TaskRevision | None,
         *,
         first: bool = False,
@@ -133,17 +135,17 @@ class Records:
     async def _insert_task(
         self, task: Task, max_per_owner: int, revision: TaskRevision | None
     ) -> int:
-        # Core statements on a Core connection: no ORM session, model instance or flush.
-        async with self.db.transaction() as conn:
+        # Statements built once, straight to the driver where it can be (`Database.direct`).
+        async with self.db.direct() as conn:
             owner = {"owner": task.owner}
             tasks = (await conn.execute(self._one_task_more, owner)).scalar_one()
             if tasks > max_per_owner:
                 await self._at_cap(conn, task.owner, max_per_owner)
-            await conn.execute(insert(TASKS), [TaskRow.values(task)])
+            await conn.execute(_INSERT_TASK, TaskRow.values(task))
             await self._revised(conn, revision, first=True)
             return await bump(conn)
 
-    async def _at_cap(self, conn: AsyncConnection, owner: str, max_per_owner: int) -> None:
+    async def _at_cap(self, conn: AsyncConnection | Direct, owner: str, max_per_owner: int) -> None:
         """The kept number says `owner` is past the cap with the new task: count to make sure
         (it is right unless tasks were written around the store), set the number to the truth,
         and refuse if the count agrees."""

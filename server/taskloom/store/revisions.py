@@ -9,6 +9,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from taskloom.domain.revisions import TaskRevision
 from taskloom.store.database import Database, core
+from taskloom.store.inline_sqlite import Direct
 from taskloom.store.tables import RevisionRow
 
 REVISIONS: Table = RevisionRow.__table__  # type: ignore[attr-defined]
@@ -51,7 +52,11 @@ _INSERT = insert(REVISIONS)
 
 
 async def append_revision(
-    s: AsyncSession | AsyncConnection, revision: TaskRevision, *, keep: int, first: bool = False
+    s: AsyncSession | AsyncConnection | Direct,
+    revision: TaskRevision,
+    *,
+    keep: int,
+    first: bool = False,
 ) -> TaskRevision:
     """Store `revision` as the task's next one (its number is the last one's plus one) in the
     open transaction `s` (an ORM session's or a Core connection's), keeping the newest `keep`:
