@@ -106,10 +106,16 @@ class Database:
 
     @asynccontextmanager
     async def direct(self) -> AsyncIterator["AsyncConnection | Direct"]:
-        """`transaction()` whose statements go straight to the driver where the dialect can
-        (`inline_sqlite.Direct`): for the hottest writes, made of statements built once."""
-        async with self.transaction() as conn:
-            yield await self.dialect.direct(conn)
+        """`transaction()`, straight on the driver where the dialect can (`inline_sqlite.Direct`:
+        SQLite): for the hottest writes, made of statements built once."""
+        async with self._guard(), self._write_engine().connect() as conn:
+            direct = await self.dialect.direct(conn)
+            if direct is None:
+                async with conn.begin():
+                    yield conn
+            else:
+                async with direct.transaction():
+                    yield direct
 
     def _read_engine(self) -> AsyncEngine:
         if self._engine is None:

@@ -53,10 +53,10 @@ class Dialect:
         """INSERT ... ON CONFLICT for `table` (the dialect's own Insert)."""
         raise NotImplementedError
 
-    async def direct(self, conn: AsyncConnection) -> "AsyncConnection | inline_sqlite.Direct":
-        """What runs the statements of `conn`'s transaction with the least per statement: the
-        driver directly where the dialect can (SQLite in place), else `conn` itself."""
-        return conn
+    async def direct(self, conn: AsyncConnection) -> "inline_sqlite.Direct | None":
+        """What runs a transaction on `conn` (not begun) with the least per statement: the
+        driver directly where the dialect can (SQLite in place), else None (`conn` does)."""
+        return None
 
     async def lock_key(self, conn: AsyncConnection, namespace: int, key: str) -> None:
         """Serialise the transactions that name `key` until commit."""
@@ -129,11 +129,11 @@ class SqliteDialect(Dialect):
     def upsert(self, table: Table) -> Any:
         return sqlite_insert(table)
 
-    async def direct(self, conn: AsyncConnection) -> "AsyncConnection | inline_sqlite.Direct":
+    async def direct(self, conn: AsyncConnection) -> "inline_sqlite.Direct | None":
         raw = await conn.get_raw_connection()
         if isinstance(raw.driver_connection, inline_sqlite.InlineConnection):
             return inline_sqlite.Direct(raw.driver_connection, conn.dialect)
-        return conn  # ":memory:" goes through aiosqlite
+        return None  # ":memory:" goes through aiosqlite
 
     def problem(self) -> str | None:
         from taskloom.store.reachability import sqlite_problem

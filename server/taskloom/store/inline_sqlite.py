@@ -22,7 +22,8 @@ What keeps the loop free to serve others:
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -269,23 +270,40 @@ class Rows:
 
 
 class Direct:
-    """The statements of one SQLAlchemy transaction on an `InlineConnection`, handed to the
-    driver directly: no execution context, events or result objects per statement (~0.1 ms
-    each, four times the statement itself). BEGIN, COMMIT and ROLLBACK stay SQLAlchemy's. Only
-    for statements built once (compiled forms are kept by statement), with plain column values;
-    a driver error is raised as SQLAlchemy's, as its own execution would."""
+    """One write transaction on an `InlineConnection` (checked out of SQLAlchemy's pool, so
+    this process's writers still queue for it), its statements handed to the driver directly:
+    no execution context, events or result objects per statement (~0.1 ms each, four times the
+    statement itself). Only for statements built once (compiled forms are kept by statement),
+    with plain column values; a driver error is raised as SQLAlchemy's, as its own execution
+    would, and rolls the transaction back."""
 
     def __init__(self, inline: InlineConnection, dialect: Dialect) -> None:
         self._inline = inline
         self._dialect = dialect
 
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator["Direct"]:
+        """BEGIN IMMEDIATE (waited for in a thread while another process writes), COMMIT on
+        success, ROLLBACK on any error."""
+        await self._driver(self._inline._conn.execute, "BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            self._inline._conn.rollback()
+            raise
+        await self._driver(self._inline._conn.commit)
+
     async def execute(self, statement: ClauseElement, params: Mapping[str, Any] = EMPTY) -> Rows:
         compiled = _compiled(statement, tuple(params), self._dialect)
         arguments = compiled.arguments(params)
+        return await self._driver(self._run, compiled.sql, arguments)
+
+    async def _driver(self, function: Callable[..., T], *args: Any) -> T:
         try:
-            return await self._inline.run(self._run, compiled.sql, arguments)
+            return await self._inline.run(function, *args)
         except sqlite3.Error as exc:
-            raise DBAPIError.instance(compiled.sql, arguments, exc, sqlite3.Error) from exc
+            statement = str(args[0]) if args else getattr(function, "__name__", "")
+            raise DBAPIError.instance(statement, list(args[1:2]), exc, sqlite3.Error) from exc
 
     def _run(self, sql: str, arguments: list[Any]) -> Rows:
         cursor = self._inline._conn.execute(sql, arguments)
