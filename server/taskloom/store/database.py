@@ -21,6 +21,7 @@ from taskloom.store.dialects import Dialect, async_url, dialect_for
 from taskloom.store.inline_sqlite import Direct
 from taskloom.store.migrate import schema_head, upgrade
 from taskloom.store.tables import CounterRow
+from taskloom.store.wal import Checkpointer
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +40,7 @@ class Database:
         self._engine: AsyncEngine | None = None
         self._writer: AsyncEngine | None = None
         self._failing = 0  # operations failed in a row
+        self._checkpointer: Checkpointer | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -51,8 +53,14 @@ class Database:
             self._engine, self._writer = self.dialect.engines()
         if migrate:
             await self.migrate()
+        self._checkpointer = self.dialect.checkpointer()
+        if self._checkpointer is not None:
+            self._checkpointer.start()
 
     async def close(self) -> None:
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            await checkpointer.stop()
         engines, self._engine, self._writer = {self._engine, self._writer} - {None}, None, None
         async with self._guard():
             for engine in engines:

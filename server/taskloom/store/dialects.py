@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.selectable import Select
 
-from taskloom.store import inline_sqlite
+from taskloom.store import inline_sqlite, wal
 
 BUSY_TIMEOUT_MS = 30_000
 MIGRATION_LOCK = 7300501
@@ -52,6 +52,10 @@ class Dialect:
     def upsert(self, table: Table) -> Any:
         """INSERT ... ON CONFLICT for `table` (the dialect's own Insert)."""
         raise NotImplementedError
+
+    def checkpointer(self) -> "wal.Checkpointer | None":
+        """What keeps the database's log short in the background while the store is open."""
+        return None
 
     async def direct(self, conn: AsyncConnection) -> "inline_sqlite.Direct | None":
         """What runs a transaction on `conn` (not begun) with the least per statement: the
@@ -117,6 +121,8 @@ class SqliteDialect(Dialect):
             cursor.execute("PRAGMA journal_mode=WAL")
             if not inline:  # inline, a busy database is waited for in a thread instead
                 cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            else:  # checkpoints happen off the request path (store/wal.py)
+                cursor.execute(f"PRAGMA wal_autocheckpoint={wal.AUTOCHECKPOINT_PAGES}")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
@@ -128,6 +134,10 @@ class SqliteDialect(Dialect):
 
     def upsert(self, table: Table) -> Any:
         return sqlite_insert(table)
+
+    def checkpointer(self) -> "wal.Checkpointer | None":
+        database = make_url(self.url).database
+        return wal.Checkpointer(database) if database and database != ":memory:" else None
 
     async def direct(self, conn: AsyncConnection) -> "inline_sqlite.Direct | None":
         raw = await conn.get_raw_connection()
