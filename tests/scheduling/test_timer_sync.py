@@ -73,3 +73,44 @@ async def test_own_changes_need_no_rebuild_and_others_get_one(db_url: str, tmp_p
     finally:
         await other.close()
         await services.stop(grace_s=0)
+
+
+async def test_a_timer_later_than_the_earliest_wakes_nothing_and_an_earlier_one_fires(
+    tmp_path: Path,
+) -> None:
+    """APScheduler recomputes its own timer only for a job earlier than its earliest one (a
+    wake-up per create re-armed it for nothing); a job later than that one stays armed, and an
+    earlier one goes off on time."""
+    services = build_services(make_settings(tmp_path), timing=Timing(poll_s=0.05))
+    await services.start()
+    try:
+        scheduler = services.scheduler
+        assert scheduler is not None
+        assert scheduler._aps is not None
+        wakeups = 0
+        wakeup = scheduler._aps.wakeup
+
+        def counted() -> None:  # the wake-ups that recompute APScheduler's timer
+            nonlocal wakeups
+            wakeups += 0 if scheduler._aps.quiet else 1
+            wakeup()
+
+        scheduler._aps.wakeup = counted
+        went_off: list[str] = []
+        scheduler._timer_went_off = lambda task_id, at: went_off.append(task_id)  # type: ignore[method-assign]
+        now = datetime.now(UTC)
+        scheduler._set_timer("tsk_hour", now + timedelta(hours=1))
+        woken = wakeups
+        scheduler._set_timer("tsk_two_hours", now + timedelta(hours=2))
+        assert wakeups == woken  # later than the earliest: APScheduler's timer stands
+        assert timer_of(scheduler, "tsk_two_hours") is not None
+        scheduler._set_timer("tsk_soon", datetime.now(UTC) + timedelta(milliseconds=200))
+        assert wakeups == woken + 1
+
+        async def fired() -> bool:
+            return went_off == ["tsk_soon"]
+
+        await wait_until(fired, 30, what="the earlier timer to go off")
+        assert timer_of(scheduler, "tsk_hour") is not None
+    finally:
+        await services.stop()

@@ -228,9 +228,11 @@ def _require_aware(**instants: datetime) -> None:
 
 
 def _next_cron(spec: CronSpec, after: datetime, zone: ZoneInfo) -> datetime | None:
-    # Wall times map to instants monotonically, so no listed wall time before the local time of
-    # `after` can fire after it; later ones may still map to or before it (the repeated hour).
-    candidate = next_match(spec, after.astimezone(zone).replace(tzinfo=None))
+    # Wall times map to instants monotonically, so no listed wall time up to the local time of
+    # `after` can fire after it (that one itself maps to `after`, or an hour before it in the
+    # repeated hour); later ones may still map to or before it (the repeated hour).
+    start = after.astimezone(zone).replace(tzinfo=None) + timedelta(microseconds=1)
+    candidate = next_match(spec, start)
     while candidate is not None:
         fire = wall_to_instant(candidate, zone)
         if fire > after:

@@ -23,7 +23,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -84,6 +84,7 @@ class Scheduler:
         self.retention = retention
         self.started_at: datetime | None = None
         self._aps: AsyncIOScheduler | None = None
+        self._timers: Any = None  # the APScheduler job store of the timers (from start())
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._pending: dict[str, datetime] = {}
         # Timer jobs armed and not yet gone off (APScheduler drops a date job once it runs), so
@@ -101,13 +102,15 @@ class Scheduler:
     async def start(self) -> None:
         # Imported here, not with the module: ~20 ms that `taskloom serve` spent before its
         # first answer.
-        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+        from apscheduler.jobstores.memory import MemoryJobStore
 
         self.started_at = self.clock.now()
         self._stopping = self._closing = False
         self._armed = {}
-        self._aps = AsyncIOScheduler(
+        self._timers = MemoryJobStore()
+        self._aps = _timer_scheduler(
             timezone=UTC,
+            jobstores={"default": self._timers},
             executors={"default": _inline_executor()},
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
         )
@@ -229,14 +232,22 @@ class Scheduler:
                     self._aps.remove_job(task_id)
             return
         self._armed[task_id] = at
-        self._aps.add_job(
-            self._timer_went_off,
-            "date",
-            run_date=at,
-            args=[task_id, at],
-            id=task_id,
-            replace_existing=True,
-        )
+        # APScheduler's own timer is due at or before its earliest job, so a job no earlier than
+        # that needs no wake-up (one per create re-armed it through a thread-safe call on the
+        # loop, before the answer went out).
+        earliest = self._timers.get_next_run_time()
+        self._aps.quiet = earliest is not None and earliest <= at
+        try:
+            self._aps.add_job(
+                self._timer_went_off,
+                "date",
+                run_date=at,
+                args=[task_id, at],
+                id=task_id,
+                replace_existing=True,
+            )
+        finally:
+            self._aps.quiet = False
 
     async def on_task_changed(self, task: Task | None, task_id: str) -> None:
         """Same-process edits reach the timer at once; others via the revision poll."""
@@ -396,6 +407,22 @@ class Scheduler:
             started_at=self.started_at or now,
             heartbeat_at=now,
         )
+
+
+def _timer_scheduler(**options: Any) -> "AsyncIOScheduler":
+    """APScheduler's asyncio scheduler, which wakes up (recomputes its timer) after each job it
+    is given unless told the job is `quiet`: no earlier than the one its timer waits for."""
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    class TimerScheduler(AsyncIOScheduler):  # type: ignore[misc]
+        quiet = False
+
+        def wakeup(self) -> None:
+            if not self.quiet:
+                super().wakeup()
+
+    scheduler: AsyncIOScheduler = TimerScheduler(**options)
+    return scheduler
 
 
 def _inline_executor() -> "BaseExecutor":
