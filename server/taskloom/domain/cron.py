@@ -180,15 +180,22 @@ def _advance(spec: CronSpec, at: datetime) -> datetime:
         return _next_month(spec, at)
     if not spec.day_matches(at.date()):
         return _next_day(spec, at)
-    if at.hour not in spec.hours:
-        return _next_unit(spec.hours, at.hour, _day_start(at), timedelta(hours=1), days=1)
-    if at.minute not in spec.minutes:
-        base = at.replace(minute=0, second=0)
-        return _next_unit(spec.minutes, at.minute, base, timedelta(minutes=1), hours=1)
-    if at.second not in spec.seconds:
-        base = at.replace(second=0)
-        return _next_unit(spec.seconds, at.second, base, timedelta(seconds=1), minutes=1)
-    return at
+    return _time_of_day(spec, at) or _next_day(spec, at)
+
+
+def _time_of_day(spec: CronSpec, at: datetime) -> datetime | None:
+    """The first listed time of day at or after `at`'s, on `at`'s day; None when the day has
+    none left (one step instead of one per second, minute and hour passed on the way)."""
+    for hour in spec.hours[bisect_left(spec.hours, at.hour) :]:
+        if hour > at.hour:
+            return at.replace(hour=hour, minute=spec.minutes[0], second=spec.seconds[0])
+        for minute in spec.minutes[bisect_left(spec.minutes, at.minute) :]:
+            if minute > at.minute:
+                return at.replace(minute=minute, second=spec.seconds[0])
+            index = bisect_left(spec.seconds, at.second)
+            if index < len(spec.seconds):
+                return at.replace(second=spec.seconds[index])
+    return None
 
 
 def _next_day(spec: CronSpec, at: datetime) -> datetime:
@@ -205,16 +212,6 @@ def _next_day(spec: CronSpec, at: datetime) -> datetime:
         if spec.day_matches(today.replace(day=day)):
             return _day_start(at).replace(day=day)
     return _next_month(spec, at)
-
-
-def _next_unit(
-    allowed: tuple[int, ...], current: int, base: datetime, unit: timedelta, **carry: int
-) -> datetime:
-    """The next allowed value of one unit, or the start of the next larger unit."""
-    index = bisect_left(allowed, current)
-    if index < len(allowed):
-        return base + allowed[index] * unit
-    return base + timedelta(**carry)
 
 
 def _next_month(spec: CronSpec, at: datetime) -> datetime:

@@ -1,7 +1,7 @@
 """`next_match` against a plain reference: walk the calendar one day at a time and take the
 first listed time of the first matching day. The matcher skips ahead (to the next listed month,
-day, hour); it must land where the plain walk does, for either day rule, month lists, short
-months and leap days."""
+day, time of day); it must land where the plain walk does, for either day rule, month lists,
+seconds, short months and leap days."""
 
 import random
 from datetime import datetime, timedelta
@@ -23,6 +23,8 @@ CRONS = [
     "0 0 */10 */3 *",
     "10 6 31 jan,mar,dec *",
     "0 12 * feb,nov fri",
+    "*/20 15,45 10 * * *",
+    "30 */7 * * * 1",
 ]
 
 
