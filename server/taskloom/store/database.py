@@ -114,8 +114,9 @@ class Database:
 
     @asynccontextmanager
     async def direct(self) -> AsyncIterator["AsyncConnection | Direct"]:
-        """`transaction()`, straight on the driver where the dialect can (`inline_sqlite.Direct`:
-        SQLite): for the hottest writes, made of statements built once."""
+        """One write transaction like `transaction()`, committed on success, but run straight
+        on the driver where the dialect can (`inline_sqlite.Direct`: SQLite; PostgreSQL gets
+        an ordinary transaction): for the hottest writes, made of statements built once."""
         async with self._guard(), self._write_engine().connect() as conn:
             direct = await self.dialect.direct(conn)
             if direct is None:

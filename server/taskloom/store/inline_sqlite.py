@@ -20,6 +20,7 @@ What keeps the loop free to serve others:
 """
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -29,7 +30,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError, NoResultFound
+from sqlalchemy.exc import DBAPIError, MultipleResultsFound, NoResultFound
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
@@ -261,8 +262,10 @@ class Rows:
         return self._rows[0][0] if self._rows else None
 
     def scalar_one(self) -> Any:
-        if len(self._rows) != 1:
-            raise NoResultFound(f"expected one row, got {len(self._rows)}")
+        if not self._rows:
+            raise NoResultFound("No row was found when one was required")
+        if len(self._rows) > 1:
+            raise MultipleResultsFound("Multiple rows were found when exactly one was required")
         return self._rows[0][0]
 
     def all(self) -> list[Any]:
@@ -284,26 +287,25 @@ class Direct:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator["Direct"]:
         """BEGIN IMMEDIATE (waited for in a thread while another process writes), COMMIT on
-        success, ROLLBACK on any error."""
-        await self._driver(self._inline._conn.execute, "BEGIN IMMEDIATE")
+        success, ROLLBACK on any error (the error is what is raised)."""
+        await self._driver("BEGIN IMMEDIATE", [])
         try:
             yield self
         except BaseException:
-            self._inline._conn.rollback()
+            with contextlib.suppress(sqlite3.Error):
+                self._inline._conn.rollback()
             raise
-        await self._driver(self._inline._conn.commit)
+        await self._driver("COMMIT", [])
 
     async def execute(self, statement: ClauseElement, params: Mapping[str, Any] = EMPTY) -> Rows:
         compiled = _compiled(statement, tuple(params), self._dialect)
-        arguments = compiled.arguments(params)
-        return await self._driver(self._run, compiled.sql, arguments)
+        return await self._driver(compiled.sql, compiled.arguments(params))
 
-    async def _driver(self, function: Callable[..., T], *args: Any) -> T:
+    async def _driver(self, sql: str, arguments: list[Any]) -> Rows:
         try:
-            return await self._inline.run(function, *args)
+            return await self._inline.run(self._run, sql, arguments)
         except sqlite3.Error as exc:
-            statement = str(args[0]) if args else getattr(function, "__name__", "")
-            raise DBAPIError.instance(statement, list(args[1:2]), exc, sqlite3.Error) from exc
+            raise DBAPIError.instance(sql, arguments, exc, sqlite3.Error) from exc
 
     def _run(self, sql: str, arguments: list[Any]) -> Rows:
         cursor = self._inline._conn.execute(sql, arguments)

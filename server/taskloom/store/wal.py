@@ -26,7 +26,6 @@ class Checkpointer:
     def __init__(self, database: str, every_s: float | None = None) -> None:
         self.database = database
         self.every_s = CHECKPOINT_EVERY_S if every_s is None else every_s
-        self._conn: sqlite3.Connection | None = None
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -38,9 +37,6 @@ class Checkpointer:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
 
     async def _run(self) -> None:
         while True:
@@ -51,10 +47,12 @@ class Checkpointer:
                 log.debug("wal_checkpoint_failed", error=str(exc))
 
     def checkpoint(self) -> tuple[int, int, int]:
-        """One PASSIVE checkpoint: (1 if it could not finish, pages in the log, pages copied)."""
-        if self._conn is None:
-            self._conn = sqlite3.connect(
-                self.database, timeout=0, isolation_level=None, check_same_thread=False
-            )
-        busy, logged, copied = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        """One PASSIVE checkpoint: (1 if it could not finish, pages in the log, pages copied).
+        On a connection of its own, closed after it: one still running when the store closes
+        finishes by itself, on nothing the store closes."""
+        conn = sqlite3.connect(self.database, timeout=0, isolation_level=None)
+        try:
+            busy, logged, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        finally:
+            conn.close()
         return int(busy), int(logged), int(copied)
