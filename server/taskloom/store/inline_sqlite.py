@@ -17,6 +17,9 @@ What keeps the loop free to serve others:
   still going after `INLINE_BUDGET_S` is interrupted by SQLite's progress handler and run again,
   whole, in a thread (a SELECT has no effect to undo). Writes are not interrupted (SQLite would
   roll back their whole transaction): the store's writes are short indexed statements.
+
+`Direct` (below) goes one step further for the hottest write, a create: its transaction runs on
+this connection without SQLAlchemy's per-statement execution, by the same rules.
 """
 
 import asyncio
