@@ -89,3 +89,12 @@ def test_a_checkpoint_copies_the_whole_log_when_no_reader_holds_it(tmp_path: Pat
     assert logged > 100
     assert copied == logged
     db.close()
+
+
+def test_a_checkpoint_of_a_database_gone_meanwhile_makes_no_new_file(tmp_path: Path) -> None:
+    """A database moved or deleted while a process runs is an error for the checkpoint (logged
+    at debug by the background task), never an empty new file in its place."""
+    path = tmp_path / "gone 1%.db"
+    with pytest.raises(sqlite3.OperationalError):
+        wal.Checkpointer(str(path)).checkpoint()
+    assert not path.exists()

@@ -12,6 +12,7 @@ own only past `AUTOCHECKPOINT_PAGES`, should this process's loop be too busy to 
 import asyncio
 import contextlib
 import sqlite3
+from urllib.parse import quote
 
 import structlog
 
@@ -50,7 +51,10 @@ class Checkpointer:
         """One PASSIVE checkpoint: (1 if it could not finish, pages in the log, pages copied).
         On a connection of its own, closed after it: one still running when the store closes
         finishes by itself, on nothing the store closes."""
-        conn = sqlite3.connect(self.database, timeout=0, isolation_level=None)
+        # mode=rw: a database moved or deleted meanwhile is an error here, not a new empty file.
+        conn = sqlite3.connect(
+            f"file:{quote(self.database)}?mode=rw", uri=True, timeout=0, isolation_level=None
+        )
         try:
             busy, logged, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         finally:
