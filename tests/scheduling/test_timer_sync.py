@@ -92,7 +92,7 @@ async def test_a_timer_later_than_the_earliest_wakes_nothing_and_an_earlier_one_
 
         def counted() -> None:  # the wake-ups that recompute APScheduler's timer
             nonlocal wakeups
-            wakeups += 0 if scheduler._aps.quiet else 1
+            wakeups += 0 if scheduler._aps._quiet else 1
             wakeup()
 
         scheduler._aps.wakeup = counted

@@ -84,7 +84,6 @@ class Scheduler:
         self.retention = retention
         self.started_at: datetime | None = None
         self._aps: AsyncIOScheduler | None = None
-        self._timers: Any = None  # the APScheduler job store of the timers (from start())
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._pending: dict[str, datetime] = {}
         # Timer jobs armed and not yet gone off (APScheduler drops a date job once it runs), so
@@ -102,15 +101,11 @@ class Scheduler:
     async def start(self) -> None:
         # Imported here, not with the module: ~20 ms that `taskloom serve` spent before its
         # first answer.
-        from apscheduler.jobstores.memory import MemoryJobStore
-
         self.started_at = self.clock.now()
         self._stopping = self._closing = False
         self._armed = {}
-        self._timers = MemoryJobStore()
         self._aps = _timer_scheduler(
             timezone=UTC,
-            jobstores={"default": self._timers},
             executors={"default": _inline_executor()},
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
         )
@@ -232,22 +227,7 @@ class Scheduler:
                     self._aps.remove_job(task_id)
             return
         self._armed[task_id] = at
-        # APScheduler's own timer is due at or before its earliest job, so a job no earlier than
-        # that needs no wake-up (one per create re-armed it through a thread-safe call on the
-        # loop, before the answer went out).
-        earliest = self._timers.get_next_run_time()
-        self._aps.quiet = earliest is not None and earliest <= at
-        try:
-            self._aps.add_job(
-                self._timer_went_off,
-                "date",
-                run_date=at,
-                args=[task_id, at],
-                id=task_id,
-                replace_existing=True,
-            )
-        finally:
-            self._aps.quiet = False
+        self._aps.arm(task_id, at, self._timer_went_off)
 
     async def on_task_changed(self, task: Task | None, task_id: str) -> None:
         """Same-process edits reach the timer at once; others via the revision poll."""
@@ -410,15 +390,36 @@ class Scheduler:
 
 
 def _timer_scheduler(**options: Any) -> "AsyncIOScheduler":
-    """APScheduler's asyncio scheduler, which wakes up (recomputes its timer) after each job it
-    is given unless told the job is `quiet`: no earlier than the one its timer waits for."""
+    """APScheduler's asyncio scheduler with `arm(task_id, at, went_off)`: one date job per task,
+    `went_off(task_id, at)` when it goes off."""
+    from apscheduler.jobstores.memory import MemoryJobStore
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
     class TimerScheduler(AsyncIOScheduler):  # type: ignore[misc]
-        quiet = False
+        def __init__(self, **options: Any) -> None:
+            self.timers = MemoryJobStore()
+            self._quiet = False
+            super().__init__(jobstores={"default": self.timers}, **options)
+
+        def arm(
+            self, task_id: str, at: datetime, went_off: Callable[[str, datetime], None]
+        ) -> None:
+            # APScheduler wakes up (recomputes its timer, through a thread-safe call on the
+            # loop) after every job it is given; its timer is already due at or before its
+            # earliest job, so a job no earlier than that needs none (one per create ran
+            # before the answer went out).
+            earliest = self.timers.get_next_run_time()
+            self._quiet = earliest is not None and earliest <= at
+            try:
+                self.add_job(
+                    went_off, "date", run_date=at, args=[task_id, at], id=task_id,
+                    replace_existing=True,
+                )  # fmt: skip
+            finally:
+                self._quiet = False
 
         def wakeup(self) -> None:
-            if not self.quiet:
+            if not self._quiet:
                 super().wakeup()
 
     scheduler: AsyncIOScheduler = TimerScheduler(**options)

@@ -257,9 +257,8 @@ class Rows:
     """The rows of a statement run by `Direct`, as much of SQLAlchemy's result as the store's
     statements ask of it."""
 
-    def __init__(self, rows: list[Any], rowcount: int) -> None:
+    def __init__(self, rows: list[Any]) -> None:
         self._rows = rows
-        self.rowcount = rowcount
 
     def scalar(self) -> Any:
         return self._rows[0][0] if self._rows else None
@@ -270,9 +269,6 @@ class Rows:
         if len(self._rows) > 1:
             raise MultipleResultsFound("Multiple rows were found when exactly one was required")
         return self._rows[0][0]
-
-    def all(self) -> list[Any]:
-        return self._rows
 
 
 class Direct:
@@ -314,7 +310,7 @@ class Direct:
         cursor = self._inline._conn.execute(sql, arguments)
         try:
             rows = cursor.fetchall() if cursor.description else []
-            return Rows(rows, cursor.rowcount)
+            return Rows(rows)
         finally:
             cursor.close()
 
