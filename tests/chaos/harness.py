@@ -18,7 +18,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import make_url
@@ -144,10 +144,10 @@ async def run_chaos(
             tally.problems.append(f"chaos ended early: {exc}")
             break
         say(f"{tally.store}: {n} disruptions, {tally.kills} kills")
-    paused_at = {t.id: await _pause_task(db, t.id) for t in tasks}
+    paused = {t.id: await _pause_task(db, t.id) for t in tasks}
     await _stop_all(workers, tally)
     await _sweep(db, workers, tally)
-    await tally_runs(db, receiver, paused_at, {t.id: t.created_at for t in tasks}, workers, tally)
+    await tally_runs(db, receiver, paused, {t.id: t.created_at for t in tasks}, workers, tally)
     tally.log_events = worker_log_events(workers)
     return tally
 
@@ -255,13 +255,23 @@ async def _postgresql_outage(url: str, seconds: float) -> None:
         await conn.close()
 
 
-async def _pause_task(db: Db, task_id: str) -> datetime:
-    """The instant the pause took effect, as the product records it (the task's updated_at):
-    fires up to it are claimed or recorded by the pause itself; the call may return seconds
-    later on a loaded machine, and fires after that instant are no longer the task's."""
+@dataclass(frozen=True)
+class Paused:
+    """When a task's pause took effect, as the product records it (`at`, the task's
+    updated_at: taken before its transaction), and when the call had returned (`done`, after
+    the commit). Fires up to `at` are claimed or recorded by the pause itself; a fire due
+    between the two may still have been claimed, and run, by a worker whose claim took the
+    task's lock first (the call may take seconds on a loaded machine); none after `done`."""
+
+    at: datetime
+    done: datetime
+
+
+async def _pause_task(db: Db, task_id: str) -> Paused:
     await _retrying(lambda: db.services.tasks.set_enabled(task_id, False, owner=None))
+    done = datetime.now(UTC)
     task = await _retrying(lambda: db.task(task_id))
-    return task.updated_at
+    return Paused(task.updated_at, done)
 
 
 async def _stop_all(workers: ChaosWorkers, tally: Tally) -> None:
@@ -308,7 +318,7 @@ async def _retrying(make: Any, attempts: int = 10) -> Any:
 async def tally_runs(
     db: Db,
     receiver: ApiServer,
-    paused_at: dict[str, datetime],
+    paused: dict[str, Paused],
     created_at: dict[str, datetime],
     workers: ChaosWorkers,
     tally: Tally,
@@ -329,10 +339,10 @@ async def tally_runs(
     by_fire_posts: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for post in posts:
         by_fire_posts[(post["task"], post["fire"])].append(post)
-    grid = _grids(created_at, paused_at)
+    grid = _grids(created_at, paused)
     _spread_summaries(runs, grid, by_fire_runs)
     off_grid = [key for key in by_fire_runs if key not in grid and key[0] in created_at]
-    late = [k for k in off_grid if k[1] > paused_at[k[0]].isoformat()]
+    late = [k for k in off_grid if k[1] > paused[k[0]].at.isoformat()]
     if len(off_grid) > len(late):
         tally.problems.append(f"run rows for instants off the grid: {sorted(off_grid)[:5]}")
     _check_fires(grid, by_fire_runs, by_fire_posts, {r.id: r for r in runs}, workers, tally)
@@ -354,15 +364,15 @@ def _spread_summaries(
 
 
 def _grids(
-    created_at: dict[str, datetime], paused_at: dict[str, datetime]
+    created_at: dict[str, datetime], paused: dict[str, Paused]
 ) -> dict[tuple[str, str], bool]:
-    """Every grid instant of every task up to its pause: True where it must have been handled
-    (not within EDGE of the pause)."""
+    """Every grid instant of every task up to the return of its pause: True where it must have
+    been handled (not within EDGE of the pause, nor after it took effect)."""
     grid: dict[tuple[str, str], bool] = {}
     for task_id, start in created_at.items():
         fire = start + EVERY
-        while fire <= paused_at[task_id]:
-            grid[(task_id, fire.isoformat())] = fire <= paused_at[task_id] - EDGE
+        while fire <= paused[task_id].done:
+            grid[(task_id, fire.isoformat())] = fire <= paused[task_id].at - EDGE
             fire += EVERY
     return grid
 
