@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from taskloom.domain.tasks import TaskSpec
-from taskloom.scheduling.scheduler import Scheduler, Timing
+from taskloom.scheduling.scheduler import Instants, Scheduler, Timing
 from taskloom.services import build_services
 from taskloom.store.sql import SqlStore
 from tests.conftest import make_settings
@@ -20,8 +20,8 @@ SPEC = {
 
 
 def timer_of(scheduler: Scheduler, task_id: str) -> object:
-    assert scheduler._aps is not None
-    return scheduler._aps.get_job(task_id)
+    assert scheduler._timer is not None
+    return scheduler._timer.armed.get(task_id)
 
 
 async def test_own_changes_need_no_rebuild_and_others_get_one(db_url: str, tmp_path: Path) -> None:
@@ -86,18 +86,19 @@ async def test_a_timer_later_than_the_earliest_wakes_nothing_and_an_earlier_one_
     try:
         scheduler = services.scheduler
         assert scheduler is not None
-        assert scheduler._aps is not None
+        timer = scheduler._timer
+        assert timer is not None
         wakeups = 0
-        wakeup = scheduler._aps.wakeup
+        wakeup = timer.aps.wakeup
 
         def counted() -> None:  # the wake-ups that recompute APScheduler's timer
             nonlocal wakeups
-            wakeups += 0 if scheduler._aps._quiet else 1
+            wakeups += 0 if timer.quiet else 1
             wakeup()
 
-        scheduler._aps.wakeup = counted
+        timer.aps.wakeup = counted  # type: ignore[method-assign]
         went_off: list[str] = []
-        scheduler._timer_went_off = lambda task_id, at: went_off.append(task_id)  # type: ignore[method-assign]
+        timer.went_off = lambda task_id, at: went_off.append(task_id)
         now = datetime.now(UTC)
         scheduler._set_timer("tsk_hour", now + timedelta(hours=1))
         woken = wakeups
@@ -112,5 +113,52 @@ async def test_a_timer_later_than_the_earliest_wakes_nothing_and_an_earlier_one_
 
         await wait_until(fired, 30, what="the earlier timer to go off")
         assert timer_of(scheduler, "tsk_hour") is not None
+    finally:
+        await services.stop()
+
+
+def test_tasks_due_at_one_instant_share_its_timer() -> None:
+    """One timer per instant: a second task due then adds no job; a task moved away or
+    disarmed leaves the instant's timer to the others, and the last one out removes it."""
+    at = datetime(2027, 1, 1, 9, tzinfo=UTC)
+    later = at + timedelta(days=1)
+    instants = Instants()
+    assert instants.add("tsk_a", at)  # a new instant: it needs a timer
+    assert not instants.add("tsk_b", at)  # shares it
+    assert instants.remove("tsk_a") is None  # tsk_b still waits for it
+    assert instants.add("tsk_a", later)
+    assert instants.remove("tsk_b") == at  # the last one out: the timer goes
+    assert instants.remove("tsk_b") is None  # not armed
+    assert instants.add("tsk_c", later) is False
+    assert instants.come(later) == ["tsk_a", "tsk_c"]
+    assert instants.armed == {}
+    assert instants.come(later) == []
+
+
+async def test_an_instant_fires_every_task_armed_at_it_once(tmp_path: Path) -> None:
+    services = build_services(make_settings(tmp_path), timing=Timing(poll_s=0.05))
+    await services.start()
+    try:
+        scheduler = services.scheduler
+        assert scheduler is not None
+        timer = scheduler._timer
+        assert timer is not None
+        went_off: list[tuple[str, datetime]] = []
+        timer.went_off = lambda task_id, at: went_off.append((task_id, at))
+        soon = datetime.now(UTC) + timedelta(milliseconds=300)
+        for task_id in ("tsk_1", "tsk_2", "tsk_3", "tsk_moved"):
+            scheduler._set_timer(task_id, soon)
+        scheduler._set_timer("tsk_moved", soon + timedelta(hours=1))
+        scheduler._set_timer("tsk_3", None)
+        assert len(timer.aps.get_jobs()) == 2  # one per instant, not per task
+
+        async def fired() -> bool:
+            return len(went_off) >= 2
+
+        await wait_until(fired, 30, what="the shared instant to go off")
+        await asyncio.sleep(0.2)  # nothing else goes off
+        assert went_off == [("tsk_1", soon), ("tsk_2", soon)]
+        assert timer.armed == {"tsk_moved": soon + timedelta(hours=1)}
+        assert len(timer.aps.get_jobs()) == 1
     finally:
         await services.stop()

@@ -83,12 +83,9 @@ class Scheduler:
         self.timing = timing or Timing()
         self.retention = retention
         self.started_at: datetime | None = None
-        self._aps: AsyncIOScheduler | None = None
+        self._timer: Timer | None = None
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._pending: dict[str, datetime] = {}
-        # Timer jobs armed and not yet gone off (APScheduler drops a date job once it runs), so
-        # a fire that leaves nothing scheduled asks it to remove only a job it still has.
-        self._armed: dict[str, datetime] = {}
         self._drain: asyncio.Task[None] | None = None
         self._wake_queue = asyncio.Event()
         self._revision = -1
@@ -103,13 +100,13 @@ class Scheduler:
         # first answer.
         self.started_at = self.clock.now()
         self._stopping = self._closing = False
-        self._armed = {}
-        self._aps = _timer_scheduler(
+        self._timer = Timer(
+            self._timer_went_off,
             timezone=UTC,
             executors={"default": _inline_executor()},
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
         )
-        self._aps.start()
+        self._timer.aps.start()
         await self._heartbeat_once()
         self.runs.holdings.renewing = True
         await self.rebuild()
@@ -152,9 +149,9 @@ class Scheduler:
         """Paused first, then shut down without waiting: a timer job runs inline when it goes
         off (`_inline_executor`: it only notes the fire, and nothing once stopping), so none is
         left half-run to be cancelled and logged as a failed job at a graceful stop."""
-        if self._aps is None:
+        if self._timer is None:
             return
-        aps, self._aps = self._aps, None
+        aps, self._timer = self._timer.aps, None
         aps.pause()
         await asyncio.sleep(0)  # one turn of the loop: the handed-over jobs complete
         aps.shutdown(wait=False)
@@ -203,31 +200,26 @@ class Scheduler:
     # -- the timer ---------------------------------------------------------------------------
 
     async def rebuild(self) -> None:
-        """Make the timer match the database: one job per active task at its next fire."""
+        """Make the timer match the database: every active task armed at its next fire."""
         self._revision = await self.store.tasks_revision()
         wanted = dict(await self.store.scheduled())
-        if self._aps is None:  # stopped meanwhile
+        if self._timer is None:  # stopped meanwhile
             return
-        for job in self._aps.get_jobs():
-            at = wanted.get(job.id)
-            if at is None:
-                job.remove()
-                self._armed.pop(job.id, None)
-            elif job.next_run_time == at:  # already set: re-adding 10,000 jobs cost ~0.7 s
-                del wanted[job.id]
+        for task_id, at in list(self._timer.armed.items()):
+            if task_id not in wanted:
+                self._timer.disarm(task_id)
+            elif wanted[task_id] == at:  # already set
+                del wanted[task_id]
         for task_id, at in wanted.items():
-            self._set_timer(task_id, at)
+            self._timer.arm(task_id, at)
 
     def _set_timer(self, task_id: str, at: datetime | None) -> None:
-        if self._aps is None:
+        if self._timer is None:
             return
         if at is None:
-            if self._armed.pop(task_id, None) is not None:
-                with contextlib.suppress(Exception):
-                    self._aps.remove_job(task_id)
-            return
-        self._armed[task_id] = at
-        self._aps.arm(task_id, at, self._timer_went_off)
+            self._timer.disarm(task_id)
+        else:
+            self._timer.arm(task_id, at)
 
     async def on_task_changed(self, task: Task | None, task_id: str) -> None:
         """Same-process edits reach the timer at once; others via the revision poll."""
@@ -246,8 +238,6 @@ class Scheduler:
         await self.rebuild()
 
     def _timer_went_off(self, task_id: str, at: datetime) -> None:
-        if self._armed.get(task_id) == at:  # gone off: APScheduler has dropped its job
-            del self._armed[task_id]
         if self._stopping:  # the fire stays due in the database for the next process
             return
         self._pending[task_id] = at
@@ -389,41 +379,96 @@ class Scheduler:
         )
 
 
-def _timer_scheduler(**options: Any) -> "AsyncIOScheduler":
-    """APScheduler's asyncio scheduler with `arm(task_id, at, went_off)`: one date job per task,
-    `went_off(task_id, at)` when it goes off."""
-    from apscheduler.jobstores.memory import MemoryJobStore
+class Instants:
+    """Armed tasks by fire instant: one timer per instant, not per task. The tasks due at the
+    same instant (a daily 09:00, a burst of creates on one cron) share it, and arming one
+    more task at an instant already armed is a dictionary entry, not an APScheduler job
+    (whose every add_job checks its callable's signature and builds its trigger)."""
+
+    def __init__(self) -> None:
+        self.armed: dict[str, datetime] = {}  # each armed task's instant
+        self._due: dict[datetime, set[str]] = {}  # each armed instant's tasks
+
+    def add(self, task_id: str, at: datetime) -> bool:
+        """Arm `task_id` at `at` (no longer at another instant); True if `at` is new."""
+        self.armed[task_id] = at
+        tasks = self._due.setdefault(at, set())
+        tasks.add(task_id)
+        return len(tasks) == 1
+
+    def remove(self, task_id: str) -> datetime | None:
+        """Disarm `task_id`: the instant it leaves with no task, if it does, else None."""
+        at = self.armed.pop(task_id, None)
+        if at is None:
+            return None
+        tasks = self._due[at]
+        tasks.discard(task_id)
+        if tasks:
+            return None
+        del self._due[at]
+        return at
+
+    def come(self, at: datetime) -> list[str]:
+        """The tasks due at `at`, disarmed."""
+        tasks = sorted(self._due.pop(at, ()))
+        for task_id in tasks:
+            del self.armed[task_id]
+        return tasks
+
+
+class Timer:
+    """APScheduler's asyncio scheduler as the process's timer: `arm(task_id, at)`, and
+    `went_off(task_id, at)` when `at` comes, unless the task was disarmed or armed elsewhere
+    meanwhile. One date job per instant (`Instants`). APScheduler is imported only when a
+    scheduler starts (~20 ms that `taskloom serve` spent before its first answer)."""
+
+    def __init__(self, went_off: Callable[[str, datetime], None], **options: Any) -> None:
+        from apscheduler.jobstores.memory import MemoryJobStore
+
+        self.went_off = went_off
+        self.instants = Instants()
+        self.armed = self.instants.armed
+        self.jobs = MemoryJobStore()
+        # APScheduler wakes up (recomputes its timer, through a thread-safe call on the loop)
+        # after every job it is given; its timer is already due at or before its earliest
+        # job, so a job no earlier than that needs none: `quiet` while adding one.
+        self.quiet = False
+        self.aps = _quiet_scheduler(lambda: self.quiet)(jobstores={"default": self.jobs}, **options)
+
+    def arm(self, task_id: str, at: datetime) -> None:
+        if self.armed.get(task_id) == at:
+            return
+        self.disarm(task_id)
+        if not self.instants.add(task_id, at):
+            return
+        earliest = self.jobs.get_next_run_time()
+        self.quiet = earliest is not None and earliest <= at
+        try:
+            self.aps.add_job(self._come, "date", run_date=at, args=[at], id=at.isoformat())
+        finally:
+            self.quiet = False
+
+    def disarm(self, task_id: str) -> None:
+        emptied = self.instants.remove(task_id)
+        if emptied is not None:
+            with contextlib.suppress(Exception):  # gone off meanwhile: nothing to remove
+                self.aps.remove_job(emptied.isoformat())
+
+    def _come(self, at: datetime) -> None:
+        for task_id in self.instants.come(at):
+            self.went_off(task_id, at)
+
+
+def _quiet_scheduler(quiet: Callable[[], bool]) -> "type[AsyncIOScheduler]":
+    """APScheduler's asyncio scheduler, skipping its wake-up while `quiet()`."""
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-    class TimerScheduler(AsyncIOScheduler):  # type: ignore[misc]
-        def __init__(self, **options: Any) -> None:
-            self.timers = MemoryJobStore()
-            self._quiet = False
-            super().__init__(jobstores={"default": self.timers}, **options)
-
-        def arm(
-            self, task_id: str, at: datetime, went_off: Callable[[str, datetime], None]
-        ) -> None:
-            # APScheduler wakes up (recomputes its timer, through a thread-safe call on the
-            # loop) after every job it is given; its timer is already due at or before its
-            # earliest job, so a job no earlier than that needs none (one per create ran
-            # before the answer went out).
-            earliest = self.timers.get_next_run_time()
-            self._quiet = earliest is not None and earliest <= at
-            try:
-                self.add_job(
-                    went_off, "date", run_date=at, args=[task_id, at], id=task_id,
-                    replace_existing=True,
-                )  # fmt: skip
-            finally:
-                self._quiet = False
-
+    class QuietScheduler(AsyncIOScheduler):  # type: ignore[misc]
         def wakeup(self) -> None:
-            if not self._quiet:
+            if not quiet():
                 super().wakeup()
 
-    scheduler: AsyncIOScheduler = TimerScheduler(**options)
-    return scheduler
+    return QuietScheduler
 
 
 def _inline_executor() -> "BaseExecutor":
