@@ -57,6 +57,11 @@ MISTAKES = [
         ["trigger.timezone", "'EST'", "America/New_York"],
     ),
     Mistake(
+        "a definition over 256 KiB",
+        task(steps=[step(f"tell{n}", "notify", message="x" * 7000) for n in range(40)]),
+        ["task", "bytes>", "at most 262144 bytes", "move large data into a step that fetches it"],
+    ),
+    Mistake(
         "PST is an abbreviation",
         task(trigger={"cron": "0 9 * * *", "timezone": "PST"}),
         ["trigger.cron.timezone", "'PST'", "America/Los_Angeles"],

@@ -420,9 +420,11 @@ class Task(TaskFields):
         return start if isinstance(start, datetime) else self.created_at
 
     def spec(self) -> TaskSpec:
-        """The task as `create_task` would take it: its fields, and enabled unless paused."""
-        fields = self.model_dump(include=set(TaskFields.model_fields))
-        return TaskSpec.model_validate({**fields, "enabled": self.status != TaskStatus.PAUSED})
+        """The task as `create_task` would take it: its fields, and enabled unless paused.
+        Built without validating again: the task's fields were validated as these same
+        `TaskFields`, and are immutable."""
+        fields = {name: getattr(self, name) for name in TaskFields.model_fields}
+        return TaskSpec.model_construct(**fields, enabled=self.status != TaskStatus.PAUSED)
 
 
 def trigger_kind(trigger: Any) -> str:

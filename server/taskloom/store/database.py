@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import structlog
 from sqlalchemy import bindparam, insert, text, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import col
@@ -145,6 +145,9 @@ class Database:
         except IntegrityError as exc:
             raise _conflict(exc) from exc
         except (SQLAlchemyError, OSError) as exc:
+            unbound = _unbindable(exc)
+            if unbound is not None:
+                raise unbound from exc
             self._failing += 1
             if self._failing % ERROR_LOG_EVERY == 1:
                 first = (str(exc).splitlines() or [type(exc).__name__])[0]
@@ -195,6 +198,16 @@ async def core(s: AsyncSession | AsyncConnection | Direct) -> AsyncConnection | 
     """The Core connection of a transaction: statements on it skip the ORM's execution path
     (pending ORM changes of the session are flushed at its commit, after them)."""
     return s if isinstance(s, AsyncConnection | Direct) else await s.connection()
+
+
+def _unbindable(exc: BaseException) -> Exception | None:
+    """A value's own error when a statement could not bind it (a JSON column given something
+    that is no JSON): the caller's mistake, not the database's, so it is raised as it is."""
+    if isinstance(exc, StatementError) and not isinstance(exc, DBAPIError):
+        orig = exc.orig
+        if isinstance(orig, Exception) and not isinstance(orig, SQLAlchemyError):
+            return orig
+    return None
 
 
 def _is_outage(exc: BaseException) -> bool:

@@ -8,10 +8,12 @@ in WAL mode with a busy timeout, so several processes can share one file, and th
 serialises what PostgreSQL serialises with row locks and advisory locks.
 """
 
+import json
 import zlib
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pydantic_core import PydanticSerializationError, to_json
 from sqlalchemy import Table, event, func, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -24,6 +26,20 @@ from taskloom.store import inline_sqlite, wal
 BUSY_TIMEOUT_MS = 30_000
 MIGRATION_LOCK = 7300501
 S = TypeVar("S", bound=Select[Any])
+
+
+def json_text(value: Any) -> str:
+    """A JSON column's value as stored: compact JSON by pydantic's serializer (~3x faster than
+    `json.dumps`, which SQLAlchemy uses by default). A string holding a lone surrogate (a
+    `\\ud800` escape in an upstream's JSON) is not UTF-8: `json.dumps` escapes it. A value that
+    is no JSON at all raises pydantic's serialization error."""
+    try:
+        return to_json(value).decode()
+    except PydanticSerializationError as exc:
+        try:
+            return json.dumps(value)
+        except (TypeError, ValueError):
+            raise exc from None
 
 
 class Dialect:
@@ -107,7 +123,10 @@ class SqliteDialect(Dialect):
             connect = inline_sqlite.connector(database, BUSY_TIMEOUT_MS, reads=not immediate)
             pool["async_creator"] = connect
         engine = create_async_engine(
-            self.url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}, **pool
+            self.url,
+            connect_args={"timeout": BUSY_TIMEOUT_MS / 1000},
+            json_serializer=json_text,
+            **pool,
         )
         begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
 
@@ -158,7 +177,9 @@ class PostgresDialect(Dialect):
         # No pool_pre_ping: it costs a round trip per transaction. A connection found broken is
         # invalidated by SQLAlchemy (and the store answers StoreOutage); the next checkout opens
         # a fresh one. pool_recycle retires connections before servers or proxies drop idle ones.
-        engine = create_async_engine(self.url, pool_size=10, pool_recycle=1800)
+        engine = create_async_engine(
+            self.url, pool_size=10, pool_recycle=1800, json_serializer=json_text
+        )
         return engine, engine
 
     def locked(self, query: S) -> S:

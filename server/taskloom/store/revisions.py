@@ -49,6 +49,7 @@ class RevisionStore:
 # append_revision's statements, built once (building and keying one cost more than running it).
 _LAST = select(func.max(RevisionRow.revision)).where(RevisionRow.task_id == bindparam("task_id"))
 _INSERT = insert(REVISIONS)
+_COLUMNS = ("task_id", "owner", "action", "principal", "at", "diff", "snapshot")
 
 
 async def append_revision(
@@ -66,8 +67,9 @@ async def append_revision(
     conn = await core(s)
     last = 0 if first else (await conn.execute(_LAST, {"task_id": revision.task_id})).scalar()
     number = (last or 0) + 1
-    values = revision.model_dump(mode="json", exclude={"at"}) | {"revision": number}
-    await conn.execute(_INSERT, values | {"at": revision.at})
+    # Its diff and snapshot are JSON values already (`tasks.revisions.definition`).
+    values = {name: getattr(revision, name) for name in _COLUMNS} | {"revision": number}
+    await conn.execute(_INSERT, values)
     if number > keep:  # else none is old enough to go (a create is number 1): no statement
         await conn.execute(
             delete(RevisionRow)

@@ -4,7 +4,6 @@ All problems are reported at once, each naming the field, the bad value and the 
 operator may still fix (a secret, the API key, a refused host) is accepted with a warning
 (`tasks/readiness.py`)."""
 
-import json
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -209,7 +208,7 @@ def _check_notify(notify: NotifyPolicy) -> list[InvalidInput]:
 
 
 def _check_size(fields: TaskFields) -> list[InvalidInput]:
-    size = len(json.dumps(fields.model_dump(mode="json")))
+    size = len(fields.model_dump_json().encode())  # compact UTF-8, as it is stored and sent
     if size > MAX_SPEC_BYTES:
         return [
             InvalidInput(
