@@ -161,6 +161,14 @@ def next_fire_times(
 ) -> list[datetime]:
     """Up to `count` successive fires strictly after `after`, in UTC, oldest first."""
     fires: list[datetime] = []
+    if isinstance(trigger, CronTrigger):  # the cron and its zone read once, not per fire
+        _require_aware(after=after, anchor=anchor)
+        spec, zone = _cron_spec(trigger), ZoneInfo(trigger_timezone(trigger, tz))
+        fire: datetime | None = after
+        while len(fires) < count and fire is not None:
+            fire = _next_cron(spec, fire, zone)
+            fires += [fire] if fire is not None else []
+        return fires
     while len(fires) < count:
         previous = fires[-1] if fires else after
         fire = next_fire_time(trigger, after=previous, tz=tz, anchor=anchor)
@@ -262,6 +270,8 @@ def _cron_between(
 def wall_to_instant(wall: datetime, zone: ZoneInfo) -> datetime:
     """The UTC instant a naive wall time in `zone` fires at: its first occurrence when the clock
     repeats it, the end of the gap when the clock skips it."""
+    if zone.key == "UTC":  # no gap, no repeated hour
+        return wall.replace(tzinfo=UTC)
     first = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
     if first.astimezone(zone).replace(tzinfo=None) == wall:
         return first

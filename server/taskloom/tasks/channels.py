@@ -27,6 +27,8 @@ NO_DESKTOP_FIX = (
 async def check_channels(fields: TaskFields) -> tuple[list[InvalidInput], list[FieldWarning]]:
     """(mistakes, warnings) of the task's notification channels."""
     urls = list(_literal_urls(fields))
+    if not urls:  # the usual task: no Apprise URL to check
+        return [], _desktop_warnings(fields)
     found = await asyncio.gather(*(check(url) for _, url in urls))
     secrets = await asyncio.gather(*(credential(url) for _, url in urls))
     errors: list[InvalidInput] = []

@@ -111,6 +111,8 @@ def _missing_api_key(fields: TaskFields, settings: Settings) -> list[FieldWarnin
 
 async def _refused_hosts(fields: TaskFields, settings: Settings) -> list[FieldWarning]:
     targets = list(_urls(fields))
+    if not targets:  # the usual task: nothing to resolve
+        return []
     allow = AllowList.parse(settings.http_allow_hosts)
     found = await asyncio.gather(*(_host_problem(url, allow) for _, url in targets))
     return [
