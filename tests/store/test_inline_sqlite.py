@@ -6,9 +6,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import bindparam, func, insert, select
 
-from taskloom.errors import NameTaken
+from taskloom.errors import NameTaken, StoreUnavailable
 from taskloom.store import inline_sqlite
 from taskloom.store.database import bump
 from taskloom.store.records import TASKS
@@ -123,5 +123,30 @@ async def test_a_direct_statement_refused_by_sqlite_is_our_error(tmp_path: Path)
                 await conn.execute(insert(TASKS), TaskRow.values(make_task(1, name="DIGEST")))
         listed = await store.list_tasks(owner=None)
         assert [t.id for t in listed.items] == [first.id]
+    finally:
+        await store.close()
+
+
+async def test_a_direct_statement_binds_its_own_literals_and_needs_every_parameter(
+    tmp_path: Path,
+) -> None:
+    """A literal the statement holds (`status == 'active'`) is bound with it as SQLAlchemy
+    binds it; a parameter left out is refused before anything runs, not bound as NULL."""
+    store = SqlStore(f"sqlite:///{tmp_path / 'store.db'}")
+    await store.open()
+    try:
+        task = make_task(0)
+        await store.add_task(task, max_per_owner=10)
+        active = (
+            select(func.count())
+            .select_from(TASKS)
+            .where(TASKS.c.status == "active", TASKS.c.owner == bindparam("owner"))
+        )
+        async with store.db.direct() as conn:
+            assert (await conn.execute(active, {"owner": task.owner})).scalar_one() == 1
+            assert (await conn.execute(active, {"owner": "nobody"})).scalar_one() == 0
+        with pytest.raises(StoreUnavailable):  # as SQLAlchemy's own execution is refused
+            async with store.db.direct() as conn:
+                await conn.execute(active, {})
     finally:
         await store.close()

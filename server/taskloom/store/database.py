@@ -117,14 +117,24 @@ class Database:
         """One write transaction like `transaction()`, committed on success, but run straight
         on the driver where the dialect can (`inline_sqlite.Direct`: SQLite; PostgreSQL gets
         an ordinary transaction): for the hottest writes, made of statements built once."""
-        async with self._guard(), self._write_engine().connect() as conn:
+        async with self._guard():
+            conn = await self._write_engine().connect()
             direct = await self.dialect.direct(conn)
             if direct is None:
-                async with conn.begin():
-                    yield conn
-            else:
+                try:
+                    async with conn.begin():
+                        yield conn
+                finally:
+                    await conn.__aexit__(None, None, None)  # as `async with conn` closes it
+                return
+            try:
                 async with direct.transaction():
                     yield direct
+            finally:
+                # Closed in place, not in a task of its own as `async with conn` does so that
+                # a cancellation cannot cut it short: nothing in an inline SQLite connection's
+                # close waits, so none can reach it.
+                await conn.close()
 
     def _read_engine(self) -> AsyncEngine:
         if self._engine is None:

@@ -237,19 +237,26 @@ class Compiled:
     def __init__(self, statement: ClauseElement, keys: tuple[str, ...], dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect, column_keys=list(keys))
         assert isinstance(compiled, SQLCompiler)
-        self.compiled = compiled
         self.sql = compiled.string
-        self.order = tuple(compiled.positiontup or ())
-        self.convert = tuple(
-            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
-            for name in self.order
+        order = tuple(compiled.positiontup or ())
+        # Each parameter is a value given by its name, or one the statement holds itself (a
+        # literal in a WHERE clause): what `construct_params` would look up on every call.
+        compiled.construct_params(dict.fromkeys(keys))  # raises for a parameter left out
+        fixed = compiled.construct_params(_check=False)
+        self.parts = tuple(
+            (
+                name in keys,
+                name if name in keys else fixed[name],
+                compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect),
+            )
+            for name in order
         )
 
     def arguments(self, params: Mapping[str, Any]) -> list[Any]:
-        values = self.compiled.construct_params(dict(params))
+        values = (params[given] if named else given for named, given, _ in self.parts)
         return [
             value if convert is None else convert(value)
-            for value, convert in zip((values[n] for n in self.order), self.convert, strict=True)
+            for value, (_, _, convert) in zip(values, self.parts, strict=True)
         ]
 
 
