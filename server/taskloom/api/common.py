@@ -10,7 +10,7 @@ from fastmcp.exceptions import ValidationError as ArgumentError
 from fastmcp.server.dependencies import get_access_token
 from fastmcp.server.middleware import Middleware, MiddlewareContext
 from fastmcp.tools import ToolResult
-from mcp_types import TextContent
+from mcp_types import ContentBlock, TextContent
 from pydantic import BaseModel, Field, ValidationError
 
 from taskloom.api.bounded import FRAME, Place, bound, dumps, shorten_lists, slice_of
@@ -128,7 +128,10 @@ def _wire_size_of(text: str) -> int:
 def tool_result(data: dict[str, Any], text: str | None = None) -> ToolResult:
     """`text`: `data`'s JSON when the caller has it already."""
     text = dumps(data) if text is None else text
-    return ToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
+    # Built without FastMCP's conversions: `data` is JSON values already (its text was just
+    # made from it), which ToolResult() would walk and copy once more.
+    content: list[ContentBlock] = [TextContent(type="text", text=text)]
+    return ToolResult.model_construct(content=content, structured_content=data)
 
 
 def _whole(s: Services, data: dict[str, Any]) -> ToolResult | None:
