@@ -150,3 +150,44 @@ async def test_a_direct_statement_binds_its_own_literals_and_needs_every_paramet
                 await conn.execute(active, {})
     finally:
         await store.close()
+
+
+async def test_this_process_writers_take_turns_with_the_direct_create(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A create (its own connection) waits for this process's write in progress on the pool's
+    connection: its turn comes when that one commits, with no busy wait in SQLite (no
+    statement had to wait for the file's lock in a thread), and both land."""
+    store = SqlStore(f"sqlite:///{tmp_path / 'store.db'}")
+    await store.open()
+    waited_in_thread = []
+    patiently = inline_sqlite.InlineConnection._patiently
+
+    def noted(self: inline_sqlite.InlineConnection, *args: object) -> object:
+        waited_in_thread.append(args)
+        return patiently(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(inline_sqlite.InlineConnection, "_patiently", noted)
+    try:
+        holding, release = asyncio.Event(), asyncio.Event()
+
+        async def long_write() -> None:
+            async with store.write() as s:
+                await bump(s)
+                holding.set()
+                await release.wait()
+
+        writing = asyncio.create_task(long_write())
+        await asyncio.wait_for(holding.wait(), 60)
+        task = make_task(0)
+        create = asyncio.create_task(store.add_task(task, max_per_owner=10))
+        for _ in range(20):  # the create waits for its turn, whatever the loop does meanwhile
+            await asyncio.sleep(0.01)
+        assert not create.done()
+        release.set()
+        await asyncio.wait_for(asyncio.gather(writing, create), 60)
+        assert await store.get_task(task.id) == task
+        assert await store.tasks_revision() == 2  # the write's bump and the create's
+        assert waited_in_thread == []
+    finally:
+        await store.close()

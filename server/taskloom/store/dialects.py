@@ -9,6 +9,7 @@ serialises what PostgreSQL serialises with row locks and advisory locks.
 """
 
 import json
+import sqlite3
 import zlib
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +19,7 @@ from sqlalchemy import Table, event, func, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.selectable import Select
 
@@ -26,6 +28,19 @@ from taskloom.store import inline_sqlite, wal
 BUSY_TIMEOUT_MS = 30_000
 MIGRATION_LOCK = 7300501
 S = TypeVar("S", bound=Select[Any])
+
+
+def _set_up(cursor: Any, *, inline: bool) -> None:
+    """The settings of each SQLite connection (`cursor`: a DB-API cursor or connection)."""
+    # Takes effect only on a new, empty file (an older one keeps its mode until a VACUUM):
+    # pruned runs' pages are then given back batch by batch (store/retention).
+    cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    if not inline:  # inline, a busy database is waited for in a thread instead
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    else:  # checkpoints happen off the request path (store/wal.py)
+        cursor.execute(f"PRAGMA wal_autocheckpoint={wal.AUTOCHECKPOINT_PAGES}")
+    cursor.execute("PRAGMA synchronous=NORMAL")
 
 
 def json_text(value: Any) -> str:
@@ -73,9 +88,15 @@ class Dialect:
         """What keeps the database's log short in the background while the store is open."""
         return None
 
-    async def direct(self, conn: AsyncConnection) -> "inline_sqlite.Direct | None":
-        """What runs a transaction on `conn` (not begun) with the least per statement: the
-        driver directly where the dialect can (SQLite in place), else None (`conn` does)."""
+    @property
+    def serial_writes(self) -> bool:
+        """Whether this process's writers take turns (`Database` holds them to one at a time):
+        SQLite has one writer at a time anyway."""
+        return False
+
+    def direct_connection(self) -> "inline_sqlite.InlineConnection | None":
+        """A connection of its own for the hottest writes (`Database.direct`), where the
+        dialect runs statements straight on the driver (SQLite in place); else None."""
         return None
 
     async def lock_key(self, conn: AsyncConnection, namespace: int, key: str) -> None:
@@ -108,9 +129,7 @@ class SqliteDialect(Dialect):
         return self._engine(immediate=False), self._engine(immediate=True)
 
     def _engine(self, *, immediate: bool) -> AsyncEngine:
-        # Writers of this process queue for one connection (an asyncio wait) instead of racing
-        # for the file lock in SQLite's busy handler, whose sleeps (up to 100 ms each) cut a
-        # burst of runs to ~80/s; other processes still wait in the busy handler.
+        # One connection for the writers, who take turns (`Database`, `serial_writes`).
         pool: dict[str, Any] = (
             {"pool_size": 1, "max_overflow": 0, "pool_timeout": BUSY_TIMEOUT_MS / 1000}
             if immediate
@@ -134,15 +153,7 @@ class SqliteDialect(Dialect):
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
             dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
             cursor = dbapi_connection.cursor()
-            # Takes effect only on a new, empty file (an older one keeps its mode until a
-            # VACUUM): pruned runs' pages are then given back batch by batch (store/retention).
-            cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
-            cursor.execute("PRAGMA journal_mode=WAL")
-            if not inline:  # inline, a busy database is waited for in a thread instead
-                cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            else:  # checkpoints happen off the request path (store/wal.py)
-                cursor.execute(f"PRAGMA wal_autocheckpoint={wal.AUTOCHECKPOINT_PAGES}")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            _set_up(cursor, inline=inline)
             cursor.close()
 
         @event.listens_for(engine.sync_engine, "begin")
@@ -154,15 +165,24 @@ class SqliteDialect(Dialect):
     def upsert(self, table: Table) -> Any:
         return sqlite_insert(table)
 
+    @property
+    def serial_writes(self) -> bool:
+        return True
+
+    def direct_connection(self) -> "inline_sqlite.InlineConnection | None":
+        database = make_url(self.url).database
+        if not database or database == ":memory:":
+            return None  # ":memory:" goes through aiosqlite, one database per connection
+        try:
+            conn = inline_sqlite.open_connection(database)
+            _set_up(conn, inline=True)
+        except sqlite3.Error as exc:  # as SQLAlchemy's pool raises it: the store explains it
+            raise DBAPIError.instance("connect", [], exc, sqlite3.Error) from exc
+        return inline_sqlite.InlineConnection(conn, BUSY_TIMEOUT_MS, interruptible=False)
+
     def checkpointer(self) -> "wal.Checkpointer | None":
         database = make_url(self.url).database
         return wal.Checkpointer(database) if database and database != ":memory:" else None
-
-    async def direct(self, conn: AsyncConnection) -> "inline_sqlite.Direct | None":
-        raw = await conn.get_raw_connection()
-        if isinstance(raw.driver_connection, inline_sqlite.InlineConnection):
-            return inline_sqlite.Direct(raw.driver_connection, conn.dialect)
-        return None  # ":memory:" goes through aiosqlite
 
     def problem(self) -> str | None:
         from taskloom.store.reachability import sqlite_problem

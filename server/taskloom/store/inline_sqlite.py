@@ -217,13 +217,16 @@ def connector(database: str, busy_timeout_ms: int, *, reads: bool) -> Callable[[
     engine, whose long statements move to a thread)."""
 
     async def connect() -> InlineConnection:
-        # busy_timeout 0 here: a busy database is waited for in a thread, never on the loop.
-        conn = sqlite3.connect(
-            database, timeout=0, isolation_level=None, check_same_thread=False, uri=False
-        )
-        return InlineConnection(conn, busy_timeout_ms, interruptible=reads)
+        return InlineConnection(open_connection(database), busy_timeout_ms, interruptible=reads)
 
     return connect
+
+
+def open_connection(database: str) -> sqlite3.Connection:
+    # busy_timeout 0 here: a busy database is waited for in a thread, never on the loop.
+    return sqlite3.connect(
+        database, timeout=0, isolation_level=None, check_same_thread=False, uri=False
+    )
 
 
 # -- statements straight to the driver ------------------------------------------------------------

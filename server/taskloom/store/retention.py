@@ -89,7 +89,7 @@ class RetentionStore:
         operating system, in a write of its own (a no-op in the other modes)."""
         if self.db.dialect.name != "sqlite":
             return
-        async with self.db._guard(), self.db._write_engine().connect() as conn:
+        async with self.db.writer() as conn:
             raw = (await conn.get_raw_connection()).driver_connection
             assert raw is not None
             if (await (await raw.execute("PRAGMA auto_vacuum")).fetchone()) != (2,):
@@ -128,16 +128,15 @@ class RetentionStore:
 
     async def vacuum(self) -> None:
         """Give the free space back to the operating system now (see the module docstring)."""
-        engine = self.db._write_engine()
         if self.db.dialect.name == "sqlite":
-            async with self.db._guard(), engine.connect() as conn:
+            async with self.db.writer() as conn:
                 raw = await conn.get_raw_connection()
                 # VACUUM cannot run in a transaction; the switch to incremental takes effect
                 # with it, so later prunes give space back batch by batch.
                 await raw.driver_connection.execute("PRAGMA auto_vacuum=INCREMENTAL")  # type: ignore[union-attr]
                 await raw.driver_connection.execute("VACUUM")  # type: ignore[union-attr]
             return
-        auto = engine.execution_options(isolation_level="AUTOCOMMIT")
+        auto = self.db._write_engine().execution_options(isolation_level="AUTOCOMMIT")
         async with self.db._guard(), auto.connect() as conn:
             await conn.execute(text("VACUUM (ANALYZE) runs, step_results"))
 
