@@ -28,23 +28,25 @@ class StepToolInfo(BaseModel):
 class StepCatalog:
     builtins: dict[str, StepTool]
     upstream: "UpstreamPool | None" = None
-    _schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Each built-in tool's info, made once: its schema is generated and validated once, not
+    # at every step of every create that names the tool.
+    _infos: dict[str, StepToolInfo] = field(default_factory=dict)
 
     def builtin(self, name: str) -> StepTool | None:
         return self.builtins.get(name)
 
     def builtin_info(self, tool: StepTool) -> StepToolInfo:
-        schema = self._schemas.get(tool.name)
-        if schema is None:
-            schema = self._schemas[tool.name] = tool.args_model.model_json_schema()
-        return StepToolInfo(
-            name=tool.name,
-            source="builtin",
-            description=tool.description,
-            input_schema=schema,
-            read_only=tool.read_only,
-            open_world=tool.open_world,
-        )
+        info = self._infos.get(tool.name)
+        if info is None:
+            info = self._infos[tool.name] = StepToolInfo(
+                name=tool.name,
+                source="builtin",
+                description=tool.description,
+                input_schema=tool.args_model.model_json_schema(),
+                read_only=tool.read_only,
+                open_world=tool.open_world,
+            )
+        return info
 
     async def list(self, *, include_upstream: bool = True) -> list[StepToolInfo]:
         tools = [self.builtin_info(t) for t in self.builtins.values()]
