@@ -135,10 +135,9 @@ class SqliteDialect(Dialect):
             if immediate
             else {}
         )
-        database = make_url(self.url).database
-        inline = bool(database) and database != ":memory:"
-        if inline:  # statements run on the loop's thread, not via aiosqlite's: see inline_sqlite
-            assert database is not None
+        database = self._inline_file()
+        inline = database is not None
+        if database is not None:  # statements run on the loop's thread: see inline_sqlite
             connect = inline_sqlite.connector(database, BUSY_TIMEOUT_MS, reads=not immediate)
             pool["async_creator"] = connect
         engine = create_async_engine(
@@ -169,10 +168,16 @@ class SqliteDialect(Dialect):
     def serial_writes(self) -> bool:
         return True
 
-    def direct_connection(self) -> "inline_sqlite.InlineConnection | None":
+    def _inline_file(self) -> str | None:
+        """The database file, whose statements run in place (`inline_sqlite`); None for
+        ":memory:", which goes through aiosqlite (one database per connection)."""
         database = make_url(self.url).database
-        if not database or database == ":memory:":
-            return None  # ":memory:" goes through aiosqlite, one database per connection
+        return database if database and database != ":memory:" else None
+
+    def direct_connection(self) -> "inline_sqlite.InlineConnection | None":
+        database = self._inline_file()
+        if database is None:
+            return None
         try:
             conn = inline_sqlite.open_connection(database)
             _set_up(conn, inline=True)
@@ -181,8 +186,8 @@ class SqliteDialect(Dialect):
         return inline_sqlite.InlineConnection(conn, BUSY_TIMEOUT_MS, interruptible=False)
 
     def checkpointer(self) -> "wal.Checkpointer | None":
-        database = make_url(self.url).database
-        return wal.Checkpointer(database) if database and database != ":memory:" else None
+        database = self._inline_file()
+        return wal.Checkpointer(database) if database is not None else None
 
     def problem(self) -> str | None:
         from taskloom.store.reachability import sqlite_problem
