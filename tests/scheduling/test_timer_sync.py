@@ -2,7 +2,7 @@
 process's through the revision poll (a rebuild)."""
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 from taskloom.domain.tasks import TaskSpec
@@ -159,6 +159,28 @@ async def test_an_instant_fires_every_task_armed_at_it_once(tmp_path: Path) -> N
         await asyncio.sleep(0.2)  # nothing else goes off
         assert went_off == [("tsk_1", soon), ("tsk_2", soon)]
         assert timer.armed == {"tsk_moved": soon + timedelta(hours=1)}
+        assert len(timer.aps.get_jobs()) == 1
+    finally:
+        await services.stop()
+
+
+async def test_one_instant_written_with_two_offsets_is_one_timer(tmp_path: Path) -> None:
+    services = build_services(make_settings(tmp_path), timing=Timing(poll_s=0.05))
+    await services.start()
+    try:
+        scheduler = services.scheduler
+        assert scheduler is not None
+        timer = scheduler._timer
+        assert timer is not None
+        at = datetime.now(UTC) + timedelta(hours=3)
+        paris = at.astimezone(timezone(timedelta(hours=1)))
+        scheduler._set_timer("tsk_utc", at)
+        scheduler._set_timer("tsk_paris", paris)
+        assert len(timer.aps.get_jobs()) == 1
+        scheduler._set_timer("tsk_utc", None)
+        scheduler._set_timer("tsk_paris", None)  # the last one out, written differently
+        assert timer.aps.get_jobs() == []
+        scheduler._set_timer("tsk_again", paris)  # a new timer, not a clash with a stale one
         assert len(timer.aps.get_jobs()) == 1
     finally:
         await services.stop()

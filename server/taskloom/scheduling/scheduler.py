@@ -444,7 +444,9 @@ class Timer:
         earliest = self.jobs.get_next_run_time()
         self.quiet = earliest is not None and earliest <= at
         try:
-            self.aps.add_job(self._come, "date", run_date=at, args=[at], id=at.isoformat())
+            self.aps.add_job(
+                self._come, "date", run_date=at, args=[at], id=_job_id(at), replace_existing=True
+            )
         finally:
             self.quiet = False
 
@@ -452,11 +454,16 @@ class Timer:
         emptied = self.instants.remove(task_id)
         if emptied is not None:
             with contextlib.suppress(Exception):  # gone off meanwhile: nothing to remove
-                self.aps.remove_job(emptied.isoformat())
+                self.aps.remove_job(_job_id(emptied))
 
     def _come(self, at: datetime) -> None:
         for task_id in self.instants.come(at):
             self.went_off(task_id, at)
+
+
+def _job_id(at: datetime) -> str:
+    """An instant's job: the same for every offset it is written with."""
+    return at.astimezone(UTC).isoformat()
 
 
 def _quiet_scheduler(quiet: Callable[[], bool]) -> "type[AsyncIOScheduler]":

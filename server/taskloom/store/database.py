@@ -69,7 +69,11 @@ class Database:
             await checkpointer.stop()
         direct, self._direct = self._direct, None
         if direct is not None:
-            direct.stop()
+            try:  # not under a create still writing on it
+                async with self._writing():
+                    direct.stop()
+            except TimeoutError:
+                direct.stop()
         engines, self._engine, self._writer = {self._engine, self._writer} - {None}, None, None
         async with self._guard():
             for engine in engines:
@@ -241,7 +245,7 @@ def _unbindable(exc: BaseException) -> Exception | None:
     that is no JSON): the caller's mistake, not the database's, so it is raised as it is."""
     if isinstance(exc, StatementError) and not isinstance(exc, DBAPIError):
         orig = exc.orig
-        if isinstance(orig, Exception) and not isinstance(orig, SQLAlchemyError):
+        if isinstance(orig, Exception) and not isinstance(orig, SQLAlchemyError | OSError):
             return orig
     return None
 
