@@ -2,11 +2,14 @@
 process's through the revision poll (a rebuild)."""
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
+
 from taskloom.domain.tasks import TaskSpec
-from taskloom.scheduling.scheduler import Instants, Scheduler, Timing
+from taskloom.scheduling.scheduler import Instants, Scheduler, Timer, Timing
 from taskloom.services import build_services
 from taskloom.store.sql import SqlStore
 from tests.conftest import make_settings
@@ -22,6 +25,20 @@ SPEC = {
 def timer_of(scheduler: Scheduler, task_id: str) -> object:
     assert scheduler._timer is not None
     return scheduler._timer.armed.get(task_id)
+
+
+@pytest.fixture
+async def running(tmp_path: Path) -> AsyncIterator[tuple[Scheduler, Timer]]:
+    """A started scheduler (polling every 50 ms) and its timer."""
+    services = build_services(make_settings(tmp_path), timing=Timing(poll_s=0.05))
+    await services.start()
+    try:
+        scheduler = services.scheduler
+        assert scheduler is not None
+        assert scheduler._timer is not None
+        yield scheduler, scheduler._timer
+    finally:
+        await services.stop()
 
 
 async def test_own_changes_need_no_rebuild_and_others_get_one(db_url: str, tmp_path: Path) -> None:
@@ -76,45 +93,37 @@ async def test_own_changes_need_no_rebuild_and_others_get_one(db_url: str, tmp_p
 
 
 async def test_a_timer_later_than_the_earliest_wakes_nothing_and_an_earlier_one_fires(
-    tmp_path: Path,
+    running: tuple[Scheduler, Timer],
 ) -> None:
     """APScheduler recomputes its own timer only for a job earlier than its earliest one (a
     wake-up per create re-armed it for nothing); a job later than that one stays armed, and an
     earlier one goes off on time."""
-    services = build_services(make_settings(tmp_path), timing=Timing(poll_s=0.05))
-    await services.start()
-    try:
-        scheduler = services.scheduler
-        assert scheduler is not None
-        timer = scheduler._timer
-        assert timer is not None
-        wakeups = 0
-        wakeup = timer.aps.wakeup
+    scheduler, timer = running
+    wakeups = 0
+    wakeup = timer.aps.wakeup
 
-        def counted() -> None:  # the wake-ups that recompute APScheduler's timer
-            nonlocal wakeups
-            wakeups += 0 if timer.quiet else 1
-            wakeup()
+    def counted() -> None:  # the wake-ups that recompute APScheduler's timer
+        nonlocal wakeups
+        wakeups += 0 if timer.quiet else 1
+        wakeup()
 
-        timer.aps.wakeup = counted  # type: ignore[method-assign]
-        went_off: list[str] = []
-        timer.went_off = lambda task_id, at: went_off.append(task_id)
-        now = datetime.now(UTC)
-        scheduler._set_timer("tsk_hour", now + timedelta(hours=1))
-        woken = wakeups
-        scheduler._set_timer("tsk_two_hours", now + timedelta(hours=2))
-        assert wakeups == woken  # later than the earliest: APScheduler's timer stands
-        assert timer_of(scheduler, "tsk_two_hours") is not None
-        scheduler._set_timer("tsk_soon", datetime.now(UTC) + timedelta(milliseconds=200))
-        assert wakeups == woken + 1
+    timer.aps.wakeup = counted  # type: ignore[method-assign]
+    went_off: list[str] = []
+    timer.went_off = lambda task_id, at: went_off.append(task_id)
+    now = datetime.now(UTC)
+    scheduler._set_timer("tsk_hour", now + timedelta(hours=1))
+    woken = wakeups
+    scheduler._set_timer("tsk_two_hours", now + timedelta(hours=2))
+    assert wakeups == woken  # later than the earliest: APScheduler's timer stands
+    assert timer_of(scheduler, "tsk_two_hours") is not None
+    scheduler._set_timer("tsk_soon", datetime.now(UTC) + timedelta(milliseconds=200))
+    assert wakeups == woken + 1
 
-        async def fired() -> bool:
-            return went_off == ["tsk_soon"]
+    async def fired() -> bool:
+        return went_off == ["tsk_soon"]
 
-        await wait_until(fired, 30, what="the earlier timer to go off")
-        assert timer_of(scheduler, "tsk_hour") is not None
-    finally:
-        await services.stop()
+    await wait_until(fired, 30, what="the earlier timer to go off")
+    assert timer_of(scheduler, "tsk_hour") is not None
 
 
 def test_tasks_due_at_one_instant_share_its_timer() -> None:
@@ -135,52 +144,40 @@ def test_tasks_due_at_one_instant_share_its_timer() -> None:
     assert instants.come(later) == []
 
 
-async def test_an_instant_fires_every_task_armed_at_it_once(tmp_path: Path) -> None:
-    services = build_services(make_settings(tmp_path), timing=Timing(poll_s=0.05))
-    await services.start()
-    try:
-        scheduler = services.scheduler
-        assert scheduler is not None
-        timer = scheduler._timer
-        assert timer is not None
-        went_off: list[tuple[str, datetime]] = []
-        timer.went_off = lambda task_id, at: went_off.append((task_id, at))
-        soon = datetime.now(UTC) + timedelta(milliseconds=300)
-        for task_id in ("tsk_1", "tsk_2", "tsk_3", "tsk_moved"):
-            scheduler._set_timer(task_id, soon)
-        scheduler._set_timer("tsk_moved", soon + timedelta(hours=1))
-        scheduler._set_timer("tsk_3", None)
-        assert len(timer.aps.get_jobs()) == 2  # one per instant, not per task
+async def test_an_instant_fires_every_task_armed_at_it_once(
+    running: tuple[Scheduler, Timer],
+) -> None:
+    scheduler, timer = running
+    went_off: list[tuple[str, datetime]] = []
+    timer.went_off = lambda task_id, at: went_off.append((task_id, at))
+    soon = datetime.now(UTC) + timedelta(milliseconds=300)
+    for task_id in ("tsk_1", "tsk_2", "tsk_3", "tsk_moved"):
+        scheduler._set_timer(task_id, soon)
+    scheduler._set_timer("tsk_moved", soon + timedelta(hours=1))
+    scheduler._set_timer("tsk_3", None)
+    assert len(timer.aps.get_jobs()) == 2  # one per instant, not per task
 
-        async def fired() -> bool:
-            return len(went_off) >= 2
+    async def fired() -> bool:
+        return len(went_off) >= 2
 
-        await wait_until(fired, 30, what="the shared instant to go off")
-        await asyncio.sleep(0.2)  # nothing else goes off
-        assert went_off == [("tsk_1", soon), ("tsk_2", soon)]
-        assert timer.armed == {"tsk_moved": soon + timedelta(hours=1)}
-        assert len(timer.aps.get_jobs()) == 1
-    finally:
-        await services.stop()
+    await wait_until(fired, 30, what="the shared instant to go off")
+    await asyncio.sleep(0.2)  # nothing else goes off
+    assert went_off == [("tsk_1", soon), ("tsk_2", soon)]
+    assert timer.armed == {"tsk_moved": soon + timedelta(hours=1)}
+    assert len(timer.aps.get_jobs()) == 1
 
 
-async def test_one_instant_written_with_two_offsets_is_one_timer(tmp_path: Path) -> None:
-    services = build_services(make_settings(tmp_path), timing=Timing(poll_s=0.05))
-    await services.start()
-    try:
-        scheduler = services.scheduler
-        assert scheduler is not None
-        timer = scheduler._timer
-        assert timer is not None
-        at = datetime.now(UTC) + timedelta(hours=3)
-        paris = at.astimezone(timezone(timedelta(hours=1)))
-        scheduler._set_timer("tsk_utc", at)
-        scheduler._set_timer("tsk_paris", paris)
-        assert len(timer.aps.get_jobs()) == 1
-        scheduler._set_timer("tsk_utc", None)
-        scheduler._set_timer("tsk_paris", None)  # the last one out, written differently
-        assert timer.aps.get_jobs() == []
-        scheduler._set_timer("tsk_again", paris)  # a new timer, not a clash with a stale one
-        assert len(timer.aps.get_jobs()) == 1
-    finally:
-        await services.stop()
+async def test_one_instant_written_with_two_offsets_is_one_timer(
+    running: tuple[Scheduler, Timer],
+) -> None:
+    scheduler, timer = running
+    at = datetime.now(UTC) + timedelta(hours=3)
+    paris = at.astimezone(timezone(timedelta(hours=1)))
+    scheduler._set_timer("tsk_utc", at)
+    scheduler._set_timer("tsk_paris", paris)
+    assert len(timer.aps.get_jobs()) == 1
+    scheduler._set_timer("tsk_utc", None)
+    scheduler._set_timer("tsk_paris", None)  # the last one out, written differently
+    assert timer.aps.get_jobs() == []
+    scheduler._set_timer("tsk_again", paris)  # a new timer, not a clash with a stale one
+    assert len(timer.aps.get_jobs()) == 1
