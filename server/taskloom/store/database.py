@@ -68,12 +68,11 @@ class Database:
         if checkpointer is not None:
             await checkpointer.stop()
         direct, self._direct = self._direct, None
-        if direct is not None:
-            try:  # not under a create still writing on it
-                async with self._writing():
-                    direct.stop()
-            except TimeoutError:
-                direct.stop()
+        if direct is not None and not (self._turn is not None and self._turn.locked()):
+            direct.stop()
+        # Else a write is in progress, perhaps on it: closing it under that write would block
+        # the loop until the write ends. The write holds the last reference, and the
+        # connection closes when the write lets go of it.
         engines, self._engine, self._writer = {self._engine, self._writer} - {None}, None, None
         async with self._guard():
             for engine in engines:
