@@ -390,7 +390,7 @@ class Instants:
         self._due: dict[datetime, set[str]] = {}  # each armed instant's tasks
 
     def add(self, task_id: str, at: datetime) -> bool:
-        """Arm `task_id` at `at` (no longer at another instant); True if `at` is new."""
+        """Arm `task_id`, not armed (`remove` it first), at `at`; True if `at` is new."""
         self.armed[task_id] = at
         tasks = self._due.setdefault(at, set())
         tasks.add(task_id)
