@@ -19,7 +19,8 @@ What keeps the loop free to serve others:
   roll back their whole transaction): the store's writes are short indexed statements.
 
 `Direct` (below) goes one step further for the hottest write, a create: its transaction runs on
-this connection without SQLAlchemy's per-statement execution, by the same rules.
+an `InlineConnection` of its own (`Database.direct`) without SQLAlchemy's pool or per-statement
+execution, by the same rules.
 """
 
 import asyncio
@@ -282,8 +283,8 @@ class Rows:
 
 
 class Direct:
-    """One write transaction on an `InlineConnection` (checked out of SQLAlchemy's pool, so
-    this process's writers still queue for it), its statements handed to the driver directly:
+    """One write transaction on an `InlineConnection` (the store's direct connection, used in
+    this process's turn to write: `Database.direct`), its statements handed to the driver directly:
     no execution context, events or result objects per statement (~0.1 ms each, four times the
     statement itself). Only for statements built once (compiled forms are kept by statement),
     with plain column values; a driver error is raised as SQLAlchemy's, as its own execution
